@@ -1,0 +1,30 @@
+# The README's quick start: `make demo` and `make test`, each installing what it needs into .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml example_project/pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]" -e ./example_project
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m example_project.demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check trackstar_dagster tests example_project benchmarks
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/transform.py
+	$(PY) benchmarks/writes.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .demo
