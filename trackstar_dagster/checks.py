@@ -1,0 +1,106 @@
+"""pandera and reject results as Dagster asset checks, with structured failure cases (not a text blob).
+
+dagster-pandera pins pandas<3 and drops the failure cases, so this small adapter turns the rows layer's
+plain ``CheckOutcome`` records into ``AssetCheckResult``s: counts per check and column, and a sample table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from trackstar_dagster.metadata import markdown_table
+
+SAMPLE_ROWS = 20
+
+
+def _failures(outcome: Any) -> pd.DataFrame:
+    failures = getattr(outcome, "failures", None)
+    return failures if isinstance(failures, pd.DataFrame) else pd.DataFrame()
+
+
+def failure_counts(outcomes: Sequence[Any]) -> pd.DataFrame:
+    """One row per (check, column) with its failure count, over all outcomes."""
+    frames = []
+    for outcome in outcomes:
+        f = _failures(outcome)
+        if f.empty:
+            continue
+        f = f.copy()
+        if "check" not in f.columns:
+            f["check"] = getattr(outcome, "name", "check")
+        if "column" not in f.columns:
+            f["column"] = None
+        if "count" not in f.columns:
+            f["count"] = 1
+        frames.append(f[["check", "column", "count"]])
+    if not frames:
+        return pd.DataFrame({"check": pd.Series(dtype="string"), "column": pd.Series(dtype="string"),
+                             "failures": pd.Series(dtype="int64")})
+    allf = pd.concat(frames, ignore_index=True)
+    allf["column"] = allf["column"].astype("string").fillna("(frame)")
+    return (allf.groupby(["check", "column"], dropna=False)["count"].sum().rename("failures")
+            .reset_index().sort_values("failures", ascending=False, ignore_index=True))
+
+
+def rows_valid_result(
+    asset_key: dg.AssetKey, check_name: str, outcomes: Sequence[Any], *, n_rows: int
+) -> dg.AssetCheckResult:
+    """Passed when every validation outcome passed; WARN otherwise, with counts and a sample of failure cases."""
+    failed = [o for o in outcomes if not getattr(o, "passed", True)]
+    counts = failure_counts(outcomes)
+    n_failures = int(counts["failures"].sum()) if len(counts) else 0
+    failed_rows = 0
+    for o in failed:
+        f = _failures(o)
+        if "index" in f.columns:
+            failed_rows += int(f["index"].nunique())
+    sample = pd.concat([_failures(o).head(SAMPLE_ROWS) for o in failed], ignore_index=True) if failed else pd.DataFrame()
+    metadata: dict[str, Any] = {
+        "rows": dg.MetadataValue.int(n_rows),
+        "failure_cases": dg.MetadataValue.int(n_failures),
+        "pass_rate": dg.MetadataValue.float(1.0 - min(failed_rows, n_rows) / n_rows if n_rows else 1.0),
+        "failures_by_check_and_column": dg.MetadataValue.md(markdown_table(counts, max_rows=50)),
+    }
+    if len(counts):
+        metadata["failures_table"] = dg.MetadataValue.table(
+            records=[dg.TableRecord({"check": str(r.check), "column": str(r.column), "failures": int(r.failures)})
+                     for r in counts.head(50).itertuples()],
+            schema=dg.TableSchema(columns=[dg.TableColumn("check", "string"), dg.TableColumn("column", "string"),
+                                           dg.TableColumn("failures", "int")]),
+        )
+    if not sample.empty:
+        metadata["sample_failure_cases"] = dg.MetadataValue.md(markdown_table(sample.astype(str), max_rows=SAMPLE_ROWS))
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description="; ".join(getattr(o, "description", None) or getattr(o, "name", "") for o in failed) or None,
+    )
+
+
+def reject_share_result(
+    asset_key: dg.AssetKey, check_name: str, rejects: pd.DataFrame, n_records: int, max_share: float
+) -> dg.AssetCheckResult:
+    """ERROR (blocking the write) above ``max_share`` rejected records, WARN when any, pass when none."""
+    rejected = int(rejects["key"].nunique()) if len(rejects) else 0
+    share = rejected / n_records if n_records else 0.0
+    over = share > max_share
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=rejected == 0,
+        severity=dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "rejected_records": dg.MetadataValue.int(rejected),
+            "records": dg.MetadataValue.int(n_records),
+            "reject_share": dg.MetadataValue.float(share),
+            "max_reject_share": dg.MetadataValue.float(max_share),
+        },
+        description=(f"{rejected} of {n_records} records rejected ({share:.1%}; limit {max_share:.0%})" if rejected else None),
+    )
