@@ -1,0 +1,998 @@
+"""The sandbox's HTTP surface: a Starlette app that answers like Trackstar's documentation says it does.
+
+One ``Sandbox`` object holds everything (catalog, write-info docs, connections, store, limits, faults); the
+routes are its methods. All state is touched from the event loop thread only; ``server.SandboxHandle``
+marshals its calls onto that loop.
+
+Choices where the docs are silent (kept simple, and relied on by tests):
+
+- Order of checks on a data request: API key, token (401) -> per-token rate limit (429) -> route (404/501)
+  -> disabled action (403) -> Idempotency-Key (replay/409/400) -> latency -> injected fault -> 404 unknown
+  id -> 422 validation -> store. Replays, 4xx before the key check and rate-limit 429s skip the latency.
+- Idempotency keys are scoped per access token and kept 24 h. Any non-2xx answer releases the key, except
+  commit-then-fail: the record was stored, so the key stays bound to that success and a retry with the same
+  key replays the 200 (``Idempotent-Replayed: true``) instead of writing twice. Hangs and drops release it.
+- ``trackstar_tags[contains]=X`` matches a string tag equal to X, or a one-key ``{k: v}`` tag when X is
+  ``k:v``, ``v`` or ``k``. Other filters: ``field=``/``field[op]=`` with eq, neq, in, nin, contains,
+  not_contains, gt/gte/lt/lte (dates compared as datetimes for ``*_date`` fields) and ``-insensitive``
+  variants; ``ids[in]`` ignores the others. ``limit`` defaults to 1000 and larger values are clamped.
+- ``next_token`` is opaque (it encodes the position of the last item returned).
+- The catalog's 1/min limit (only with ``catalog_limit``) is one budget per API key for the list and one
+  for single-integration calls; write-info is not limited.
+- ``PUT /{vertical}/{resource}/{id}/cancel`` works for any resource the integration can create (sets
+  ``status: "cancelled"``); write-info documents carry no cancel operation.
+- With an access token, write-info sets every ``warehouse_id`` enum to the connection's warehouse ids and
+  replaces placeholder enums (``return_reason`` / ``code``) with its return causes; without one,
+  ``warehouse_id`` gets ``["N/A - Connect an account to see options"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from trackstar_dagster.nulls import find_null_like
+from trackstar_dagster.sandbox.faults import FaultConfig, FaultDecision, FaultInjector
+from trackstar_dagster.sandbox.ratelimits import RateLimits, Verdict
+from trackstar_dagster.sandbox.state import (
+    SANDBOX_INTEGRATION,
+    Connection,
+    ConnectionSpec,
+    Store,
+    canonical_integration,
+    fingerprint,
+    utc_now_iso,
+)
+from trackstar_dagster.schema.openapi import (
+    action_for,
+    is_placeholder_enum,
+    json_types,
+    normalise_schema,
+    operations,
+)
+
+log = logging.getLogger("trackstar_dagster.sandbox")
+access_log = logging.getLogger("trackstar_dagster.sandbox.access")
+
+DATA_DIR = Path(__file__).parent / "data"
+DEFAULT_API_KEY = "sandbox-api-key"
+DEFAULT_CONNECTIONS: dict[str, str] = {
+    "sandbox-token-wms": SANDBOX_INTEGRATION,
+    "sandbox-token-shiphero": "shiphero",
+    "sandbox-token-shipbob": "shipbob",
+}
+PLACEHOLDER = "N/A - Connect an account to see options"
+VERTICALS = ("wms", "cart", "carrier", "freight", "erp")
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+KNOWN_RESOURCES = ("orders", "returns", "products", "inbound-shipments", "kits", "inventory", "warehouses",
+                   "shipping-methods", "warehouse-customers")
+MAX_LIMIT = 1000
+FILTER_RE = re.compile(r"^([A-Za-z0-9_.]+)(?:\[([A-Za-z_-]+)\])?$")
+FILTER_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "nin", "contains", "not_contains",
+              "eq-insensitive", "in-insensitive", "contains-insensitive")
+_UNSET: Any = object()
+
+
+# -- data ------------------------------------------------------------------------------------------------
+def load_data(data_dir: str | Path | None = None) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict]]:
+    """(catalog per integration type, write-info doc per integration name) from a data directory."""
+    root = Path(data_dir) if data_dir else DATA_DIR
+    if not root.is_dir():
+        raise FileNotFoundError(f"sandbox data directory not found: {root}")
+    catalogs: dict[str, list[dict[str, Any]]] = {}
+    for f in sorted(root.glob("catalog-*.json")):
+        obj = json.loads(f.read_text(encoding="utf-8"))
+        catalogs[f.stem[len("catalog-"):]] = obj["data"] if isinstance(obj, dict) else list(obj)
+    docs = {f.stem: json.loads(f.read_text(encoding="utf-8")) for f in sorted((root / "write-info").glob("*.json"))}
+    return catalogs, docs
+
+
+# -- responses -------------------------------------------------------------------------------------------
+def error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """Trackstar's common error shape ``{"error", "origin"}`` (plus any extra keys)."""
+    return JSONResponse({"error": message, "origin": "trackstar", **extra}, status_code=status, headers=headers)
+
+
+def request_id(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+def not_found(request: Request, message: str) -> JSONResponse:
+    """S2's ``HTTPError`` 404 shape: ``{"error", "id"}``."""
+    return error(404, message, id=request_id(request))
+
+
+def validation_error(fields: dict[str, list[str]], location: str = "json") -> JSONResponse:
+    return error(422, "Validation failed", detail={location: fields})
+
+
+class NoResponse(Response):
+    """Sends nothing: the connection was already aborted (the "drop" fault)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+
+# -- validation ------------------------------------------------------------------------------------------
+def _check_datetime(value: object) -> bool:
+    if isinstance(value, str):
+        datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+    return True
+
+
+def _check_date(value: object) -> bool:
+    if isinstance(value, str):
+        date.fromisoformat(value)
+    return True
+
+
+FORMAT_CHECKER = FormatChecker(formats=())
+FORMAT_CHECKER.checks("date-time", raises=ValueError)(_check_datetime)
+FORMAT_CHECKER.checks("date", raises=ValueError)(_check_date)
+
+
+def dotted(path: Any) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def null_path(path: str) -> str:
+    """``line_items[0].sku`` (nulls.find_null_like) -> ``line_items.0.sku`` (422 detail keys)."""
+    return re.sub(r"\[(\d+)\]", r".\1", path)
+
+
+def judge_body(validator: Draft202012Validator, body: Any) -> dict[str, list[str]]:
+    """Field path -> messages: null-like values first, then JSON Schema errors (missing, type, enum, unknown)."""
+    out: dict[str, list[str]] = {}
+
+    def add(path: str, msg: str) -> None:
+        msgs = out.setdefault(path or "_schema", [])
+        if msg not in msgs:
+            msgs.append(msg)
+
+    if not isinstance(body, dict):
+        add("_schema", "Invalid input type: the body must be a JSON object.")
+        return out
+    nulls = {null_path(p) for p in find_null_like(body)}
+    for p in sorted(nulls):
+        add(p, "Field may not be null or empty: leave it out instead.")
+    for err in validator.iter_errors(body):
+        base = dotted(err.absolute_path)
+        if err.validator == "required" and isinstance(err.instance, dict):
+            for name in err.validator_value:
+                if name not in err.instance:
+                    add(f"{base}.{name}" if base else name, "Missing data for required field.")
+        elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            props = err.schema.get("properties") or {}
+            patterns = err.schema.get("patternProperties") or {}
+            for name in err.instance:
+                if name not in props and not any(re.search(p, name) for p in patterns):
+                    add(f"{base}.{name}" if base else name, "Unknown field.")
+        elif base in nulls:
+            continue  # already reported as null-like
+        elif err.validator == "oneOf":
+            add(base, f"Must match exactly one of the allowed shapes: {err.message}")
+        else:
+            add(base, err.message)
+    return out
+
+
+def _doc_with_enums(doc: dict[str, Any], conn: Connection | None) -> dict[str, Any]:
+    """Write-info as a connection sees it (its warehouse ids, return causes) or, without one, with placeholders."""
+    doc = copy.deepcopy(doc)
+
+    def values_for(name: str) -> list[str] | None:
+        if conn is None:
+            return None
+        if name == "warehouse_id":
+            return list(conn.warehouse_ids)
+        if name in ("code", "return_cause_code", "return_cause"):
+            return [c for c, _ in conn.return_causes]
+        if name in ("return_reason", "reason"):
+            return [r for _, r in conn.return_causes]
+        return None
+
+    def apply(name: str, prop: dict[str, Any]) -> None:
+        types, _ = json_types(prop)
+        enum = prop.get("enum")
+        placeholder = is_placeholder_enum(enum) or enum == ["N/A"]
+        if name == "warehouse_id" and (not types or "string" in types):
+            prop["enum"] = values_for(name) or [PLACEHOLDER]
+        elif placeholder and conn is not None:
+            vals = values_for(name)
+            if vals:
+                prop["enum"] = vals
+            else:
+                prop.pop("enum", None)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                for name, prop in props.items():
+                    if isinstance(prop, dict):
+                        apply(name, prop)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    return doc
+
+
+# -- filters and pages -----------------------------------------------------------------------------------
+def _parse_dt(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _lookup(record: dict[str, Any], field_path: str) -> Any:
+    node: Any = record
+    for part in field_path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
+def tag_matches(tags: Any, wanted: str) -> bool:
+    """``trackstar_tags[contains]=X``: a string tag equal to X, or a one-key ``{k: v}`` tag with ``k:v``, v or k == X."""
+    if not isinstance(tags, list):
+        return False
+    for tag in tags:
+        if isinstance(tag, str) and tag == wanted:
+            return True
+        if isinstance(tag, dict):
+            for k, v in tag.items():
+                if wanted in (f"{k}:{v}", _as_text(v), k):
+                    return True
+    return False
+
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def build_filter(field_name: str, op: str, raw: str) -> Predicate:
+    """One ``field[op]=value`` filter as a predicate; ValueError with a message for a bad one."""
+    if op not in FILTER_OPS:
+        raise ValueError(f"Unknown filter operator {op!r}; use one of {', '.join(FILTER_OPS)}.")
+    if field_name == "trackstar_tags":
+        if op not in ("contains", "not_contains", "eq"):
+            raise ValueError("trackstar_tags supports [contains] and [not_contains].")
+        negate = op == "not_contains"
+        return lambda r: tag_matches(r.get("trackstar_tags"), raw) != negate
+    values = raw.split(",") if op.startswith(("in", "nin")) else [raw]
+    if len(values) > 100:
+        raise ValueError("At most 100 values in an [in]/[nin] filter.")
+    if field_name.endswith("_date") and op in ("eq", "neq", "gt", "gte", "lt", "lte"):
+        bound = _parse_dt(raw)
+        if bound is None:
+            raise ValueError(f"Not a valid ISO 8601 datetime: {raw!r}.")
+        cmp = {
+            "eq": lambda a: a == bound, "neq": lambda a: a != bound, "gt": lambda a: a > bound,
+            "gte": lambda a: a >= bound, "lt": lambda a: a < bound, "lte": lambda a: a <= bound,
+        }[op]
+
+        def date_pred(r: dict[str, Any]) -> bool:
+            got = _parse_dt(_lookup(r, field_name))
+            return got is not None and cmp(got)
+
+        return date_pred
+    insensitive = op.endswith("-insensitive")
+    base_op = op.removesuffix("-insensitive")
+    norm: Callable[[str], str] = str.casefold if insensitive else (lambda s: s)
+    wanted = [norm(v) for v in values]
+
+    def pred(r: dict[str, Any]) -> bool:
+        value = _lookup(r, field_name)
+        items = [norm(_as_text(v)) for v in value] if isinstance(value, list) else [norm(_as_text(value))]
+        present = value is not None
+        if base_op == "eq":
+            return present and wanted[0] in items
+        if base_op == "neq":
+            return wanted[0] not in items
+        if base_op == "in":
+            return present and any(i in wanted for i in items)
+        if base_op == "nin":
+            return not any(i in wanted for i in items)
+        if base_op == "contains":
+            return present and any(wanted[0] in i for i in items)
+        if base_op == "not_contains":
+            return not any(wanted[0] in i for i in items)
+        try:  # gt/gte/lt/lte on numbers, else on text
+            a, b = float(_as_text(value)), float(raw)
+        except ValueError:
+            a, b = _as_text(value), raw  # type: ignore[assignment]
+        if not present:
+            return False
+        return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[base_op]
+
+    return pred
+
+
+def encode_page_token(after: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> int:
+    padded = token + "=" * (-len(token) % 4)
+    return int(json.loads(base64.urlsafe_b64decode(padded.encode()))["after"])
+
+
+def parse_limit(raw: str | None) -> int:
+    """``limit``: default and max 1000 (larger values are clamped); ValueError when not a positive integer."""
+    if raw is None or raw == "":
+        return MAX_LIMIT
+    n = int(raw)
+    if n < 1:
+        raise ValueError("limit must be at least 1")
+    return min(n, MAX_LIMIT)
+
+
+def paginate(items: list[Any], keys: list[int], limit: int, page_token: str | None) -> dict[str, Any]:
+    """``{"data", "next_token", "total_count"}`` over items with ascending sort keys; the token is opaque."""
+    after = decode_page_token(page_token) if page_token else -1
+    start = next((i for i, k in enumerate(keys) if k > after), len(items))
+    page = items[start:start + limit]
+    more = start + limit < len(items)
+    next_token = encode_page_token(keys[start + limit - 1]) if more and page else None
+    return {"data": page, "next_token": next_token, "total_count": len(page)}
+
+
+# -- the sandbox -----------------------------------------------------------------------------------------
+@dataclass
+class SandboxSettings:
+    """Everything ``run_sandbox`` and the CLI can set."""
+
+    api_key: str = DEFAULT_API_KEY
+    connections: dict[str, ConnectionSpec | str] | None = None
+    latency: float = 0.0
+    jitter: float = 0.0
+    write_rate: float | None = 50.0
+    read_rate: float | None = 10.0
+    catalog_limit: bool = False
+    faults: FaultConfig | dict[str, Any] | None = None
+    state_file: str | Path | None = None
+    data_dir: str | Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Sandbox:
+    """The whole sandbox: data, connections, store, limits, faults, and the route handlers."""
+
+    def __init__(self, settings: SandboxSettings | None = None) -> None:
+        s = settings or SandboxSettings()
+        self.settings = s
+        self.api_key = s.api_key
+        self.catalogs, self._shipped_docs = load_data(s.data_dir)
+        self.docs = copy.deepcopy(self._shipped_docs)
+        self.doc_version: dict[str, int] = dict.fromkeys(self.docs, 0)
+        conns = DEFAULT_CONNECTIONS if s.connections is None else s.connections
+        self.connections: dict[str, Connection] = {t: Connection.build(t, spec) for t, spec in conns.items()}
+        self.store = Store(s.state_file)
+        self.limits = RateLimits(s.write_rate, s.read_rate)
+        self.catalog_limit = s.catalog_limit
+        faults = s.faults if isinstance(s.faults, FaultConfig) else FaultConfig(**(s.faults or {}))
+        if s.latency or s.jitter:
+            faults = faults.model_copy(update={"latency": s.latency, "jitter": s.jitter})
+        self.faults = FaultInjector(faults)
+        self._doc_cache: dict[tuple[str, int], dict[str, Any]] = {}
+        self._public_docs: dict[tuple[str, int], dict[str, Any]] = {}
+        self._validators: dict[tuple[str, str, int], Draft202012Validator] = {}
+        self.uvicorn_server: Any = None  # set by server.py: needed to drop connections
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+
+    # -- lookups -------------------------------------------------------------------------------------
+    def catalog_entry(self, integration_type: str, name: str) -> dict[str, Any] | None:
+        canon = canonical_integration(name)
+        for entry in self.catalogs.get(integration_type, []):
+            if entry.get("integration_name") == canon:
+                return entry
+        return None
+
+    def any_catalog_entry(self, name: str) -> dict[str, Any] | None:
+        for itype in self.catalogs:
+            entry = self.catalog_entry(itype, name)
+            if entry:
+                return entry
+        return None
+
+    def display_name(self, name: str) -> str:
+        entry = self.any_catalog_entry(name) or {}
+        return entry.get("display_name") or name
+
+    def connection_doc(self, conn: Connection) -> dict[str, Any] | None:
+        canon = conn.canonical_name
+        if canon not in self.docs:
+            return None
+        key = (conn.token, self.doc_version[canon])
+        if key not in self._doc_cache:
+            self._doc_cache[key] = _doc_with_enums(self.docs[canon], conn)
+        return self._doc_cache[key]
+
+    def validator(self, conn: Connection, action: str) -> Draft202012Validator:
+        canon = conn.canonical_name
+        key = (conn.token, action, self.doc_version[canon])
+        v = self._validators.get(key)
+        if v is None:
+            doc = self.connection_doc(conn)
+            assert doc is not None
+            v = self._validators[key] = Draft202012Validator(normalise_schema(doc, action),
+                                                             format_checker=FORMAT_CHECKER)
+        return v
+
+    def available_actions(self, conn: Connection) -> list[str]:
+        entry = self.catalog_entry(conn.integration_type, conn.integration_name) or {}
+        return [a for a in entry.get("available_actions", []) if a not in conn.disabled_actions]
+
+    def connection_info(self, conn: Connection) -> dict[str, Any]:
+        return {
+            "connection_id": conn.connection_id,
+            "integration_name": conn.integration_name,
+            "integration_type": conn.integration_type,
+            "integration_display_name": self.display_name(conn.integration_name),
+            "customer_id": conn.customer_id,
+            "created_at": conn.created_at,
+            "last_used": conn.last_used,
+            "times_used": conn.times_used,
+            "available_actions": self.available_actions(conn),
+            "webhooks_disabled": False,
+            "sync_schedules": [],
+            "errors": [],
+            "historical_sync_completed": {},
+        }
+
+    # -- admin operations (event loop thread) --------------------------------------------------------
+    def configure(
+        self,
+        latency: float | None = None,
+        jitter: float | None = None,
+        write_rate: float | None = _UNSET,
+        read_rate: float | None = _UNSET,
+        faults: FaultConfig | dict[str, Any] | None = None,
+        catalog_limit: bool | None = None,
+        rates: dict[str, float | None] | None = None,
+    ) -> dict[str, Any]:
+        """Change behaviour while running. A FaultConfig replaces the faults (latency/jitter kept unless it sets
+        them); a dict updates only the fields it names."""
+        if isinstance(faults, FaultConfig):
+            current = self.faults.config
+            keep = {k: getattr(current, k) for k in ("latency", "jitter") if k not in faults.model_fields_set}
+            self.faults.configure(faults.model_copy(update=keep))
+        elif isinstance(faults, dict):
+            self.faults.configure(None, **faults)
+        if latency is not None or jitter is not None:
+            self.faults.configure(None, latency=latency, jitter=jitter)
+        rates = dict(rates or {})
+        if write_rate is not _UNSET:
+            rates["write"] = write_rate
+        if read_rate is not _UNSET:
+            rates["read"] = read_rate
+        for kind, rate in rates.items():
+            self.limits.set_rate(kind, rate)
+        if catalog_limit is not None:
+            self.catalog_limit = catalog_limit
+        return self.describe()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "faults": self.faults.config.model_dump(),
+            "write_rate": self.limits.rates.get("write"),
+            "read_rate": self.limits.rates.get("read"),
+            "catalog_limit": self.catalog_limit,
+        }
+
+    def set_write_info(self, name: str, doc: dict[str, Any]) -> None:
+        """Schema drift: replace an integration's write-info document while running."""
+        canon = canonical_integration(name)
+        self.docs[canon] = copy.deepcopy(doc)
+        self.doc_version[canon] = self.doc_version.get(canon, 0) + 1
+        self._doc_cache.clear()
+        self._public_docs.clear()
+        self._validators.clear()
+
+    def records(self, resource: str = "orders", token: str | None = None) -> list[dict[str, Any]]:
+        if token is None:
+            return copy.deepcopy(self.store.all_for_resource(resource))
+        conn = self.connections.get(token)
+        return copy.deepcopy(self.store.list(conn.connection_id, resource)) if conn else []
+
+    def reset(self) -> None:
+        """Forget records, idempotency keys and rate windows; restore the shipped write-info docs."""
+        self.store.clear()
+        self.limits.reset()
+        self.faults.configure(self.faults.config)
+        for name in list(self.docs):
+            if name in self._shipped_docs:
+                self.docs[name] = copy.deepcopy(self._shipped_docs[name])
+                self.doc_version[name] += 1
+        self._doc_cache.clear()
+        self._public_docs.clear()
+        self._validators.clear()
+
+    # -- auth ----------------------------------------------------------------------------------------
+    def check_key(self, request: Request) -> JSONResponse | None:
+        key = request.headers.get("x-trackstar-api-key")
+        if not key:
+            return error(401, "Missing API key: send the x-trackstar-api-key header.")
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            return error(401, "Invalid API key.")
+        return None
+
+    def token_connection(self, request: Request) -> Connection | JSONResponse:
+        token = request.headers.get("x-trackstar-access-token")
+        if not token:
+            return error(401, "Missing access token: send the x-trackstar-access-token header.")
+        conn = self.connections.get(token)
+        if conn is None:
+            return error(401, "Invalid access token.")
+        return conn
+
+    # -- management routes ---------------------------------------------------------------------------
+    def _catalog_verdict(self, request: Request, which: str) -> Verdict | None:
+        if not self.catalog_limit:
+            return None
+        return self.limits.check(f"{fingerprint(self.api_key)}:{which}", "catalog")
+
+    async def integrations(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        itype = request.path_params["integration_type"]
+        if itype not in self.catalogs:
+            return not_found(request, f"Unknown integration type {itype!r}.")
+        verdict = self._catalog_verdict(request, "list")
+        headers = verdict.headers() if verdict else None
+        if verdict and not verdict.allowed:
+            return error(429, "429 Too Many Requests", headers=headers)
+        return JSONResponse({"data": self.catalogs[itype]}, headers=headers)
+
+    async def integration(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        itype, name = request.path_params["integration_type"], request.path_params["integration_name"]
+        entry = self.catalog_entry(itype, name)
+        if entry is None:
+            return not_found(request, f"Integration {name} not found for type {itype}.")
+        verdict = self._catalog_verdict(request, "one")
+        headers = verdict.headers() if verdict else None
+        if verdict and not verdict.allowed:
+            return error(429, "429 Too Many Requests", headers=headers)
+        return JSONResponse({"data": [entry]}, headers=headers)
+
+    async def write_info(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        itype, name = request.path_params["integration_type"], request.path_params["integration_name"]
+        canon = canonical_integration(name)
+        if self.catalog_entry(itype, name) is None or canon not in self.docs:
+            return not_found(request, f"Integration {name} not found for type {itype}.")
+        if request.headers.get("x-trackstar-access-token"):
+            conn = self.token_connection(request)
+            if isinstance(conn, Response):
+                return conn
+            if conn.canonical_name != canon or conn.integration_type != itype:
+                return error(400, f"The access token's connection is a {conn.integration_name} connection, "
+                                  f"not {name}.")
+            return JSONResponse(self.connection_doc(conn))
+        key = (canon, self.doc_version[canon])
+        doc = self._public_docs.get(key)
+        if doc is None:
+            doc = self._public_docs[key] = _doc_with_enums(self.docs[canon], None)
+        return JSONResponse(doc)
+
+    async def list_connections(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        conns = list(self.connections.values())
+        wanted = request.query_params.get("access_token")
+        if wanted is not None:
+            conns = [c for c in conns if hmac.compare_digest(c.token.encode(), wanted.encode())]
+        try:
+            limit = parse_limit(request.query_params.get("limit"))
+            page = paginate([self.connection_info(c) for c in conns], list(range(len(conns))), limit,
+                            request.query_params.get("page_token"))
+        except (ValueError, KeyError, TypeError):
+            return validation_error({"page_token": ["Invalid limit or page_token."]}, "query")
+        return JSONResponse(page)
+
+    async def get_connection(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        cid = request.path_params["connection_id"]
+        for conn in self.connections.values():
+            if conn.connection_id == cid:
+                return JSONResponse(self.connection_info(conn))
+        return not_found(request, f"Connection {cid} not found.")
+
+    async def generate_sandbox(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        itype = request.path_params.get("integration_type", "wms")
+        if itype != "wms":
+            return not_found(request, f"No {itype} sandbox in this local sandbox (only wms).")
+        conn = next((c for c in self.connections.values() if c.canonical_name == SANDBOX_INTEGRATION), None)
+        if conn is None:
+            token = "sandbox-token-wms"
+            while token in self.connections:
+                token = f"sandbox-token-wms-{uuid.uuid4().hex[:8]}"
+            conn = self.connections[token] = Connection.build(token, SANDBOX_INTEGRATION)
+        self.store.clear(conn.connection_id, scope=fingerprint(conn.token))
+        return JSONResponse({
+            "access_token": conn.token,
+            "connection_id": conn.connection_id,
+            "integration_name": "sandbox",
+            "customer_id": conn.customer_id,
+            "available_actions": self.available_actions(conn),
+            "available_endpoints": [],
+        })
+
+    # -- admin routes (/_sandbox/...) ----------------------------------------------------------------
+    async def admin_health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def admin_configure(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        try:
+            body = await request.json()
+            allowed = {"latency", "jitter", "write_rate", "read_rate", "faults", "catalog_limit", "rates"}
+            return JSONResponse(self.configure(**{k: v for k, v in body.items() if k in allowed}))
+        except Exception as exc:  # a bad admin call: say why
+            return error(400, f"Bad configure request: {exc}")
+
+    async def admin_write_info(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        self.set_write_info(request.path_params["integration_name"], await request.json())
+        return JSONResponse({"ok": True})
+
+    async def admin_records(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        token = request.headers.get("x-trackstar-access-token")
+        return JSONResponse({"data": self.records(request.path_params["resource"], token)})
+
+    async def admin_reset(self, request: Request) -> Response:
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        self.reset()
+        return JSONResponse({"ok": True})
+
+    # -- data routes (/wms/...) ----------------------------------------------------------------------
+    async def data(self, request: Request) -> Response:
+        """Every ``/{vertical}/...`` request: auth, rate limit, latency, then the read or write."""
+        vertical = request.path_params["vertical"]
+        if vertical not in VERTICALS:
+            return not_found(request, "Not Found")
+        if (bad := self.check_key(request)) is not None:
+            return bad
+        conn = self.token_connection(request)
+        if isinstance(conn, Response):
+            return conn
+        is_write = request.method in WRITE_METHODS
+        verdict = self.limits.check(fingerprint(conn.token), "write" if is_write else "read")
+        headers = verdict.headers() if verdict else {}
+        if verdict and not verdict.allowed:
+            return error(429, "429 Too Many Requests", headers=headers)
+        conn.times_used += 1
+        conn.last_used = utc_now_iso()
+        segments = [s for s in request.path_params["rest"].split("/") if s]
+        if is_write:
+            response = await self._write(request, conn, vertical, segments)
+        else:
+            response = await self._read(request, conn, vertical, segments)
+        for k, v in headers.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    async def _latency(self) -> None:
+        """The simulated WMS round trip (after auth, rate limit and idempotency checks; replays skip it)."""
+        delay = self.faults.delay()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _fault_response(self, decision: FaultDecision, request: Request) -> Response:
+        kind = decision.kind
+        if kind == "429":
+            retry = str(self.faults.config.retry_after_s)
+            return error(429, "429 Too Many Requests", headers={"retry-after": retry})
+        if kind == "hang":
+            stopping = self.stopping or asyncio.Event()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=self.faults.config.hang_s)
+            return error(504, "Gateway Timeout: the integration did not answer in time.")
+        if kind == "drop":
+            await self._drop(request)
+            return NoResponse()
+        reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+        return error(decision.status, reason.get(decision.status, "Server Error"))
+
+    async def _drop(self, request: Request) -> None:
+        """Close the client's TCP connection without an HTTP answer (uvicorn's transport, found by peer address)."""
+        client = request.scope.get("client")
+        server = self.uvicorn_server
+        if server is None or client is None:
+            raise RuntimeError("drop fault needs the uvicorn server (run via trackstar_dagster.sandbox.server)")
+        for proto in list(server.server_state.connections):
+            if getattr(proto, "client", None) and tuple(proto.client) == tuple(client):
+                proto.transport.abort()
+                break
+        for _ in range(3):
+            await asyncio.sleep(0)  # let connection_lost run so uvicorn sees the disconnect
+
+    def _readable(self, conn: Connection, vertical: str, resource: str) -> bool:
+        entry = self.catalog_entry(conn.integration_type, conn.integration_name) or {}
+        if f"get_{resource.replace('-', '_')}" in entry.get("available_actions", []) or resource == "orders":
+            return True
+        doc = self.connection_doc(conn) or {}
+        prefix = f"/{vertical}/{resource}"
+        return any(p == prefix or p.startswith(prefix + "/") for p in doc.get("paths", {}))
+
+    async def _read(self, request: Request, conn: Connection, vertical: str, segments: list[str]) -> Response:
+        if request.method not in ("GET", "HEAD") or not segments or len(segments) > 2:
+            return not_found(request, "Not Found")
+        resource = segments[0]
+        if not self._readable(conn, vertical, resource):
+            action = f"get_{resource.replace('-', '_')}"
+            return error(501, f"Endpoint {action} is not implemented for {self.display_name(conn.integration_name)}")
+        await self._latency()
+        decision = self.faults.decide(False)
+        if decision.kind:
+            return await self._fault_response(decision, request)
+        if len(segments) == 2:
+            record = self.store.get(conn.connection_id, resource, segments[1])
+            if record is None:
+                return not_found(request, f"{resource} {segments[1]} not found.")
+            return JSONResponse({"data": record})
+        return self._list(request, conn, resource)
+
+    def _list(self, request: Request, conn: Connection, resource: str) -> Response:
+        records = self.store.list(conn.connection_id, resource)
+        params = request.query_params
+        problems: dict[str, list[str]] = {}
+        try:
+            limit = parse_limit(params.get("limit"))
+        except ValueError:
+            problems["limit"] = ["Must be an integer between 1 and 1000."]
+            limit = MAX_LIMIT
+        ids = params.get("ids[in]")
+        if ids is not None:
+            wanted = set(ids.split(","))
+            records = [r for r in records if r.get("id") in wanted]
+        else:
+            preds: list[Predicate] = []
+            for key, value in params.multi_items():
+                if key in ("limit", "page_token"):
+                    continue
+                m = FILTER_RE.match(key)
+                if not m:
+                    problems[key] = ["Unknown query parameter."]
+                    continue
+                try:
+                    preds.append(build_filter(m.group(1), m.group(2) or "eq", value))
+                except ValueError as exc:
+                    problems[key] = [str(exc)]
+            records = [r for r in records if all(p(r) for p in preds)]
+        if problems:
+            return validation_error(problems, "query")
+        try:
+            page = paginate(records, [self.store.seq.get(r["id"], 0) for r in records], limit,
+                            params.get("page_token"))
+        except (ValueError, KeyError, TypeError):
+            return validation_error({"page_token": ["Invalid page_token."]}, "query")
+        return JSONResponse(page)
+
+    async def _write(self, request: Request, conn: Connection, vertical: str, segments: list[str]) -> Response:
+        if not segments or len(segments) > 3:
+            return not_found(request, "Not Found")
+        resource = segments[0]
+        template = f"/{vertical}/{resource}" + ("/{id}" if len(segments) > 1 else "")
+        template += f"/{segments[2]}" if len(segments) > 2 else ""
+        action = action_for(request.method, template)
+        display = self.display_name(conn.integration_name)
+        doc = self.connection_doc(conn)
+        if doc is None:
+            return error(501, f"Endpoint {action} is not implemented for {display}")
+        concrete = "/" + "/".join([vertical, *segments])
+        op = next((o for o in operations(doc) if o.method == request.method
+                   and re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", o.path), concrete)), None)
+        is_cancel = (op is None and request.method == "PUT" and len(segments) == 3 and segments[2] == "cancel"
+                     and any(o.path == f"/{vertical}/{resource}" for o in operations(doc)))
+        if op is not None:
+            action = op.action
+        elif not is_cancel:
+            if resource not in KNOWN_RESOURCES:
+                return not_found(request, "Not Found")
+            return error(501, f"Endpoint {action} is not implemented for {display}")
+        if action in conn.disabled_actions:
+            return error(403, f"{action} is disabled for this connection")
+        raw = await request.body()
+        body: Any = None
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                if not is_cancel:
+                    return validation_error({"_schema": ["Invalid JSON body."]})
+        if body is None and not is_cancel:
+            return validation_error({"_schema": ["A JSON object body is required."]})
+
+        key = request.headers.get("idempotency-key")
+        scope = fingerprint(conn.token)
+        if key is not None:
+            if not key or len(key) > 255:
+                return error(400, "Idempotency-Key must be 1 to 255 characters.")
+            canon_body = json.dumps(body, sort_keys=True, separators=(",", ":")) if body is not None else ""
+            request_hash = hashlib.sha256(f"{request.method} {concrete}\n{canon_body}".encode()).hexdigest()
+            entry = self.store.idem_get(scope, key)
+            if entry is not None:
+                if entry.request_hash != request_hash:
+                    return error(400, "Idempotency-Key was already used with a different endpoint or body.")
+                if entry.in_flight:
+                    return error(409, "A request with this Idempotency-Key is still in progress.")
+                return JSONResponse(entry.body, status_code=entry.status, headers={"Idempotent-Replayed": "true"})
+            self.store.idem_claim(scope, key, request_hash)
+        stored: dict[str, Any] | None = None
+        try:
+            response, stored = await self._perform_write(request, conn, action, resource, segments, body,
+                                                         is_cancel)
+            return response
+        finally:
+            if key is not None:
+                if stored is not None:
+                    # commit-then-fail keeps the key bound to the stored success: a retry replays it.
+                    self.store.idem_complete(scope, key, 200, stored)
+                else:
+                    self.store.idem_release(scope, key)
+
+    async def _perform_write(
+        self, request: Request, conn: Connection, action: str, resource: str, segments: list[str], body: Any,
+        is_cancel: bool,
+    ) -> tuple[Response, dict[str, Any] | None]:
+        """Latency, fault, validate, store. Returns (response, success payload when something was stored)."""
+        await self._latency()
+        decision = self.faults.decide(True)
+        if decision.kind in ("429", "5xx", "hang", "drop"):
+            return await self._fault_response(decision, request), None
+        now = utc_now_iso()
+        record_id = segments[1] if len(segments) > 1 else None
+        old = self.store.get(conn.connection_id, resource, record_id) if record_id else None
+        if record_id and old is None:
+            return not_found(request, f"{resource} {record_id} not found."), None
+        if is_cancel:
+            assert old is not None
+            record = {**old, "status": "cancelled", "updated_date": now, "trackstar_updated_date": now}
+        else:
+            problems = judge_body(self.validator(conn, action), body)
+            if problems:
+                return validation_error(problems), None
+            if old is not None:
+                record = {**old, **body, "id": old["id"], "updated_date": now, "trackstar_updated_date": now}
+            else:
+                record = {**body, "id": Store.new_id(resource), "created_date": now, "updated_date": now,
+                          "trackstar_created_date": now, "trackstar_updated_date": now}
+                if resource == "orders":
+                    record.setdefault("status", "open")
+        self.store.put(conn.connection_id, resource, record)
+        payload = {"data": record, "id": record["id"], "unused_fields": []}
+        if decision.kind == "commit_then_fail":
+            return error(502, "Bad Gateway"), payload
+        return JSONResponse(payload), payload
+
+
+# -- ASGI plumbing ---------------------------------------------------------------------------------------
+class RequestIdMiddleware:
+    """Adds ``X-Request-Id`` to every answer and writes one access-log line (path only: no query, no secrets)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = f"req_{uuid.uuid4().hex[:24]}"
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 0
+        started = time.perf_counter()
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append("x-request-id", rid)
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info("%s %s %s %.1fms %s", scope["method"], scope["path"], status or "dropped",
+                                (time.perf_counter() - started) * 1000, rid)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", "Internal Server Error")
+    if status == 404:
+        return not_found(request, "Not Found")
+    return error(status, str(detail))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error in sandbox (request %s)", request_id(request))
+    return error(500, "Internal Server Error")
+
+
+def create_app(settings: SandboxSettings | None = None, sandbox: Sandbox | None = None) -> Starlette:
+    """The Starlette app; ``app.state.sandbox`` is the ``Sandbox`` behind it."""
+    sb = sandbox or Sandbox(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        sb.loop = asyncio.get_running_loop()
+        sb.stopping = asyncio.Event()
+        yield
+        sb.store.close()
+
+    routes = [
+        Route("/_sandbox/health", sb.admin_health, methods=["GET"]),
+        Route("/_sandbox/configure", sb.admin_configure, methods=["POST"]),
+        Route("/_sandbox/write-info/{integration_name}", sb.admin_write_info, methods=["PUT"]),
+        Route("/_sandbox/records/{resource}", sb.admin_records, methods=["GET"]),
+        Route("/_sandbox/reset", sb.admin_reset, methods=["POST"]),
+        Route("/integrations/{integration_type}", sb.integrations, methods=["GET"]),
+        Route("/integrations/{integration_type}/{integration_name}", sb.integration, methods=["GET"]),
+        Route("/integrations/{integration_type}/{integration_name}/write-info", sb.write_info, methods=["GET"]),
+        Route("/connections", sb.list_connections, methods=["GET"]),
+        Route("/connections/{connection_id}", sb.get_connection, methods=["GET"]),
+        Route("/sandbox/generate-sandbox", sb.generate_sandbox, methods=["POST"]),
+        Route("/sandbox/generate-sandbox/{integration_type}", sb.generate_sandbox, methods=["POST"]),
+        Route("/{vertical}/{rest:path}", sb.data, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},  # type: ignore[dict-item]
+    )
+    app.state.sandbox = sb
+    app.add_middleware(RequestIdMiddleware)
+    return app

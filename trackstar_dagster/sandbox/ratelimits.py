@@ -1,0 +1,82 @@
+"""Server-side rate limits: a sliding window per (token, kind), like Trackstar's per-token budgets.
+
+A sliding log (timestamps of the last window) is exact: never more than ``rate`` admitted requests in any
+window, which is what a client limiter is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass
+class Verdict:
+    """The outcome of one check, with the values of the ``x-ratelimit-*`` headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int  # epoch seconds when a slot frees up
+    retry_after: int  # seconds (ceil), 0 when allowed
+
+    def headers(self) -> dict[str, str]:
+        h = {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(self.remaining),
+            "x-ratelimit-reset": str(self.reset),
+        }
+        if not self.allowed:
+            h["retry-after"] = str(self.retry_after)
+        return h
+
+
+class SlidingWindow:
+    """At most ``rate`` admitted events per ``window`` seconds. Event-loop thread only (no lock needed)."""
+
+    def __init__(self, rate: float, window: float = 1.0) -> None:
+        self.rate = rate
+        self.window = window
+        self.events: deque[float] = deque()
+
+    def check(self, now: float | None = None) -> Verdict:
+        now = time.time() if now is None else now
+        limit = max(1, int(self.rate))
+        while self.events and self.events[0] <= now - self.window:
+            self.events.popleft()
+        if len(self.events) < limit:
+            self.events.append(now)
+            oldest = self.events[0]
+            return Verdict(True, limit, limit - len(self.events), math.ceil(oldest + self.window), 0)
+        oldest = self.events[0]
+        wait = oldest + self.window - now
+        return Verdict(False, limit, 0, math.ceil(oldest + self.window), max(1, math.ceil(wait)))
+
+
+class RateLimits:
+    """All the windows of one sandbox, keyed by (who, kind); a rate of 0/None means unlimited."""
+
+    def __init__(self, write_rate: float | None = 50.0, read_rate: float | None = 10.0) -> None:
+        self.rates: dict[str, float | None] = {"write": write_rate, "read": read_rate, "catalog": 1.0}
+        self.windows: dict[tuple[str, str], SlidingWindow] = {}
+
+    def set_rate(self, kind: str, rate: float | None) -> None:
+        self.rates[kind] = rate
+        for key in [k for k in self.windows if k[1] == kind]:
+            del self.windows[key]
+
+    def check(self, who: str, kind: str) -> Verdict | None:
+        """None when ``kind`` is unlimited; else the verdict (and the request is counted when allowed)."""
+        rate = self.rates.get(kind)
+        if not rate:
+            return None
+        window = 60.0 if kind == "catalog" else 1.0
+        sw = self.windows.get((who, kind))
+        if sw is None:
+            sw = self.windows[(who, kind)] = SlidingWindow(rate, window)
+        return sw.check()
+
+    def reset(self) -> None:
+        self.windows.clear()
