@@ -137,10 +137,13 @@ def is_placeholder_enum(values: Any) -> bool:
 
 
 def is_one_of_pattern(node: dict[str, Any]) -> bool:
-    """Empty ``properties`` + ``additionalProperties: false`` + ``oneOf``: one of the branches' property sets."""
+    """Empty ``properties`` + ``additionalProperties: false`` + ``oneOf``: one of the branches' property sets.
+
+    ``properties`` left out altogether reads the same (taken literally, no body could ever match).
+    """
     return (
         isinstance(node, dict)
-        and node.get("properties") == {}
+        and node.get("properties", {}) == {}
         and node.get("additionalProperties") is False
         and isinstance(node.get("oneOf"), list)
     )
