@@ -1,0 +1,1022 @@
+"""HTTP client for the Trackstar API (sync and async), on httpx. No Dagster here.
+
+What it takes care of so callers don't have to: the two auth headers, a timeout on every call, typed
+errors, retries that are safe (reads: 429/5xx/transport; writes: only where the request surely did not
+take effect), per-token client-side rate limits, the catalog's 1/min limit (cache), pagination, and
+keeping keys and tokens out of logs, reprs and exception text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import email.utils
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from trackstar_dagster.errors import (
+    TrackstarError,
+    TrackstarNotFoundError,
+    TrackstarRateLimitError,
+    TrackstarServerError,
+    TrackstarTransportError,
+    TrackstarValidationError,
+    error_class_for,
+    flatten_detail,
+)
+from trackstar_dagster.ratelimit import RateLimiter, RateLimiters, fingerprint
+from trackstar_dagster.version import __version__
+
+__all__ = ["PRODUCTION_URL", "TrackstarClient", "WriteResponse", "install_log_redaction", "redact"]
+
+PRODUCTION_URL = "https://production.trackstarhq.com"
+USER_AGENT = f"trackstar-dagster/{__version__}"
+
+logger = logging.getLogger(__name__)
+
+# Our 1-second budget window, padded so that network jitter does not push a request into the
+# server's previous window (Trackstar counts arrivals; we can only count departures).
+LIMIT_WINDOW_S = 1.05
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# ---------------------------------------------------------------------------------------------------------
+# Secret redaction (logs of httpx/httpcore and our own messages)
+# ---------------------------------------------------------------------------------------------------------
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+_QUERY_SECRET_RE = re.compile(
+    r"(?i)((?<![A-Za-z0-9_])(?:access_token|api_key|apikey|token|auth_code|key)=)[^&\s\"'#]+"
+)
+_REDACTED = "***"
+
+
+def _register_secret(value: str | None) -> None:
+    """Remember a key/token so any log line or error message that contains it gets it masked."""
+    if value and len(value) >= 4:
+        with _SECRETS_LOCK:
+            _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask known secrets and secret-looking query parameters in ``text``."""
+    if not text:
+        return text
+    text = _QUERY_SECRET_RE.sub(r"\1" + _REDACTED, text)
+    with _SECRETS_LOCK:
+        secrets = sorted(_SECRETS, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a log record in place with secrets masked (httpx logs full request URLs at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is not ours to fix
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = ()
+        return True
+
+
+_FILTER = _RedactingFilter()
+# Logger filters only see records logged on that exact logger, so list httpcore's children too.
+_REDACTED_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+    "trackstar_dagster",
+    __name__,
+)
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to the httpx/httpcore loggers (idempotent)."""
+    for name in _REDACTED_LOGGERS:
+        log = logging.getLogger(name)
+        if _FILTER not in log.filters:
+            log.addFilter(_FILTER)
+
+
+install_log_redaction()
+
+# ---------------------------------------------------------------------------------------------------------
+# Models and helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+class WriteResponse(BaseModel):
+    """The answer to a write: Trackstar's ``{"data", "id", "unused_fields"}`` plus how we got it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str | None = None
+    data: dict[str, Any] | None = None
+    unused_fields: list[str] = Field(default_factory=list)
+    status_code: int = 200
+    request_id: str | None = None
+    replayed: bool = False
+    attempts: int = 1
+    elapsed_s: float = 0.0
+    idempotency_key: str | None = None
+
+
+def _header(headers: httpx.Headers, *names: str) -> str | None:
+    for name in names:
+        value = headers.get(name)
+        if value is not None and value.strip() != "":
+            return value.strip()
+    return None
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``retry-after`` value: delta seconds or an HTTP date."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _parse_reset(value: str | None) -> float | None:
+    """Seconds until an ``x-ratelimit-reset``: epoch seconds (also tolerates epoch ms and a plain delta)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return _parse_retry_after(value)
+    if number > 1e12:  # epoch milliseconds
+        number /= 1000.0
+    if number > 1e9:  # epoch seconds
+        return max(0.0, number - time.time())
+    return max(0.0, number)  # already a delta
+
+
+def server_wait(response: httpx.Response) -> float | None:
+    """How long the server asked us to wait before retrying, if it said so."""
+    headers = response.headers
+    wait = _parse_retry_after(
+        _header(headers, "retry-after", "x-ratelimit-retry-after", "x-rate-limit-retry-after")
+    )
+    if wait is not None:
+        return wait
+    if (
+        response.status_code == 429
+        or _header(headers, "x-ratelimit-remaining", "x-rate-limit-remaining") == "0"
+    ):
+        return _parse_reset(_header(headers, "x-ratelimit-reset", "x-rate-limit-reset"))
+    return None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _filter_value(value: Any) -> str:
+    """Query-string form of a filter value: lists comma-joined (``in``/``nin``), datetimes ISO 8601 UTC."""
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(_filter_value(v) for v in value)
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="seconds") + "Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _clean_path(path: str) -> str:
+    """Path for URLs and errors: leading slash, no query string."""
+    path = path.split("?", 1)[0]
+    return path if path.startswith("/") else "/" + path
+
+
+_TRANSPORT_RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# Raised before a byte of the request left: waiting for a pool slot or opening the connection.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class _Outcome:
+    """What to do after one attempt: ``response`` (done), ``error`` (raise) or ``wait`` (retry)."""
+
+    __slots__ = ("error", "response", "wait")
+
+    def __init__(
+        self,
+        response: httpx.Response | None = None,
+        error: TrackstarError | None = None,
+        wait: float | None = None,
+    ) -> None:
+        self.response = response
+        self.error = error
+        self.wait = wait
+
+
+class _CatalogCache:
+    """Process-wide cache of catalog answers keyed by (base URL, API key fingerprint, path)."""
+
+    lock = threading.Lock()
+    entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
+    sync_locks: dict[tuple[str, str, str], threading.Lock] = {}
+    async_locks: weakref.WeakKeyDictionary[
+        asyncio.AbstractEventLoop, dict[tuple[str, str, str], asyncio.Lock]
+    ] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def fresh(cls, key: tuple[str, str, str], interval: float) -> tuple[bool, Any]:
+        with cls.lock:
+            entry = cls.entries.get(key)
+        if entry is not None and time.monotonic() - entry[0] < interval:
+            return True, copy.deepcopy(entry[1])
+        return False, None
+
+    @classmethod
+    def stale(cls, key: tuple[str, str, str]) -> tuple[bool, Any]:
+        with cls.lock:
+            entry = cls.entries.get(key)
+        return (True, copy.deepcopy(entry[1])) if entry is not None else (False, None)
+
+    @classmethod
+    def store(cls, key: tuple[str, str, str], value: Any) -> None:
+        with cls.lock:
+            cls.entries[key] = (time.monotonic(), copy.deepcopy(value))
+
+    @classmethod
+    def sync_lock(cls, key: tuple[str, str, str]) -> threading.Lock:
+        with cls.lock:
+            return cls.sync_locks.setdefault(key, threading.Lock())
+
+    @classmethod
+    def async_lock(cls, key: tuple[str, str, str]) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        with cls.lock:
+            return cls.async_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
+
+    @classmethod
+    def clear(cls) -> None:
+        with cls.lock:
+            cls.entries.clear()
+
+
+def clear_catalog_cache() -> None:
+    """Forget every cached catalog answer in this process (tests, or after a schema change)."""
+    _CatalogCache.clear()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------------------------------------
+
+
+class TrackstarClient:
+    """One client per API key; it serves many connections (the access token is an argument of each call).
+
+    Sync methods use one ``httpx.Client``; the ``a``-prefixed twins use an ``httpx.AsyncClient`` made
+    lazily per event loop (an AsyncClient is bound to the loop it first ran on).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = PRODUCTION_URL,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        read_rate: float | None = 10.0,
+        write_rate: float | None = 50.0,
+        catalog_interval: float = 60.0,
+        max_connections: int = 150,
+        max_wait: float = 120.0,
+    ) -> None:
+        if not api_key:
+            raise ValueError("api_key is required")
+        self._api_key = api_key
+        _register_secret(api_key)
+        self.base_url = str(base_url).rstrip("/")
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.max_retries = max(0, int(max_retries))
+        self.backoff_base = float(backoff_base)
+        self.backoff_max = float(backoff_max)
+        self.read_rate = read_rate or None
+        self.write_rate = write_rate or None
+        self.catalog_interval = float(catalog_interval or 0.0)
+        self.max_connections = int(max_connections)
+        self.max_wait = float(max_wait)
+        self._key_fp = fingerprint(api_key)
+        self._sync: httpx.Client | None = None
+        self._sync_lock = threading.Lock()
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closed = False
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"TrackstarClient(base_url={self.base_url!r})"
+
+    __str__ = __repr__
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {
+            "base_url": self.base_url,
+            "headers": {
+                "x-trackstar-api-key": self._api_key,
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+            "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
+            "limits": httpx.Limits(
+                max_connections=self.max_connections,
+                max_keepalive_connections=self.max_connections,
+            ),
+            "follow_redirects": False,
+        }
+
+    @property
+    def http(self) -> httpx.Client:
+        """The sync httpx client (created on first use)."""
+        if self._sync is None:
+            with self._sync_lock:
+                if self._sync is None:
+                    self._sync = httpx.Client(**self._client_kwargs())
+        return self._sync
+
+    def _ahttp(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None or client.is_closed:
+            client = httpx.AsyncClient(**self._client_kwargs())
+            self._async[loop] = client
+        return client
+
+    def close(self) -> None:
+        """Close the sync client (async clients are closed by ``aclose`` in their own loop)."""
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close this loop's async client (and the sync one)."""
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            client = self._async.pop(loop, None)
+            if client is not None:
+                await client.aclose()
+        self.close()
+
+    def __enter__(self) -> TrackstarClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> TrackstarClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- one request, with the retry policy --------------------------------------------------------
+
+    def _limiter(self, kind: str, access_token: str | None) -> RateLimiter | None:
+        if kind == "catalog":
+            return None
+        rate = self.write_rate if kind == "write" else self.read_rate
+        secret = access_token or self._api_key
+        return RateLimiters.get(fingerprint(secret), kind, rate, window=LIMIT_WINDOW_S)
+
+    def _headers(self, access_token: str | None, idempotency_key: str | None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if access_token:
+            _register_secret(access_token)
+            headers["x-trackstar-access-token"] = access_token
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform(0, min(cap, base * 2**(attempt-1)))."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempt - 1)))
+        return random.uniform(0.0, max(0.0, ceiling))
+
+    def _retry_wait(self, attempt: int, asked: float | None) -> float:
+        """The server's wait wins over our backoff (plus a little jitter so tasks don't stampede)."""
+        if asked is not None:
+            wait = asked + random.uniform(0.0, min(0.25, 0.1 * asked + 0.01))
+        else:
+            wait = self._backoff(attempt)
+        return min(wait, self.max_wait)
+
+    def _error_from_response(self, method: str, path: str, response: httpx.Response) -> TrackstarError:
+        status = response.status_code
+        body = _json_or_none(response)
+        error = origin = detail = None
+        if isinstance(body, dict):
+            error = body.get("error") if isinstance(body.get("error"), str) else None
+            origin = body.get("origin") if isinstance(body.get("origin"), str) else None
+            detail = body.get("detail")
+            if detail is None and isinstance(body.get("errors"), dict | list):
+                detail = body.get("errors")
+        elif body is None and response.content:
+            error = response.text[:200].strip() or None
+        cls = error_class_for(status)
+        message = error or response.reason_phrase or f"HTTP {status}"
+        if cls is TrackstarValidationError and detail is not None:
+            fields = flatten_detail(detail)
+            if fields:
+                summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in list(fields.items())[:10])
+                message = f"{message} ({summary})"
+        return cls(
+            redact(message),
+            status=status,
+            error=redact(error) if error else None,
+            origin=origin,
+            detail=detail,
+            request_id=_header(response.headers, "x-request-id"),
+            method=method,
+            path=path,
+            retry_after=server_wait(response),
+        )
+
+    def _decide(
+        self,
+        method: str,
+        path: str,
+        is_write: bool,
+        attempt: int,
+        response: httpx.Response | None,
+        exc: Exception | None,
+        retries: int | None = None,
+    ) -> _Outcome:
+        """The retry policy, shared by the sync and async loops."""
+        can_retry = attempt <= (self.max_retries if retries is None else retries)
+        if exc is not None:
+            sent = not isinstance(exc, _NOT_SENT)
+            kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport error"
+            detail = redact(str(exc)) or type(exc).__name__
+            err = TrackstarTransportError(
+                f"{kind} ({type(exc).__name__}: {detail})" + ("" if sent else " before the request was sent"),
+                sent=sent,
+                method=method,
+                path=path,
+            )
+            retryable = isinstance(exc, _TRANSPORT_RETRYABLE) and (not is_write or not sent)
+            if retryable and can_retry:
+                return _Outcome(error=err, wait=self._retry_wait(attempt, None))
+            return _Outcome(error=err)
+        assert response is not None
+        status = response.status_code
+        if status < 400:
+            return _Outcome(response=response)
+        err = self._error_from_response(method, path, response)
+        if is_write:
+            retryable = status == 429
+            if status >= 500:
+                err.outcome_unknown = True
+        else:
+            retryable = status == 429 or (status >= 500 and status != 501)
+        if retryable and can_retry:
+            return _Outcome(error=err, wait=self._retry_wait(attempt, err.retry_after))
+        return _Outcome(error=err)
+
+    def _log(
+        self,
+        method: str,
+        path: str,
+        attempt: int,
+        started: float,
+        response: httpx.Response | None,
+        exc: Exception | None,
+    ) -> None:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        elapsed = time.monotonic() - started
+        if response is not None:
+            logger.debug(
+                "%s %s -> %s request_id=%s elapsed=%.3fs attempt=%d",
+                method,
+                path,
+                response.status_code,
+                response.headers.get("x-request-id"),
+                elapsed,
+                attempt,
+            )
+        else:
+            logger.debug(
+                "%s %s -> %s elapsed=%.3fs attempt=%d", method, path, type(exc).__name__, elapsed, attempt
+            )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        kind: str,
+        access_token: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotency_key: str | None = None,
+        retries: int | None = None,
+    ) -> tuple[httpx.Response, int]:
+        """Send with retries; returns (response, attempts) or raises a TrackstarError."""
+        method = method.upper()
+        path = _clean_path(path)
+        headers = self._headers(access_token, idempotency_key)
+        limiter = self._limiter(kind, access_token)
+        is_write = kind == "write"
+        attempt = 0
+        while True:
+            attempt += 1
+            if limiter is not None:
+                limiter.acquire()
+            started = time.monotonic()
+            response = exc = None
+            try:
+                response = self.http.request(method, path, params=params, json=json, headers=headers)
+            except httpx.TransportError as e:
+                exc = e
+            self._log(method, path, attempt, started, response, exc)
+            outcome = self._decide(method, path, is_write, attempt, response, exc, retries)
+            if outcome.response is not None:
+                return outcome.response, attempt
+            assert outcome.error is not None
+            if outcome.wait is None:
+                raise outcome.error from exc
+            logger.debug(
+                "%s %s: retrying in %.2fs after %s", method, path, outcome.wait, type(outcome.error).__name__
+            )
+            time.sleep(outcome.wait)
+
+    async def _asend(
+        self,
+        method: str,
+        path: str,
+        *,
+        kind: str,
+        access_token: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotency_key: str | None = None,
+        retries: int | None = None,
+    ) -> tuple[httpx.Response, int]:
+        """Async twin of ``_send``."""
+        method = method.upper()
+        path = _clean_path(path)
+        headers = self._headers(access_token, idempotency_key)
+        limiter = self._limiter(kind, access_token)
+        is_write = kind == "write"
+        client = self._ahttp()
+        attempt = 0
+        while True:
+            attempt += 1
+            if limiter is not None:
+                await limiter.aacquire()
+            started = time.monotonic()
+            response = exc = None
+            try:
+                response = await client.request(method, path, params=params, json=json, headers=headers)
+            except httpx.TransportError as e:
+                exc = e
+            self._log(method, path, attempt, started, response, exc)
+            outcome = self._decide(method, path, is_write, attempt, response, exc, retries)
+            if outcome.response is not None:
+                return outcome.response, attempt
+            assert outcome.error is not None
+            if outcome.wait is None:
+                raise outcome.error from exc
+            logger.debug(
+                "%s %s: retrying in %.2fs after %s", method, path, outcome.wait, type(outcome.error).__name__
+            )
+            await asyncio.sleep(outcome.wait)
+
+    @staticmethod
+    def _body(response: httpx.Response, method: str, path: str) -> Any:
+        body = _json_or_none(response)
+        if body is None and response.content:
+            raise TrackstarError(
+                "response is not JSON",
+                status=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+                method=method,
+                path=path,
+            )
+        return body
+
+    def _get(
+        self,
+        path: str,
+        *,
+        kind: str = "read",
+        access_token: str | None = None,
+        params: Any = None,
+        retries: int | None = None,
+    ) -> Any:
+        response, _ = self._send(
+            "GET", path, kind=kind, access_token=access_token, params=params, retries=retries
+        )
+        return self._body(response, "GET", _clean_path(path))
+
+    async def _aget(
+        self,
+        path: str,
+        *,
+        kind: str = "read",
+        access_token: str | None = None,
+        params: Any = None,
+        retries: int | None = None,
+    ) -> Any:
+        response, _ = await self._asend(
+            "GET", path, kind=kind, access_token=access_token, params=params, retries=retries
+        )
+        return self._body(response, "GET", _clean_path(path))
+
+    # -- catalog (1/min per API key: cached) -------------------------------------------------------
+
+    def _catalog_key(self, path: str) -> tuple[str, str, str]:
+        return (self.base_url, self._key_fp, path)
+
+    def _catalog(self, path: str) -> list[dict[str, Any]]:
+        key = self._catalog_key(path)
+        hit, value = _CatalogCache.fresh(key, self.catalog_interval)
+        if hit:
+            return value
+        with _CatalogCache.sync_lock(key):
+            hit, value = _CatalogCache.fresh(key, self.catalog_interval)
+            if hit:
+                return value
+            has_stale, stale = _CatalogCache.stale(key)
+            try:
+                # with an older copy at hand, one attempt only: waiting out a 1/min limit is worse than stale
+                body = self._get(path, kind="catalog", retries=0 if has_stale else None)
+            except (TrackstarRateLimitError, TrackstarServerError, TrackstarTransportError) as exc:
+                if has_stale:
+                    logger.warning(
+                        "catalog %s: %s; answering from an older cached copy", path, type(exc).__name__
+                    )
+                    return stale
+                raise
+            data = _data_list(body)
+            _CatalogCache.store(key, data)
+            return copy.deepcopy(data)
+
+    async def _acatalog(self, path: str) -> list[dict[str, Any]]:
+        key = self._catalog_key(path)
+        hit, value = _CatalogCache.fresh(key, self.catalog_interval)
+        if hit:
+            return value
+        async with _CatalogCache.async_lock(key):
+            hit, value = _CatalogCache.fresh(key, self.catalog_interval)
+            if hit:
+                return value
+            has_stale, stale = _CatalogCache.stale(key)
+            try:
+                # with an older copy at hand, one attempt only: waiting out a 1/min limit is worse than stale
+                body = await self._aget(path, kind="catalog", retries=0 if has_stale else None)
+            except (TrackstarRateLimitError, TrackstarServerError, TrackstarTransportError) as exc:
+                if has_stale:
+                    logger.warning(
+                        "catalog %s: %s; answering from an older cached copy", path, type(exc).__name__
+                    )
+                    return stale
+                raise
+            data = _data_list(body)
+            _CatalogCache.store(key, data)
+            return copy.deepcopy(data)
+
+    def _from_full_catalog(self, integration_type: str, name: str) -> list[dict[str, Any]] | None:
+        """Answer ``get_integration`` from a fresh copy of the whole catalog, saving a 1/min call."""
+        hit, value = _CatalogCache.fresh(
+            self._catalog_key(_integrations_path(integration_type)), self.catalog_interval
+        )
+        if not hit:
+            return None
+        return [i for i in value if isinstance(i, dict) and i.get("integration_name") == name]
+
+    def get_integrations(self, integration_type: str = "wms") -> list[dict[str, Any]]:
+        """``GET /integrations/{type}``: every integration of a vertical (cached ``catalog_interval`` s)."""
+        return self._catalog(_integrations_path(integration_type))
+
+    async def aget_integrations(self, integration_type: str = "wms") -> list[dict[str, Any]]:
+        return await self._acatalog(_integrations_path(integration_type))
+
+    def get_integration(self, integration_type: str, name: str) -> list[dict[str, Any]]:
+        """``GET /integrations/{type}/{name}`` (``data`` is still a list); cached like the catalog."""
+        found = self._from_full_catalog(integration_type, name)
+        if found:
+            return found
+        return self._catalog(_integrations_path(integration_type, name))
+
+    async def aget_integration(self, integration_type: str, name: str) -> list[dict[str, Any]]:
+        found = self._from_full_catalog(integration_type, name)
+        if found:
+            return found
+        return await self._acatalog(_integrations_path(integration_type, name))
+
+    # -- write-info and connections ----------------------------------------------------------------
+
+    def get_write_info(
+        self, integration_type: str, integration_name: str, access_token: str | None = None
+    ) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of an integration's writes; with a token, that connection's enums."""
+        return self._get(_write_info_path(integration_type, integration_name), access_token=access_token)
+
+    async def aget_write_info(
+        self, integration_type: str, integration_name: str, access_token: str | None = None
+    ) -> dict[str, Any]:
+        return await self._aget(
+            _write_info_path(integration_type, integration_name), access_token=access_token
+        )
+
+    def list_connections(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """``GET /connections``, all pages."""
+        return list(self._iter_pages("/connections", None, None, limit))
+
+    async def alist_connections(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return [c async for c in self._aiter_pages("/connections", None, None, limit)]
+
+    def get_connection(self, access_token: str) -> dict[str, Any]:
+        """The connection an access token belongs to (``integration_name``, ``integration_type``, ...).
+
+        Trackstar looks a token up with ``GET /connections?access_token=...``. The token is in the URL
+        there, so httpx's INFO line is redacted by the log filter installed on import.
+        """
+        _register_secret(access_token)
+        body = self._get("/connections", params={"access_token": access_token})
+        return _one_connection(body)
+
+    async def aget_connection(self, access_token: str) -> dict[str, Any]:
+        _register_secret(access_token)
+        body = await self._aget("/connections", params={"access_token": access_token})
+        return _one_connection(body)
+
+    # -- records -------------------------------------------------------------------------------------
+
+    def _page_params(
+        self, filters: Mapping[str, Any] | None, limit: int, token: str | None
+    ) -> dict[str, str]:
+        params = {k: _filter_value(v) for k, v in (filters or {}).items() if v is not None}
+        params["limit"] = str(limit)
+        if token:
+            params["page_token"] = token
+        return params
+
+    def _iter_pages(
+        self, path: str, access_token: str | None, filters: Mapping[str, Any] | None, limit: int
+    ) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            body = self._get(path, access_token=access_token, params=self._page_params(filters, limit, token))
+            yield from _data_list(body)
+            token = _next_token(body)
+            if not token:
+                return
+            if token in seen:
+                logger.warning("GET %s: next_token repeated; stopping pagination", path)
+                return
+            seen.add(token)
+
+    async def _aiter_pages(
+        self, path: str, access_token: str | None, filters: Mapping[str, Any] | None, limit: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            body = await self._aget(
+                path, access_token=access_token, params=self._page_params(filters, limit, token)
+            )
+            for item in _data_list(body):
+                yield item
+            token = _next_token(body)
+            if not token:
+                return
+            if token in seen:
+                logger.warning("GET %s: next_token repeated; stopping pagination", path)
+                return
+            seen.add(token)
+
+    def iter_records(
+        self,
+        resource_path: str,
+        access_token: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """Records of a list endpoint (``/wms/orders``), page after page, filters repeated on each page."""
+        return self._iter_pages(_clean_path(resource_path), access_token, filters, limit)
+
+    def aiter_records(
+        self,
+        resource_path: str,
+        access_token: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 1000,
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self._aiter_pages(_clean_path(resource_path), access_token, filters, limit)
+
+    def list_records(
+        self,
+        resource_path: str,
+        access_token: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """All records matching ``filters`` (every page)."""
+        return list(self.iter_records(resource_path, access_token, filters, limit))
+
+    async def alist_records(
+        self,
+        resource_path: str,
+        access_token: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        return [r async for r in self.aiter_records(resource_path, access_token, filters, limit)]
+
+    def get_record(self, resource_path: str, record_id: str, access_token: str) -> dict[str, Any]:
+        """One record by Trackstar id (``GET /wms/orders/{id}``)."""
+        body = self._get(_record_path(resource_path, record_id), access_token=access_token)
+        return _data_dict(body)
+
+    async def aget_record(self, resource_path: str, record_id: str, access_token: str) -> dict[str, Any]:
+        body = await self._aget(_record_path(resource_path, record_id), access_token=access_token)
+        return _data_dict(body)
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def write(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        access_token: str,
+        idempotency_key: str | None = None,
+    ) -> WriteResponse:
+        """One write (``POST /wms/orders``, ``PUT /wms/orders/{id}``, ...) with an ``Idempotency-Key``.
+
+        Retried only on 429 and on a connection refused before sending. A timeout, 5xx or dropped
+        connection raises with ``outcome_unknown=True``: reconcile before sending again.
+        """
+        method = _write_method(method)
+        key = idempotency_key or str(uuid.uuid4())
+        started = time.monotonic()
+        response, attempts = self._send(
+            method, path, kind="write", access_token=access_token, json=dict(body or {}), idempotency_key=key
+        )
+        return _write_response(response, attempts, time.monotonic() - started, key)
+
+    async def awrite(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        access_token: str,
+        idempotency_key: str | None = None,
+    ) -> WriteResponse:
+        method = _write_method(method)
+        key = idempotency_key or str(uuid.uuid4())
+        started = time.monotonic()
+        response, attempts = await self._asend(
+            method, path, kind="write", access_token=access_token, json=dict(body or {}), idempotency_key=key
+        )
+        return _write_response(response, attempts, time.monotonic() - started, key)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Response shapes
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _seg(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+def _integrations_path(integration_type: str, name: str | None = None) -> str:
+    path = f"/integrations/{_seg(integration_type)}"
+    return f"{path}/{_seg(name)}" if name else path
+
+
+def _write_info_path(integration_type: str, integration_name: str) -> str:
+    return f"/integrations/{_seg(integration_type)}/{_seg(integration_name)}/write-info"
+
+
+def _record_path(resource_path: str, record_id: str) -> str:
+    return f"{_clean_path(resource_path).rstrip('/')}/{_seg(record_id)}"
+
+
+def _write_method(method: str) -> str:
+    method = method.upper()
+    if method not in _WRITE_METHODS:
+        raise ValueError(f"not a write method: {method}")
+    return method
+
+
+def _data_list(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, dict):
+        data = body.get("data")
+        if isinstance(data, list):
+            return data
+        if isinstance(data, dict):
+            return [data]
+        return []
+    if isinstance(body, list):
+        return body
+    return []
+
+
+def _data_dict(body: Any) -> dict[str, Any]:
+    if isinstance(body, dict):
+        data = body.get("data")
+        return data if isinstance(data, dict) else body
+    return {}
+
+
+def _next_token(body: Any) -> str | None:
+    if isinstance(body, dict):
+        token = body.get("next_token")
+        if token not in (None, ""):
+            return str(token)
+    return None
+
+
+def _one_connection(body: Any) -> dict[str, Any]:
+    if isinstance(body, dict) and "data" in body:
+        data = body["data"]
+        if isinstance(data, list):
+            if not data:
+                raise TrackstarNotFoundError(
+                    "no connection for this access token", status=404, path="/connections"
+                )
+            return data[0]
+        if isinstance(data, dict):
+            return data
+    if isinstance(body, dict) and body:
+        return body
+    raise TrackstarNotFoundError("no connection for this access token", status=404, path="/connections")
+
+
+def _write_response(response: httpx.Response, attempts: int, elapsed: float, key: str) -> WriteResponse:
+    body = _json_or_none(response)  # a success is a success even if its body is odd: tolerate
+    body = body if isinstance(body, dict) else {}
+    data = body.get("data") if isinstance(body.get("data"), dict) else None
+    record_id = body.get("id") or (data or {}).get("id")
+    unused = body.get("unused_fields") or []
+    return WriteResponse(
+        id=str(record_id) if record_id is not None else None,
+        data=data,
+        unused_fields=[str(u) for u in unused] if isinstance(unused, list) else [],
+        status_code=response.status_code,
+        request_id=response.headers.get("x-request-id"),
+        replayed=(response.headers.get("idempotent-replayed") or "").strip().lower() == "true",
+        attempts=attempts,
+        elapsed_s=elapsed,
+        idempotency_key=key,
+    )
