@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dagster import Config, ConfigurableResource, InitResourceContext
@@ -16,6 +17,8 @@ from pydantic import Field, PrivateAttr
 from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient
 from trackstar_dagster.errors import ConfigError
 from trackstar_dagster.ratelimit import fingerprint
+from trackstar_dagster.schema.store import SchemaStore
+from trackstar_dagster.writer.ledger import Ledger
 
 __all__ = ["ResolvedConnection", "TrackstarConnection", "TrackstarResource"]
 
@@ -71,6 +74,15 @@ class TrackstarResource(ConfigurableResource):
     catalog_interval: float = Field(
         default=60.0, description="Seconds between catalog calls per API key (Trackstar allows 1/min)."
     )
+    state_dir: str | None = Field(
+        default=None,
+        description="Where write-info snapshots (and the default ledger) live; default $DAGSTER_HOME/trackstar.",
+    )
+    ledger_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the write ledger (e.g. PostgreSQL when runs span machines); "
+        "default a SQLite file in state_dir.",
+    )
 
     _client: TrackstarClient | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -107,6 +119,17 @@ class TrackstarResource(ConfigurableResource):
                     catalog_interval=self.catalog_interval,
                 )
             return self._client
+
+    def schema_store(self) -> SchemaStore:
+        """The write-info snapshots the write path validates against (kept by the write-info asset)."""
+        return SchemaStore(Path(self.state_dir) / "write_info" if self.state_dir else None)
+
+    def ledger(self) -> Ledger:
+        """The durable record of what was written, so re-runs and backfills never write a record twice."""
+        url = self.ledger_url
+        if url is None and self.state_dir:
+            url = f"sqlite:///{Path(self.state_dir) / 'ledger.sqlite'}"
+        return Ledger(url)
 
     def connection_names(self) -> list[str]:
         return [c.name for c in self.connections]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
+import logging
 import os
 import socket
 import subprocess as sp
@@ -60,8 +61,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _no_uvicorn_access_log(record: logging.LogRecord) -> bool:
+    return False
+
+
 def make_server(sandbox: Sandbox, *, configure_logging: bool = False) -> _Server:
-    """A uvicorn server for the sandbox. Access logging is ours (path only): uvicorn's would print query strings."""
+    """A uvicorn server for the sandbox. Access logging is ours (path only): uvicorn's would print query strings.
+
+    uvicorn's httptools protocol logs access lines whenever ``uvicorn.access`` has handlers, even with
+    ``access_log=False`` (pytest's log capture adds one), so its records are dropped by a filter.
+    """
+    access = logging.getLogger("uvicorn.access")
+    if _no_uvicorn_access_log not in access.filters:
+        access.addFilter(_no_uvicorn_access_log)
     config = uvicorn.Config(
         create_app(sandbox=sandbox),
         log_config=None,

@@ -51,7 +51,7 @@ class Customer:
 # fmt: off
 CUSTOMERS: tuple[Customer, ...] = (
     Customer(
-        "acme", "acme_wms", "wms_sandbox", "wh_acme_reno", 0.45, "A",
+        "acme", "acme_wms", "wms_sandbox", "wms_sandbox-wh-1", 0.45, "A",
         (("shopify", 0.7), ("amazon", 0.2), ("tiktok_shop", 0.1)),
         (
             ("ACME-KETTLE-GN", 89.00), ("ACME-KETTLE-BK", 89.00), ("ACME-GRINDER-01", 149.00),
@@ -62,7 +62,7 @@ CUSTOMERS: tuple[Customer, ...] = (
         ),
     ),
     Customer(
-        "globex", "globex_shiphero", "shiphero", "wh_globex_nj", 0.35, "GX-",
+        "globex", "globex_shiphero", "shiphero", "shiphero-wh-1", 0.35, "GX-",
         (("shopify", 0.5), ("amazon", 0.25), ("walmart", 0.1), ("wholesale", 0.15)),
         (
             ("GLX-TEE-BLK-S", 24.00), ("GLX-TEE-BLK-M", 24.00), ("GLX-TEE-BLK-L", 24.00),
@@ -72,7 +72,7 @@ CUSTOMERS: tuple[Customer, ...] = (
         ),
     ),
     Customer(
-        "initech", "initech_shipbob", "shipbob", "wh_initech_chicago", 0.20, "INI-",
+        "initech", "initech_shipbob", "shipbob", "shipbob-wh-1", 0.20, "INI-",
         (("shopify", 0.8), ("etsy", 0.2)),
         (
             ("INI-STAPLER-RED", 32.00), ("INI-STAPLER-BLK", 29.00), ("INI-PAPER-A4-500", 9.99),
