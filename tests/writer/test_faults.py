@@ -1,0 +1,161 @@
+"""Fault injection: every valid record ends up in the sandbox exactly once, and every result is accounted for.
+
+Latency 0 and short client timeouts; the assertions read the sandbox's stored records, not only the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.writer import WMS, WMS_TOKEN, CountingClient, assert_exactly_once, make_client, orders
+from trackstar_dagster.sandbox.server import run_sandbox
+from trackstar_dagster.writer.ledger import Ledger
+from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
+
+N = 150
+ROOT = Path(__file__).resolve().parents[2]
+CLEAR = {"error_5xx": 0.0, "burst_429": 0, "share_429": 0.0, "hang": 0.0, "drop": 0.0, "commit_then_fail": 0.0}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with run_sandbox(write_rate=1000.0, read_rate=1000.0) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(server):
+    server.reset()
+    server.configure(latency=0.0, jitter=0.0, faults=CLEAR)
+    yield server
+    server.configure(faults=CLEAR)
+
+
+def run(sb, tmp_path, payloads, **options):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    client = CountingClient(make_client(sb, timeout=0.5))
+    options.setdefault("max_attempts", 8)
+    options.setdefault("concurrency", 16)
+    report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, **options)
+    return report, client, ledger
+
+
+def assert_all_created(report, ledger, n=N):
+    assert report.total == n
+    assert report.counts["created"] == n, report.failures.head(10)
+    assert report.results["trackstar_id"].notna().all()
+    assert FailurePolicy().evaluate(report).ok
+    assert set(ledger.entries(WMS)["status"]) == {"created"}
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param({"error_5xx": 0.1, "seed": 1}, id="5xx-10pct"),
+        pytest.param({"burst_429": 40, "retry_after_s": 1, "seed": 2}, id="429-burst"),
+        pytest.param({"hang": 0.1, "hang_s": 0.8, "seed": 3}, id="hang-past-timeout"),
+        pytest.param({"drop": 0.1, "seed": 4}, id="dropped-connection"),
+        pytest.param({"commit_then_fail": 0.1, "seed": 5}, id="commit-then-502"),
+        pytest.param(
+            {"error_5xx": 0.05, "drop": 0.05, "commit_then_fail": 0.05, "hang": 0.03, "hang_s": 0.8, "seed": 6},
+            id="mixed",
+        ),
+    ],
+)
+def test_faults_end_exactly_once(sb, tmp_path, faults):
+    sb.configure(faults=faults)
+    payloads = orders(N)
+    report, client, ledger = run(sb, tmp_path, payloads)
+    sb.configure(faults=CLEAR)
+    assert_exactly_once(sb, payloads)
+    assert_all_created(report, ledger)
+    if "burst_429" not in faults:
+        # faults did happen: re-sent, or adopted after an unknown outcome
+        assert (report.results["attempts"] > 1).any() or report.results["reconciled"].any()
+    # and a re-run sends nothing
+    again, client2, _ = run(sb, tmp_path, payloads)
+    assert again.counts["unchanged"] == N and client2.writes == 0
+    assert len(sb.records("orders", token=WMS_TOKEN)) == N
+
+
+def test_commit_then_fail_is_adopted_not_duplicated(sb, tmp_path):
+    sb.configure(faults={"commit_then_fail": 0.3, "seed": 7})
+    payloads = orders(60)
+    report, client, ledger = run(sb, tmp_path, payloads)
+    sb.configure(faults=CLEAR)
+    assert_exactly_once(sb, payloads)
+    assert_all_created(report, ledger, n=60)
+    assert report.results["reconciled"].sum() > 0
+    assert client.reads > 0  # looked up before re-sending
+
+
+def test_transient_trouble_outliving_retries_is_failed_then_picked_up(sb, tmp_path):
+    sb.configure(faults={"error_5xx": 1.0, "seed": 8})
+    payloads = orders(10)
+    report, _, ledger = run(sb, tmp_path, payloads, max_attempts=2, backoff_base=0.01)
+    assert report.counts["failed"] == 10
+    outcome = FailurePolicy().evaluate(report)
+    assert not outcome.ok and outcome.retryable and outcome.failed_share == 1.0
+    assert ledger.get(WMS, "create_order", "o0").needs_reconcile
+    sb.configure(faults=CLEAR)
+    report, _, ledger = run(sb, tmp_path, payloads)
+    assert_exactly_once(sb, payloads)
+    assert_all_created(report, ledger, n=10)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {root!r})
+    from tests.writer import WMS, WMS_TOKEN, orders
+    from trackstar_dagster.client import TrackstarClient
+    from trackstar_dagster.writer.ledger import Ledger
+    from trackstar_dagster.writer.writer import write_payloads
+
+    client = TrackstarClient("sandbox-api-key", sys.argv[1], timeout=5, write_rate=1000, read_rate=1000)
+    write_payloads(orders({n}), client, {{WMS: WMS_TOKEN}}, Ledger(sys.argv[2]), concurrency=8)
+    """
+)
+
+
+def test_writer_killed_mid_run_then_run_again(tmp_path):
+    n = 300
+    ledger_path = tmp_path / "ledger.sqlite"
+    script = tmp_path / "writer.py"
+    script.write_text(SCRIPT.format(root=str(ROOT), n=n))
+    with run_sandbox(subprocess=True, latency=0.05, write_rate=1000.0, read_rate=1000.0,
+                     log_file=tmp_path / "sandbox.log") as sb:
+        proc = subprocess.Popen([sys.executable, str(script), sb.base_url, str(ledger_path)],
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        deadline = time.monotonic() + 60
+        while len(sb.records("orders", token=WMS_TOKEN)) < 60:
+            assert proc.poll() is None, "the writer ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        time.sleep(0.3)  # requests that were in flight land (or not)
+        written = len(sb.records("orders", token=WMS_TOKEN))
+        assert 60 <= written < n
+        ledger = Ledger(ledger_path)
+        assert (ledger.entries(WMS)["status"] == "intent").any()  # the crash left unknown outcomes
+
+        payloads = orders(n)
+        client = CountingClient(make_client(sb, timeout=5))
+        report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, concurrency=16)
+        assert_exactly_once(sb, payloads)
+        assert report.counts["created"] + report.counts["unchanged"] == n
+        assert client.writes == n - written
+        assert report.results["reconciled"].sum() + report.counts["unchanged"] + client.writes == n
+        again = write_payloads(payloads, CountingClient(make_client(sb)), {WMS: WMS_TOKEN}, ledger)
+        assert again.counts["unchanged"] == n
+        assert json.loads(payloads.iloc[0]["body"])["order_number"] == "SO-o0"

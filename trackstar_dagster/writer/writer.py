@@ -1,0 +1,908 @@
+"""The concurrent, rate-limited, exactly-once writer.
+
+Sends the bodies of a payloads frame (``key, connection, action, body, body_hash``) with the async client:
+many requests in flight per connection (the client's per-token limiter keeps each connection within its
+50 writes/s), all connections at once. A ledger makes it exactly-once across retries, crashes and re-runs:
+
+* a record whose ledger row says it was created with the same body hash is ``unchanged`` and not sent;
+* every request carries a stable ``Idempotency-Key`` derived from (connection, action, key, body hash);
+* an intent is committed before a request leaves; an unknown outcome (a timeout, 5xx, dropped connection,
+  409, or an ``intent`` row left by a crashed run) is reconciled by looking the record up in Trackstar
+  (``reference_id`` where the action has it, else the key tag in ``trackstar_tags``) before sending again.
+
+Decision on a changed body in ``create_only`` mode: status ``unchanged`` (nothing was sent, Trackstar holds
+the old body), ``error`` = "body changed; not sent in create_only mode" and ``body_changed`` = True, so it
+is visible without counting as a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..errors import (
+    TrackstarAuthError,
+    TrackstarConflictError,
+    TrackstarError,
+    TrackstarNotImplementedError,
+    TrackstarRateLimitError,
+    TrackstarValidationError,
+)
+from ..mapping import key_tag  # the tag every body carries; re-exported for callers
+from .actions import ActionSpec, spec_for
+from .ledger import Intent, Ledger, LedgerEntry, Outcome
+
+__all__ = [
+    "BODY_CHANGED_MESSAGE",
+    "RESULT_COLUMNS",
+    "FailurePolicy",
+    "PolicyOutcome",
+    "WriteReport",
+    "awrite_payloads",
+    "idempotency_key",
+    "key_tag",
+    "write_payloads",
+]
+
+Mode = Literal["create_only", "upsert"]
+MODES = ("create_only", "upsert")
+
+RESULT_COLUMNS = [
+    "key",
+    "connection",
+    "action",
+    "status",
+    "trackstar_id",
+    "http_status",
+    "error",
+    "origin",
+    "unused_fields",
+    "request_id",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "latency_s",
+    "body_changed",
+    "reconciled",
+]
+FAILURE_COLUMNS = ["key", "connection", "action", "status", "http_status", "error", "origin", "request_id", "attempts"]
+STATUSES = ("created", "updated", "unchanged", "rejected", "failed")
+BODY_CHANGED_MESSAGE = "body changed; not sent in create_only mode"
+
+PACE_SHARE = 0.99  # of the client's write rate: a little headroom against the server's own window
+DEFAULT_CONCURRENCY = 64  # ~ 50 writes/s x 0.5 s latency x 1.5, then rounded up
+_log = logging.getLogger("trackstar_dagster.writer")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Keys and tags
+# ---------------------------------------------------------------------------------------------------------
+
+
+def idempotency_key(connection: str, action: str, key: str, body_hash: str, operation: str = "create") -> str:
+    """Stable ``Idempotency-Key`` (68 chars) for one body of one record.
+
+    The operation is part of it because Trackstar answers 400 to a key reused on another endpoint
+    (the create and the update of the same body are different requests).
+    """
+    raw = json.dumps([connection, action, str(key), body_hash, operation], separators=(",", ":"))
+    return "tsd-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def _has_tag(record: Mapping[str, Any], tag: str) -> bool:
+    for t in record.get("trackstar_tags") or []:
+        if t == tag or (isinstance(t, dict) and tag in [str(v) for v in t.values()]):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Report and failure policy
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WriteReport:
+    """Everything a run did, per record and in total (plain Python; the Dagster layer turns it into metadata)."""
+
+    results: pd.DataFrame
+    counts: dict[str, int]
+    total: int
+    elapsed_s: float
+    writes_per_s: float
+    p50_latency_s: float | None
+    p95_latency_s: float | None
+    failures: pd.DataFrame
+    stopped_connections: dict[str, str]
+    retry_after_s: float | None
+    mode: str
+    sent: int  # write requests that got a success answer in this run (not replays, not adoptions)
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get("failed", 0)
+
+    @property
+    def rejected(self) -> int:
+        return self.counts.get("rejected", 0)
+
+    @property
+    def body_changed(self) -> int:
+        return int(self.results["body_changed"].sum()) if len(self.results) else 0
+
+    @property
+    def transient_failures(self) -> int:
+        """Failed records that a later attempt may well write (not stopped by 401/403/501)."""
+        if not len(self.results):
+            return 0
+        failed = self.results[self.results["status"] == "failed"]
+        stopped = failed["connection"].isin(list(self.stopped_connections))
+        return int((~stopped).sum())
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe numbers for logs and Dagster metadata."""
+        return {
+            "total": self.total,
+            **{f"n_{s}": self.counts.get(s, 0) for s in STATUSES},
+            "body_changed": self.body_changed,
+            "writes_per_s": round(self.writes_per_s, 2),
+            "p50_latency_s": None if self.p50_latency_s is None else round(self.p50_latency_s, 4),
+            "p95_latency_s": None if self.p95_latency_s is None else round(self.p95_latency_s, 4),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "sent": self.sent,
+            "stopped_connections": dict(self.stopped_connections),
+            "retry_after_s": self.retry_after_s,
+            "mode": self.mode,
+        }
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """The verdict on a report. ``ok`` False -> the Dagster layer raises ``Failure`` (or, when
+    ``retryable``, ``RetryRequested(seconds_to_wait=retry_after_s)``) after everything was recorded."""
+
+    ok: bool
+    message: str
+    failed_share: float
+    rejected_share: float
+    retryable: bool
+    retry_after_s: float | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    """When write failures fail the run.
+
+    ``failed`` (not written, e.g. transient trouble outlived the retries, or a stopped connection) counts
+    against ``max_failed_share``. ``rejected`` (Trackstar or the WMS refused the body: bad data) is
+    counted apart and fails the run only past ``max_rejected_share`` (None: never, only reported).
+    Shares are of all records in the report.
+    """
+
+    max_failed_share: float = 0.0
+    max_rejected_share: float | None = None
+
+    def evaluate(self, report: WriteReport) -> PolicyOutcome:
+        total = max(report.total, 1)
+        failed_share = report.failed / total
+        rejected_share = report.rejected / total
+        failed_over = report.failed > 0 and failed_share > self.max_failed_share
+        rejected_over = (
+            self.max_rejected_share is not None and report.rejected > 0 and rejected_share > self.max_rejected_share
+        )
+        problems: list[str] = []
+        if failed_over:
+            problems.append(
+                f"{report.failed} of {report.total} records failed to write "
+                f"({failed_share:.1%} > max_failed_share {self.max_failed_share:.1%})"
+            )
+        if rejected_over:
+            problems.append(
+                f"{report.rejected} of {report.total} records were rejected by Trackstar "
+                f"({rejected_share:.1%} > max_rejected_share {self.max_rejected_share:.1%})"
+            )
+        for connection, reason in report.stopped_connections.items():
+            problems.append(f"connection {connection!r} stopped: {reason}")
+        ok = not (failed_over or rejected_over)
+        # a transient failure (no stopped connection, nothing rejected over the limit) is worth a retry
+        retryable = (
+            not ok
+            and report.failed > 0
+            and report.transient_failures == report.failed
+            and not report.stopped_connections
+        )
+        if ok:
+            message = f"wrote {report.total} records: " + ", ".join(
+                f"{report.counts.get(s, 0)} {s}" for s in STATUSES
+            )
+            if report.rejected:
+                message += f" ({report.rejected} rejected by Trackstar; see the failures table)"
+        else:
+            message = "; ".join(problems)
+            if retryable and report.retry_after_s:
+                message += f" (Trackstar asked to wait {report.retry_after_s:g} s)"
+        failures = report.failures.head(100)
+        metadata = {
+            **report.summary(),
+            "failed_share": round(failed_share, 4),
+            "rejected_share": round(rejected_share, 4),
+            "failures": json.loads(failures.to_json(orient="records")) if len(failures) else [],
+        }
+        return PolicyOutcome(
+            ok=ok,
+            message=message,
+            failed_share=failed_share,
+            rejected_share=rejected_share,
+            retryable=retryable,
+            retry_after_s=report.retry_after_s,
+            metadata=metadata,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Item:
+    idx: int
+    key: str
+    connection: str
+    action: str
+    body: dict[str, Any]
+    body_hash: str
+    spec: ActionSpec
+    entry: LedgerEntry | None
+    operation: str  # create | update
+    stage: str  # reconcile | send
+    trackstar_id: str | None = None
+    attempts: int = 0
+    unknown: bool = False  # a request of this record may have taken effect unseen
+    started: float | None = None
+    started_at: datetime | None = None
+
+
+class _Pacer:
+    """Even spacing of one connection's sends, on an absolute schedule (a late wake-up does not push
+    the next slot back). It keeps the client's limiter queue short: many tasks parked in a limiter
+    contend on every slot and the event loop lags; here each task sleeps until its own slot."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        slot = max(now, self.next)
+        self.next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One connection: its token, its queues and its stop reason."""
+
+    connection: str
+    token: str
+    pending: deque[_Item] = field(default_factory=deque)  # need an intent before sending
+    ready: asyncio.Queue[_Item | None] = field(default_factory=asyncio.Queue)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    unfinished: int = 0
+    stop_reason: str | None = None
+    pacer: _Pacer = field(default_factory=lambda: _Pacer(None))
+    client: Any = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stop_message(connection: str, err: TrackstarError) -> str:
+    said = err.error or err.message
+    if isinstance(err, TrackstarNotImplementedError):
+        why = "the integration does not support this action (501)"
+    elif err.status == 403:
+        why = "Trackstar refused writes (403): writes or this action are disabled for the connection"
+    else:
+        why = f"Trackstar refused the credentials ({err.status}): the API key or access token is wrong"
+    return f"{why}; remaining writes of connection {connection!r} were not sent. Trackstar said: {said}"
+
+
+class _Run:
+    def __init__(
+        self,
+        payloads: pd.DataFrame,
+        client: Any,
+        tokens: Mapping[str, str],
+        ledger: Ledger,
+        *,
+        mode: str,
+        concurrency: int,
+        pace: Any,
+        max_attempts: int,
+        max_wait_s: float,
+        backoff_base: float,
+        backoff_max: float,
+        progress_every_s: float,
+        logger: Any,
+    ) -> None:
+        self.payloads = payloads
+        self.client = client
+        self.tokens = tokens
+        self.ledger = ledger
+        self.mode = mode
+        self.concurrency = max(1, int(concurrency))
+        self.pace = pace
+        self.max_attempts = max(1, int(max_attempts))
+        self.max_wait_s = max_wait_s
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.progress_every_s = progress_every_s
+        self.log = logger or _log
+        self.rows: list[dict[str, Any]] = []
+        self.outcomes: list[Outcome] = []
+        self.lanes: dict[str, _Lane] = {}
+        self.stopped: dict[str, str] = {}
+        self.retry_after_s: float | None = None
+        self.done = 0
+        self.to_send = 0
+        self.sent_ok = 0
+        self.first_send: float | None = None
+        self.last_finish: float | None = None
+        self.latencies: list[float] = []
+        self.batch = max(8, self.concurrency // 4)
+        self._warned_no_lookup: set[str] = set()
+
+    def client_for(self, connection: str) -> Any:
+        if isinstance(self.client, Mapping):
+            return self.client[connection]
+        return self.client
+
+    # -- bookkeeping ----------------------------------------------------------------------------------
+
+    def _row(self, idx: int, key: str, connection: str, action: str, status: str, **values: Any) -> None:
+        row = dict.fromkeys(RESULT_COLUMNS)
+        row.update(key=key, connection=connection, action=action, status=status, attempts=0)
+        row.update(body_changed=False, reconciled=False, unused_fields=[])
+        row.update(values)
+        self.rows[idx] = row
+        self.done += 1
+
+    def _finish(self, lane: _Lane, item: _Item, status: str, *, ledger_status: str | None = None, **values: Any) -> None:
+        """Result row + ledger outcome for one record; wakes the lane's end when it was the last one."""
+        now = time.monotonic()
+        self._row(
+            item.idx,
+            item.key,
+            item.connection,
+            item.action,
+            status,
+            trackstar_id=values.pop("trackstar_id", item.trackstar_id),
+            attempts=item.attempts,
+            started_at=item.started_at,
+            finished_at=_now(),
+            **values,
+        )
+        self.last_finish = now
+        ledger_status = ledger_status or status
+        if ledger_status in ("created", "updated", "failed", "rejected"):
+            self.outcomes.append(
+                Outcome(
+                    item.connection,
+                    item.action,
+                    item.key,
+                    ledger_status,
+                    body_hash=item.body_hash,
+                    trackstar_id=self.rows[item.idx]["trackstar_id"],
+                    outcome_unknown=item.unknown and ledger_status == "failed",
+                    http_status=values.get("http_status"),
+                    request_id=values.get("request_id"),
+                    error=values.get("error"),
+                )
+            )
+        lane.unfinished -= 1
+        lane.wake.set()
+
+    def _stop(self, lane: _Lane, err: TrackstarError) -> str:
+        if lane.stop_reason is None:
+            lane.stop_reason = _stop_message(lane.connection, err)
+            self.stopped[lane.connection] = lane.stop_reason
+            self.log.error(f"Trackstar writer: {lane.stop_reason}")
+        return lane.stop_reason
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+    # -- planning -------------------------------------------------------------------------------------
+
+    def plan(self) -> list[_Item]:
+        frame = self.payloads
+        missing = {"key", "connection", "action", "body"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"payloads frame lacks columns {sorted(missing)}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        keys = frame["key"].astype(str).tolist()
+        connections = frame["connection"].astype(str).tolist()
+        actions = frame["action"].astype(str).tolist()
+        ids = list(zip(connections, actions, keys, strict=True))
+        if len(set(ids)) != len(ids):
+            dupes = pd.Series(ids)[pd.Series(ids).duplicated()].head(5).tolist()
+            raise ValueError(f"payloads have duplicate (connection, action, key): {dupes}")
+        bodies = frame["body"].tolist()
+        hashes = frame["body_hash"].tolist() if "body_hash" in frame.columns else [None] * len(frame)
+        entries = self.ledger.load(ids)
+        self.rows = [{} for _ in ids]
+        items: list[_Item] = []
+        for idx, ((connection, action, key), body, body_hash) in enumerate(zip(ids, bodies, hashes, strict=True)):
+            text = body if isinstance(body, str) else json.dumps(body, sort_keys=True, separators=(",", ":"))
+            body_hash = str(body_hash) if body_hash else hashlib.sha256(text.encode("utf-8")).hexdigest()
+            try:
+                parsed = json.loads(text)
+            except ValueError as e:
+                self._row(idx, key, connection, action, "rejected", error=f"body is not JSON: {e}")
+                continue
+            if not isinstance(parsed, dict):
+                self._row(idx, key, connection, action, "rejected", error="body is not a JSON object")
+                continue
+            entry = entries.get((connection, action, key))
+            if connection not in self.tokens or (isinstance(self.client, Mapping) and connection not in self.client):
+                reason = f"no access token (or client) for connection {connection!r}"
+                self.stopped.setdefault(connection, reason)
+                self._row(idx, key, connection, action, "failed", error=reason)
+                continue
+            try:
+                spec = spec_for(action)
+            except KeyError as e:
+                self._row(idx, key, connection, action, "rejected", error=str(e.args[0]))
+                continue
+            item = _Item(idx, key, connection, action, parsed, body_hash, spec, entry, "create", "send")
+            if entry is not None and entry.trackstar_id:
+                item.trackstar_id = entry.trackstar_id
+                if entry.written_hash == body_hash:
+                    self._row(idx, key, connection, action, "unchanged", trackstar_id=entry.trackstar_id)
+                    continue
+                if self.mode == "create_only" or spec.update is None:
+                    error = BODY_CHANGED_MESSAGE if self.mode == "create_only" else (
+                        f"body changed but {action} has no update path; not sent"
+                    )
+                    self._row(
+                        idx, key, connection, action, "unchanged",
+                        trackstar_id=entry.trackstar_id, error=error, body_changed=True,
+                    )
+                    continue
+                item.operation = "update"
+            elif entry is not None and entry.needs_reconcile:
+                item.stage = "reconcile"
+                item.unknown = True
+            items.append(item)
+        return items
+
+    # -- the lanes ------------------------------------------------------------------------------------
+
+    async def committer(self, lane: _Lane) -> None:
+        """Commit intents in batches, right before releasing each batch to the senders."""
+        while lane.unfinished > 0:
+            if lane.pending and lane.ready.qsize() < self.batch:
+                batch = [lane.pending.popleft() for _ in range(min(self.batch, len(lane.pending)))]
+                if lane.stop_reason is not None:
+                    for item in batch:
+                        self._finish(lane, item, "failed", error=lane.stop_reason)
+                    continue
+                intents = [
+                    Intent(
+                        i.connection,
+                        i.action,
+                        i.key,
+                        i.body_hash,
+                        idempotency_key(i.connection, i.action, i.key, i.body_hash, i.operation),
+                        i.operation,
+                    )
+                    for i in batch
+                ]
+                await asyncio.to_thread(self.ledger.record_intents, intents)
+                for item in batch:
+                    lane.ready.put_nowait(item)
+                continue
+            lane.wake.clear()
+            if lane.unfinished > 0 and not (lane.pending and lane.ready.qsize() < self.batch):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lane.wake.wait(), 0.5)
+        for _ in range(self.concurrency):
+            lane.ready.put_nowait(None)
+
+    async def worker(self, lane: _Lane) -> None:
+        while True:
+            item = await lane.ready.get()
+            lane.wake.set()
+            if item is None:
+                return
+            try:
+                await self.process(lane, item)
+            except Exception as e:  # a bug must not lose the record's result
+                self.log.exception(f"Trackstar writer: unexpected error on key {item.key!r}")
+                self._finish(lane, item, "failed", error=f"unexpected error: {type(e).__name__}: {e}")
+
+    async def lookup(self, lane: _Lane, item: _Item) -> dict[str, Any] | None:
+        """Find the record an earlier attempt may have created (raises TrackstarError when the read fails)."""
+        spec = item.spec
+        filters = spec.lookup_filters(item.body)
+        tag = key_tag(item.connection, item.action, item.key)
+        if filters is None:
+            if not _has_tag(item.body, tag):
+                if item.connection not in self._warned_no_lookup:
+                    self._warned_no_lookup.add(item.connection)
+                    self.log.warning(
+                        f"Trackstar writer: {item.action} bodies of {item.connection!r} carry neither a look-up "
+                        f"field nor the key tag; unknown outcomes are re-sent with the same idempotency key only"
+                    )
+                return None
+            filters = {"trackstar_tags[contains]": tag}
+        records = await lane.client.alist_records(spec.lookup_path, lane.token, filters=filters)
+        if "trackstar_tags[contains]" in filters:
+            records = [r for r in records if _has_tag(r, tag)]
+        if not records:
+            return None
+        tagged = [r for r in records if _has_tag(r, tag)] or records
+        if len(records) > 1:
+            self.log.warning(
+                f"Trackstar writer: {len(records)} {spec.resource} match key {item.key!r} of {item.connection!r}; "
+                f"adopting {tagged[0].get('id')!r}"
+            )
+        return tagged[0]
+
+    async def process(self, lane: _Lane, item: _Item) -> None:
+        if item.started is None:
+            item.started = time.monotonic()
+            item.started_at = _now()
+        if lane.stop_reason is not None:
+            self._finish(lane, item, "failed", error=lane.stop_reason)
+            return
+        if item.stage == "reconcile":
+            if await self.reconcile(lane, item):
+                return
+            # not there: send it (after a fresh intent with this body's hash)
+            item.stage = "send"
+            lane.pending.appendleft(item)
+            lane.wake.set()
+            return
+        await self.send(lane, item)
+
+    async def reconcile(self, lane: _Lane, item: _Item) -> bool:
+        """Look the record up; adopt it when found. Returns True when the record is finished."""
+        waited = 0.0
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                found = await self.lookup(lane, item)
+                break
+            except TrackstarAuthError as e:
+                self._finish(lane, item, "failed", error=self._stop(lane, e), http_status=e.status)
+                return True
+            except TrackstarError as e:
+                if tries >= self.max_attempts or waited > self.max_wait_s:
+                    self._note_retry_after(e)
+                    self._finish(
+                        lane, item, "failed", http_status=e.status, origin=e.origin, request_id=e.request_id,
+                        error=f"outcome unknown and the look-up failed: {e}",
+                    )
+                    return True
+                wait = e.retry_after or self._backoff(tries)
+                waited += wait
+                await asyncio.sleep(wait)
+        if found is None:
+            return False
+        record_id = str(found.get("id")) if found.get("id") is not None else None
+        item.trackstar_id = record_id
+        written_hash = item.entry.body_hash if (item.entry and not item.attempts) else item.body_hash
+        if written_hash != item.body_hash and item.entry is not None:
+            # an earlier run's body is there; this run's body differs
+            self.outcomes.append(
+                Outcome(item.connection, item.action, item.key, "created", body_hash=written_hash,
+                        trackstar_id=record_id)
+            )
+            if self.mode == "upsert" and item.spec.update is not None:
+                item.operation = "update"
+                item.unknown = False
+                item.stage = "send"
+                lane.pending.appendleft(item)
+                lane.wake.set()
+                return True  # not finished, but handed back to the lane
+            self._finish(
+                lane, item, "unchanged", ledger_status="none", trackstar_id=record_id,
+                error=BODY_CHANGED_MESSAGE, body_changed=True, reconciled=True,
+            )
+            return True
+        self._finish(lane, item, "created", trackstar_id=record_id, reconciled=True)
+        return True
+
+    def _note_retry_after(self, err: TrackstarError) -> None:
+        if err.retry_after:
+            self.retry_after_s = max(self.retry_after_s or 0.0, float(err.retry_after))
+
+    async def send(self, lane: _Lane, item: _Item) -> None:
+        """Send until a definite answer; unknown outcomes are reconciled before each re-send."""
+        waited = 0.0  # seconds spent waiting out 429s and 409s
+        while True:
+            if lane.stop_reason is not None:
+                self._finish(lane, item, "failed", error=lane.stop_reason)
+                return
+            if item.operation == "update":
+                method, path = item.spec.update_request(item.trackstar_id or "")
+            else:
+                method, path = item.spec.create
+            key = idempotency_key(item.connection, item.action, item.key, item.body_hash, item.operation)
+            item.attempts += 1
+            await lane.pacer.wait()
+            t0 = time.monotonic()
+            if self.first_send is None:
+                self.first_send = t0
+            try:
+                resp = await lane.client.awrite(method, path, item.body, lane.token, idempotency_key=key)
+            except TrackstarRateLimitError as e:
+                wait = e.retry_after if e.retry_after is not None else self._backoff(item.attempts)
+                waited += wait
+                if waited > self.max_wait_s:
+                    self._note_retry_after(e)
+                    self._fail(lane, item, e, prefix="rate limited longer than the run waits")
+                    return
+                item.attempts -= 1  # waiting out a 429 is not an attempt
+                await asyncio.sleep(wait)
+                continue
+            except (TrackstarAuthError, TrackstarNotImplementedError) as e:
+                self._finish(
+                    lane, item, "failed", error=self._stop(lane, e), http_status=e.status,
+                    origin=e.origin, request_id=e.request_id,
+                )
+                return
+            except TrackstarError as e:
+                conflict = isinstance(e, TrackstarConflictError)
+                if not (e.outcome_unknown or conflict or (e.status is None)):
+                    self._reject(lane, item, e)
+                    return
+                if e.outcome_unknown or conflict:
+                    item.unknown = True
+                if item.attempts >= self.max_attempts:
+                    self._note_retry_after(e)
+                    self._fail(lane, item, e, prefix=f"gave up after {item.attempts} attempts")
+                    return
+                await asyncio.sleep(e.retry_after or self._backoff(item.attempts))
+                if item.unknown and item.operation == "create" and await self.reconcile(lane, item):
+                    return
+                continue
+            latency = time.monotonic() - t0
+            self.latencies.append(latency)
+            item.trackstar_id = resp.id or item.trackstar_id
+            status = "updated" if item.operation == "update" else "created"
+            if not resp.replayed:
+                self.sent_ok += 1
+            self._finish(
+                lane, item, status, trackstar_id=item.trackstar_id, http_status=resp.status_code,
+                unused_fields=list(resp.unused_fields), request_id=resp.request_id, latency_s=latency,
+                reconciled=bool(resp.replayed),
+            )
+            if resp.unused_fields:
+                self.log.debug(f"Trackstar writer: {item.key!r} unused fields {resp.unused_fields}")
+            return
+
+    def _reject(self, lane: _Lane, item: _Item, err: TrackstarError) -> None:
+        error = str(err.error or err.message)
+        if isinstance(err, TrackstarValidationError) and err.field_errors:
+            error = "; ".join(f"{f}: {', '.join(m)}" for f, m in err.field_errors.items())
+            if err.error:
+                error = f"{err.error}: {error}"
+        self._finish(
+            lane, item, "rejected", error=error, http_status=err.status, origin=err.origin, request_id=err.request_id
+        )
+
+    def _fail(self, lane: _Lane, item: _Item, err: TrackstarError, *, prefix: str) -> None:
+        self._finish(
+            lane, item, "failed", error=f"{prefix}: {err}", http_status=err.status, origin=err.origin,
+            request_id=err.request_id,
+        )
+
+    # -- background -----------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        if self.outcomes:
+            batch, self.outcomes = self.outcomes, []
+            await asyncio.to_thread(self.ledger.record_outcomes, batch)
+
+    async def flusher(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            await self.flush()
+
+    async def progress(self, total: int, started: float) -> None:
+        while True:
+            await asyncio.sleep(self.progress_every_s)
+            elapsed = time.monotonic() - started
+            rate = self.sent_ok / elapsed if elapsed > 0 else 0.0
+            left = total - self.done
+            eta = f"{left / rate:.0f} s" if rate > 0 else "?"
+            self.log.info(
+                f"Trackstar writer: {self.done}/{total} records done ({self.done / max(total, 1):.0%}), "
+                f"{rate:.1f} writes/s, ETA {eta}"
+            )
+
+    async def run(self) -> WriteReport:
+        started = time.monotonic()
+        items = self.plan()
+        total = len(self.rows)
+        for item in items:
+            lane = self.lanes.get(item.connection)
+            if lane is None:
+                lane = self.lanes[item.connection] = _Lane(item.connection, self.tokens[item.connection])
+                lane.client = self.client_for(item.connection)
+                lane.pacer = _Pacer(self.pace(lane.client))
+            lane.unfinished += 1
+            if item.stage == "reconcile":
+                lane.ready.put_nowait(item)
+            else:
+                lane.pending.append(item)
+        self.to_send = len(items)
+        if items:
+            self.log.info(
+                f"Trackstar writer: {total} records, {len(items)} to send over {len(self.lanes)} connection(s) "
+                f"({total - len(items)} decided without sending), mode={self.mode}"
+            )
+        tasks = [asyncio.create_task(self.flusher()), asyncio.create_task(self.progress(total, started))]
+        try:
+            lane_tasks = []
+            for lane in self.lanes.values():
+                lane_tasks.append(asyncio.create_task(self.committer(lane)))
+                lane_tasks += [asyncio.create_task(self.worker(lane)) for _ in range(self.concurrency)]
+            if lane_tasks:
+                await asyncio.gather(*lane_tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            await self.flush()
+        return self.report(time.monotonic() - started)
+
+    def report(self, elapsed: float) -> WriteReport:
+        results = pd.DataFrame(self.rows, columns=RESULT_COLUMNS)
+        for col in ("body_changed", "reconciled"):
+            results[col] = results[col].fillna(False).astype(bool)
+        results["attempts"] = results["attempts"].fillna(0).astype(int)
+        results["http_status"] = results["http_status"].astype("Int64")
+        results["latency_s"] = results["latency_s"].astype(float)
+        counts = {s: int((results["status"] == s).sum()) for s in STATUSES}
+        window = (self.last_finish - self.first_send) if (self.first_send and self.last_finish) else 0.0
+        lat = np.array(self.latencies) if self.latencies else None
+        failures = results[results["status"].isin(["failed", "rejected"])][FAILURE_COLUMNS].reset_index(drop=True)
+        report = WriteReport(
+            results=results,
+            counts=counts,
+            total=len(results),
+            elapsed_s=elapsed,
+            writes_per_s=(self.sent_ok / window) if window > 0 else 0.0,
+            p50_latency_s=float(np.percentile(lat, 50)) if lat is not None else None,
+            p95_latency_s=float(np.percentile(lat, 95)) if lat is not None else None,
+            failures=failures,
+            stopped_connections=dict(self.stopped),
+            retry_after_s=self.retry_after_s,
+            mode=self.mode,
+            sent=self.sent_ok,
+        )
+        self.log.info(
+            f"Trackstar writer: done in {elapsed:.1f} s: "
+            + ", ".join(f"{counts[s]} {s}" for s in STATUSES)
+            + f"; {report.writes_per_s:.1f} writes/s"
+        )
+        return report
+
+
+async def awrite_payloads(
+    payloads: pd.DataFrame,
+    client: Any,
+    tokens: Mapping[str, str],
+    ledger: Ledger,
+    *,
+    mode: Mode = "create_only",
+    concurrency: int | None = None,
+    pace: float | None | Literal["auto"] = "auto",
+    max_attempts: int = 5,
+    max_wait_s: float = 120.0,
+    backoff_base: float = 0.25,
+    backoff_max: float = 8.0,
+    progress_every_s: float = 5.0,
+    logger: Any = None,
+) -> WriteReport:
+    """Write every payload exactly once (see the module docstring); returns a report, never raises for
+    a record's failure (the failure policy decides about the run).
+
+    ``client`` is a ``TrackstarClient`` or a mapping connection -> client (one client per connection keeps
+    each httpx pool small, which matters past ~100 requests in flight); ``tokens`` maps connection ->
+    access token.
+
+    ``concurrency`` is per connection (default 64: enough to keep 50 writes/s going at ~0.5 s per write);
+    the client's per-token limiter keeps each connection within its own rate. ``max_attempts`` bounds the
+    sends of one record whose outcomes were unknown; ``max_wait_s`` bounds waiting out 429s per record.
+    ``pace`` (writes/s per connection; "auto" = 99% of the client's ``write_rate``, None = off) spaces the
+    sends evenly ahead of the client's limiter, which stays the hard limit.
+    """
+    pace_for = _auto_pace if pace == "auto" else (lambda _c: pace)
+    run = _Run(
+        payloads,
+        client,
+        tokens,
+        ledger,
+        mode=mode,
+        concurrency=concurrency or DEFAULT_CONCURRENCY,
+        pace=pace_for,
+        max_attempts=max_attempts,
+        max_wait_s=max_wait_s,
+        backoff_base=backoff_base,
+        backoff_max=backoff_max,
+        progress_every_s=progress_every_s,
+        logger=logger,
+    )
+    return await run.run()
+
+
+def _auto_pace(client: Any) -> float | None:
+    """99% of what the client's limiter lets through (its rate over its window), so the limiter's queue
+    stays short (tasks parked in it contend on every slot) while the limiter stays the hard limit."""
+    rate = getattr(client, "write_rate", None)
+    if not rate:
+        return None
+    window = 1.0
+    with contextlib.suppress(Exception):
+        from .. import client as client_module
+
+        window = float(getattr(client_module, "LIMIT_WINDOW_S", 1.0))
+    return float(rate) / window * PACE_SHARE
+
+
+def write_payloads(
+    payloads: pd.DataFrame,
+    client: Any,
+    tokens: Mapping[str, str],
+    ledger: Ledger,
+    **options: Any,
+) -> WriteReport:
+    """Sync wrapper of ``awrite_payloads``: runs its own event loop (in a fresh thread when the caller's
+    thread already runs one, e.g. inside an async Dagster op or Jupyter)."""
+
+    async def main() -> WriteReport:
+        try:
+            return await awrite_payloads(payloads, client, tokens, ledger, **options)
+        finally:
+            # the client's async httpx pool belongs to this loop, which ends here
+            for c in (client.values() if isinstance(client, Mapping) else [client]):
+                aclose = getattr(c, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackstar-writer") as pool:
+        return pool.submit(asyncio.run, main()).result()
