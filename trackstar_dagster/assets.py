@@ -5,7 +5,6 @@ raw documents in a ``SchemaStore`` (the write path compiles its validators from 
 and checks, inside its own step, how they drifted from the previous snapshot.
 """
 
-from __future__ import annotations
 
 from collections.abc import Sequence
 
@@ -17,7 +16,7 @@ from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.catalog import catalog_frame
 from trackstar_dagster.schema.drift import schema_drift
 from trackstar_dagster.schema.fields import write_info_fields
-from trackstar_dagster.schema.frames import CatalogModel, WriteInfoFieldsModel
+from trackstar_dagster.schema.frames import CatalogModel, WriteInfoAssetModel
 from trackstar_dagster.schema.store import SchemaStore, snapshot_key
 
 CATALOG_KEY = dg.AssetKey(["trackstar", "integrations"])
@@ -127,12 +126,14 @@ def build_trackstar_write_info_asset(
                 doc = client.get_write_info(itype, iname, access_token=token)
                 docs[skey] = doc
                 fields = write_info_fields(doc, itype, iname)
-                fields.insert(2, "connection", pd.Series([conn_name] * len(fields), dtype="string"))
+                fields["connection"] = pd.Series([conn_name] * len(fields), dtype=fields["integration_name"].dtype)
                 frames.append(fields)
-        frame = pd.concat(frames, ignore_index=True) if frames else write_info_fields({}, integration_type, "")
-        if "connection" not in frame.columns:
-            frame.insert(2, "connection", pd.Series(dtype="string"))
-        frame = WriteInfoFieldsModel.validate(frame)
+        if frames:
+            frame = pd.concat(frames, ignore_index=True)
+        else:
+            frame = write_info_fields({}, integration_type, "")
+            frame["connection"] = frame["integration_name"]
+        frame = WriteInfoAssetModel.validate(frame)
 
         previous = store.load_many(list(docs))
         drift = schema_drift(previous, {k: v for k, v in docs.items() if k in previous})

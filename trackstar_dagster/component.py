@@ -6,7 +6,6 @@ through a database resource (``DuckDBResource`` in the example; any resource who
 yields a DB-API connection works).
 """
 
-from __future__ import annotations
 
 from datetime import date
 from pathlib import Path

@@ -5,11 +5,11 @@ writes from ``writer.write_payloads``; this module turns their plain results int
 checks, ``Failure`` and ``RetryRequested``.
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
+from enum import Enum
 from typing import Any, Literal
 
 import dagster as dg
@@ -33,11 +33,21 @@ ROWS_VALID_CHECK = "rows_valid"
 REJECT_SHARE_CHECK = "reject_share"
 
 
+class WriteMode(Enum):
+    """``create_only``: a changed body of a record already created is reported, not sent; ``upsert``: updated."""
+
+    create_only = "create_only"
+    upsert = "upsert"
+
+
 class WriteConfig(dg.Config):
-    """Run config of a write step."""
+    """Run config of a write step: a dry run sends nothing; ``mode`` overrides the sync's."""
 
     dry_run: bool = False
-    mode: Literal["create_only", "upsert"] | None = None
+    mode: WriteMode | None = None
+
+    def mode_or(self, default: str) -> str:
+        return self.mode.value if self.mode is not None else default
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,8 @@ class TrackstarSync:
     group_name: str | None = None
     write_info_key: dg.AssetKey = WRITE_INFO_KEY
     tags: dict[str, str] = field(default_factory=dict)
+    #: resources ``load_rows`` and ``results_sink`` use (e.g. ``{"duckdb"}``)
+    extra_resource_keys: frozenset[str] = frozenset()
 
     @property
     def prefix(self) -> list[str]:
@@ -102,20 +114,13 @@ class TrackstarSync:
 # helpers (plain functions: unit-testable without a run)
 
 
-def connections_of(mapping: MappingConfig) -> list[str]:
-    """The connection names a mapping may route records to."""
-    if mapping.connection:
-        return [mapping.connection]
-    return sorted(set((mapping.connection_values or {}).values()))
-
-
 def resolve_targets(trackstar: TrackstarResource, mapping: MappingConfig, log: Any = None) -> dict[str, Target]:
     """Each connection's integration and write-info document: the stored snapshot, else one fetch."""
     store = trackstar.schema_store()
     targets: dict[str, Target] = {}
     client = None
     try:
-        for name in connections_of(mapping):
+        for name in mapping.connections():
             conn = trackstar.connection(name)
             skey = snapshot_key(conn.integration_type, conn.integration_name, conn.name)
             doc = store.load(skey)
@@ -148,8 +153,8 @@ def partition_of_rows(
         return np.array([keys[0]] * len(frame), dtype=object)
     windows = [partitions_def.time_window_for_partition_key(k) for k in keys]
     starts = pd.DatetimeIndex([pd.Timestamp(w.start).tz_convert("UTC") for w in windows])
-    dates = pd.to_datetime(frame[date_column], utc=True, errors="coerce")
-    pos = np.searchsorted(starts.asi8, dates.astype("datetime64[ns, UTC]").to_numpy().astype("datetime64[ns]").astype(np.int64), side="right") - 1
+    dates = pd.to_datetime(frame[date_column], utc=True, errors="coerce").dt.tz_convert("UTC").dt.as_unit("ns")
+    pos = np.searchsorted(starts.as_unit("ns").asi8, dates.dt.tz_localize(None).to_numpy().astype(np.int64), side="right") - 1
     pos = np.clip(pos, 0, len(keys) - 1)
     return np.asarray(keys, dtype=object)[pos]
 
@@ -170,8 +175,8 @@ def tag_frame(
     if row_partitions is not None:
         out[PARTITION_COLUMN] = pd.array(row_partitions[first] if len(first) else [], dtype="string")
     if write_from is not None and date_column is not None and len(out):
-        dates = pd.to_datetime(source[date_column], utc=True, errors="coerce").to_numpy()[first]
-        out["dry_run"] = pd.Series(dates < write_from.to_datetime64(), index=out.index).fillna(False)
+        before = (pd.to_datetime(source[date_column], utc=True, errors="coerce") < write_from).to_numpy(dtype=bool)
+        out["dry_run"] = before[first]
     else:
         out["dry_run"] = False
     return out
@@ -235,10 +240,12 @@ def run_writes(
         outcome = FailurePolicy(max_failed_share=max_failed_share).evaluate(report)
         metadata["failed_share"] = dg.MetadataValue.float(float(outcome.failed_share))
         if not outcome.ok:
-            if report.retry_after_s and not report.stopped_connections:
-                context.log.warning(f"{outcome.message}; retrying in {report.retry_after_s:.0f}s as the API asked")
-                raise dg.RetryRequested(max_retries=3, seconds_to_wait=report.retry_after_s)
-            raise dg.Failure(description=outcome.message, metadata={**metadata, **outcome.metadata})
+            # every result is already in the ledger (and the failed records are picked up by key next run)
+            if outcome.retryable and outcome.retry_after_s:
+                wait = float(outcome.retry_after_s)
+                context.log.warning(f"{outcome.message}; the API asked to wait {wait:.0f}s: retrying the step then")
+                raise dg.RetryRequested(max_retries=3, seconds_to_wait=wait)
+            raise dg.Failure(description=outcome.message, metadata={**metadata, **_plain(outcome.metadata)})
     return results, metadata
 
 
@@ -253,7 +260,7 @@ def write_orders(context: dg.OpExecutionContext, config: WriteConfig, payloads: 
     """Write a payloads frame (from ``build_payloads``) to Trackstar: each record exactly once, all accounted for."""
     results, metadata = run_writes(
         context, context.resources.trackstar, payloads, dry_run=config.dry_run,
-        mode=config.mode or "create_only", max_failed_share=0.0,
+        mode=config.mode_or("create_only"), max_failed_share=0.0,
     )
     context.add_output_metadata(metadata)
     return results
@@ -287,7 +294,7 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
             dg.AssetCheckSpec(REJECT_SHARE_CHECK, asset=sync.payloads_key, blocking=True,
                               description=f"ERROR when more than {sync.max_reject_share:.0%} of records are rejected, WARN when any."),
         ],
-        required_resource_keys={resource_key},
+        required_resource_keys={resource_key, *sync.extra_resource_keys},
         backfill_policy=sync.effective_backfill_policy,
         pool=sync.pool_name,
         can_subset=False,
@@ -335,7 +342,7 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
         key=sync.results_key,
         ins={"payloads": dg.AssetIn(sync.payloads_key, input_manager_key=IO_MANAGER_KEY)},
         io_manager_key=IO_MANAGER_KEY,
-        required_resource_keys={resource_key},
+        required_resource_keys={resource_key, *sync.extra_resource_keys},
         backfill_policy=sync.effective_backfill_policy,
         pool=sync.pool_name,
         description="One row per record: created, updated, unchanged, rejected, failed or dry_run, with the Trackstar id.",
@@ -346,7 +353,7 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
         results, metadata = run_writes(
             context, trackstar, payloads,
             dry_run=config.dry_run or sync.dry_run,
-            mode=config.mode or sync.mode,
+            mode=config.mode_or(sync.mode),
             max_failed_share=sync.max_failed_share,
         )
         if sync.results_sink is not None:
@@ -361,5 +368,14 @@ def trackstar_io_manager_resources(base_dir: str | None = None) -> dict[str, Any
     return {IO_MANAGER_KEY: TrackstarFrameIOManager(base_dir=base_dir)}
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Policy metadata as Dagster metadata values (tables as markdown)."""
+    out: dict[str, Any] = {}
+    for key, value in (metadata or {}).items():
+        if isinstance(value, pd.DataFrame):
+            out[key] = dg.MetadataValue.md(markdown_table(value, max_rows=25))
+        elif isinstance(value, bool | int | float | str) or value is None:
+            out[key] = value
+        else:
+            out[key] = dg.MetadataValue.json(value)
+    return out

@@ -63,3 +63,9 @@ class CatalogModel(pa.DataFrameModel):
         cols = ["required_base_schema_fields", "optional_base_schema_fields", "integration_specific_fields",
                 "integration_specific_required", "available_actions"]
         return df[cols].map(lambda v: isinstance(v, list)).all(axis=1)
+
+
+class WriteInfoAssetModel(WriteInfoFieldsModel):
+    """The write-info asset's frame: the fields, and the connection whose token fetched the document."""
+
+    connection: Series[str] = pa.Field(nullable=True)

@@ -1,0 +1,157 @@
+"""A sync's assets and the write_orders op, run in a real Dagster instance against the sandbox."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from trackstar_dagster import (
+    MappingConfig,
+    TrackstarConnection,
+    TrackstarResource,
+    TrackstarSync,
+    build_trackstar_schema_assets,
+    build_trackstar_sync_assets,
+    trackstar_io_manager_resources,
+    write_orders,
+)
+
+MAPPING = MappingConfig.model_validate(
+    {
+        "action": "create_order",
+        "key": "order_id",
+        "connection": "acme",
+        "fields": {
+            "order_number": "order_id",
+            "ship_to_address.full_name": "name",
+            "ship_to_address.address1": "street",
+            "ship_to_address.city": "city",
+            "ship_to_address.state": "state",
+            "ship_to_address.postal_code": "zip",
+            "ship_to_address.country": "country",
+            "line_items.product_id": "product",
+            "line_items.quantity": "qty",
+        },
+    }
+)
+
+
+def rows(n_orders: int, *, bad: set[int] = frozenset(), day: str = "2026-11-20") -> pd.DataFrame:
+    out = []
+    for i in range(n_orders):
+        for line in range(2):
+            out.append(
+                {
+                    "order_id": f"SYNC-{i:04d}",
+                    "order_date": pd.Timestamp(day, tz="UTC") + pd.Timedelta(minutes=i),
+                    "name": "Ada Lovelace",
+                    "street": "1 Main St",
+                    "city": "Reno",
+                    "state": "NV",
+                    "zip": "89501",
+                    "country": "NA" if i % 5 == 0 else "US",
+                    "product": f"prod-{line}",
+                    "qty": 0 if i in bad else line + 1,
+                }
+            )
+    return pd.DataFrame(out)
+
+
+@pytest.fixture
+def resources(sandbox, tmp_path):
+    return {
+        "trackstar": TrackstarResource(
+            api_key=sandbox.api_key,
+            base_url=sandbox.base_url,
+            state_dir=str(tmp_path / "state"),
+            connections=[TrackstarConnection(name="acme", access_token="sandbox-token-wms")],
+        ),
+        **trackstar_io_manager_resources(str(tmp_path / "io")),
+    }
+
+
+def make_sync(frame: pd.DataFrame, **kwargs) -> TrackstarSync:
+    return TrackstarSync(name="s", mapping=MAPPING, load_rows=lambda context, window: frame, **kwargs)
+
+
+def run(sync, instance, resources, **kwargs):
+    assets = [*build_trackstar_schema_assets(), *build_trackstar_sync_assets(sync)]
+    return dg.materialize(assets, instance=instance, resources=resources, **kwargs)
+
+
+def test_sync_writes_valid_records_keeps_rejects_and_warns(sandbox, instance, resources):
+    result = run(make_sync(rows(20, bad={7})), instance, resources)
+    assert result.success
+    results = result.asset_value(dg.AssetKey(["s", "write_results"]))
+    rejects = result.asset_value(dg.AssetKey(["s", "rejects"]))
+    assert sorted(results["status"].unique()) == ["created"]
+    assert len(results) == 19
+    assert set(rejects["key"]) == {"SYNC-0007"}
+    assert rejects["reason"].str.contains("quantity").all()
+    assert len(sandbox.records("orders", token="sandbox-token-wms")) == 19
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["reject_share"].passed
+    assert checks["reject_share"].severity == dg.AssetCheckSeverity.WARN  # 1/20 <= 10%
+    assert checks["reject_share"].metadata["reject_share"].value == pytest.approx(0.05)
+    assert not checks["rows_valid"].passed
+    assert "quantity" in checks["rows_valid"].metadata["failures_by_check_and_column"].value
+
+
+def test_too_many_rejects_block_the_write(sandbox, instance, resources):
+    result = run(make_sync(rows(10, bad={1, 3, 7})), instance, resources, raise_on_error=False)
+    assert not result.success
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["reject_share"].severity == dg.AssetCheckSeverity.ERROR
+    assert sandbox.records("orders", token="sandbox-token-wms") == []
+
+
+def test_rerun_sends_nothing_and_reports_unchanged(sandbox, instance, resources):
+    sync = make_sync(rows(6))
+    assert run(sync, instance, resources).success
+    second = run(sync, instance, resources)
+    results = second.asset_value(dg.AssetKey(["s", "write_results"]))
+    assert set(results["status"]) == {"unchanged"}
+    assert len(sandbox.records("orders", token="sandbox-token-wms")) == 6
+
+
+def test_dry_run_and_write_from_send_nothing_before_the_date(sandbox, instance, resources):
+    frame = pd.concat([rows(3, day="2026-01-01"), rows(3, day="2026-11-20").assign(
+        order_id=lambda f: f["order_id"] + "-new")], ignore_index=True)
+    sync = make_sync(frame, date_column="order_date", write_from="2026-06-01")
+    result = run(sync, instance, resources)
+    results = result.asset_value(dg.AssetKey(["s", "write_results"]))
+    assert results["status"].value_counts().to_dict() == {"created": 3, "dry_run": 3}
+    assert len(sandbox.records("orders", token="sandbox-token-wms")) == 3
+
+
+def test_write_failures_fail_the_run_with_the_error_bodies(sandbox, instance, resources):
+    sandbox.configure(faults={"error_5xx": 1.0})
+    result = run(make_sync(rows(3)), instance, resources, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "failed" in str(failure.event_specific_data.error.message).lower() or failure.event_specific_data.user_failure_data
+
+
+def test_write_orders_op_in_a_plain_job(sandbox, instance, resources):
+    import json
+    from importlib import resources as ir
+
+    from trackstar_dagster.mapping import Target, build_payloads
+
+    doc = json.loads((ir.files("trackstar_dagster.sandbox") / "data" / "write-info" / "wms_sandbox.json").read_text())
+    batch = build_payloads(rows(4), MAPPING, {"acme": Target(connection="acme", integration_type="wms",
+                                                              integration_name="wms_sandbox", doc=doc)})
+
+    @dg.op
+    def payloads() -> pd.DataFrame:
+        return batch.payloads
+
+    @dg.job(resource_defs=resources)
+    def push():
+        write_orders(payloads())
+
+    result = push.execute_in_process(instance=instance)
+    assert result.success
+    out = result.output_for_node("write_orders")
+    assert set(out["status"]) == {"created"} and len(out) == 4
