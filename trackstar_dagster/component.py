@@ -41,10 +41,14 @@ class SourceModel(dg.Model, dg.Resolvable):
 
 
 class PartitionsModel(dg.Model, dg.Resolvable):
+    """Daily partitions by the source's date column, and a daily schedule for the latest one."""
+
     start_date: str
     end_offset: int = 0
-    schedule_cron: str | None = Field(default="0 3 * * *", description="Daily schedule; null for none.")
-    single_run_backfill: bool = True
+    schedule: bool = Field(default=True, description="A daily schedule that runs the latest partition.")
+    hour_of_day: int = 3
+    minute_of_hour: int = 0
+    single_run_backfill: bool = Field(default=True, description="A backfill of many days runs as one run.")
 
 
 class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
@@ -147,10 +151,13 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             partitions_def=sync.partitions_def,
         )
         schedules = []
-        if self.partitions and self.partitions.schedule_cron:
+        if self.partitions and self.partitions.schedule:
             schedules.append(
                 dg.build_schedule_from_partitioned_job(
-                    job, name=f"{self.name}_schedule", cron_schedule=self.partitions.schedule_cron
+                    job,
+                    name=f"{self.name}_schedule",
+                    hour_of_day=self.partitions.hour_of_day,
+                    minute_of_hour=self.partitions.minute_of_hour,
                 )
             )
         return dg.Definitions(
