@@ -218,7 +218,7 @@ def sql_results_sink(prefix: str, resource_key: str):
         with db.get_connection() as conn:
             conn.register("_trackstar_frame", out)
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _trackstar_frame LIMIT 0")
-            if "partition" in out.columns and context.has_partition_key:
+            if "partition" in out.columns and (context.has_partition_key or context.has_partition_key_range):
                 keys = list(context.partition_keys)
                 conn.execute(f"DELETE FROM {table} WHERE partition IN ({','.join('?' * len(keys))})", keys)
             elif "partition" not in out.columns:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -91,6 +91,12 @@ class MappingConfig(BaseModel):
     constants: dict[str, Any] = Field(default_factory=dict)
     connection_constants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     key_tag: bool = True
+    unknown_fields: Literal["drop", "reject"] = Field(
+        default="drop",
+        description="A mapped field the target integration's schema lacks: left out of that connection's bodies "
+        "(drop, listed in PayloadBatch.dropped_fields) or the record rejected (reject). One table can feed "
+        "integrations with different schemas.",
+    )
 
     @field_validator("connection_values", mode="before")
     @classmethod
@@ -169,6 +175,8 @@ class PayloadBatch:
     checks: list[v.CheckOutcome] = field(default_factory=list)
     records: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, for profiling
+    #: per connection, the mapped fields its integration's schema lacks, left out of its bodies
+    dropped_fields: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def rejected_records(self) -> int:
@@ -394,6 +402,7 @@ class _Group:
     required: list[str]
     complete: bool
     has_tags: bool
+    unknown: frozenset[str] = frozenset()  # mapped paths this integration's schema lacks (dropped)
 
 
 class _Build:
@@ -451,8 +460,10 @@ class _Build:
                 seen[gk] = len(self.groups)
                 specs, required, complete = v.field_specs(t.doc, t.integration_type, t.integration_name,
                                                           self.action, list(cfg.fields))
+                unknown = frozenset(v.unknown_paths(t.doc, t.integration_type, t.integration_name, self.action,
+                                                    list(cfg.fields))) if cfg.unknown_fields == "drop" else frozenset()
                 self.groups.append(_Group(t.integration_type, t.integration_name, t.doc, specs, required,
-                                          complete, v.has_property(t.doc, self.action, "trackstar_tags")))
+                                          complete, v.has_property(t.doc, self.action, "trackstar_tags"), unknown))
             self.conn_group[name] = seen[gk]
         self.items_path = self._items_path()
         ip = self.items_path
@@ -644,7 +655,7 @@ class _Build:
         series = self.work[col]
         n = self.n
         out = np.full(n, None, dtype=object)
-        kind = "object"
+        kinds: set[str] = set()
         row_group = self.rec_group[self.rec_of_row] if len(self.groups) > 1 else None
         for spec, group_ids in self._spec_groups(path):
             if row_group is None:
@@ -657,13 +668,14 @@ class _Build:
                     continue
                 c = coerce_column(series.iloc[rows].reset_index(drop=True), spec)
                 out[rows] = c.values
-            kind = c.kind
+            if spec.type is not None:  # an untyped (or, dropped, unknown) field does not decide the kind
+                kinds.add(c.kind)
             if c.bad.any():
                 pos = np.flatnonzero(c.bad)
                 at = pos if rows is None else rows[pos]
                 self._row_failures("coercion", self.inv_order[at], path, [c.reasons[int(p)] for p in pos],
                                    series.iloc[at].tolist())
-        return out[self.order], kind
+        return out[self.order], kinds.pop() if len(kinds) == 1 else "object"
 
     def _header_column(self, path: str) -> None:
         """A record's one value of a header field, and conflicts between its rows, on integer codes.
@@ -675,6 +687,9 @@ class _Build:
         uvals, codes, kind, distinct = self._coerce_codes_sorted(path)
         canon = canonical_codes(uvals, distinct)
         row = np.append(canon, -1)[codes]
+        unknown = self._unknown_rows(path)
+        if unknown is not None:
+            row = np.where(unknown, -1, row)
         R = self.R
         rec_codes = np.full(R, -1, dtype=np.int64)
         if self.n:
@@ -710,7 +725,8 @@ class _Build:
             vals, kind = self._coerce_sorted(path)
             codes = np.arange(self.n, dtype=np.intp)
             codes[np.equal(vals, None)] = -1
-            return vals, codes, kind, True
+            # one value per row: equal values on several rows are not distinct, so let them be factorised
+            return vals, codes, kind, False
         col = self.config.fields[path]
         series = self.work[col]
         spec = self._spec_groups(path)[0][0]
@@ -724,8 +740,18 @@ class _Build:
         codes = np.where(valid[codes], codes, -1)[self.order]
         return u.values, codes, u.kind, u.distinct
 
+    def _unknown_rows(self, path: str) -> np.ndarray | None:
+        """Sorted rows whose connection's schema lacks ``path`` (its value is left out), or None."""
+        groups = [gi for gi, g in enumerate(self.groups) if path in g.unknown]
+        if not groups:
+            return None
+        return np.isin(self.rec_group[self.rec_sorted], groups)
+
     def _item_column(self, path: str) -> None:
         uvals, codes, kind, _ = self._coerce_codes_sorted(path)
+        unknown = self._unknown_rows(path)
+        if unknown is not None:
+            codes = np.where(unknown, -1, codes)
         self.iu[path] = np.append(uvals, None)
         self.ic[path] = codes
         self.row_kind[path] = kind
@@ -1022,8 +1048,10 @@ class _Build:
         rejects = self._rejects_frame(src_list)
         checks = self._checks(len(good))
         self._lap("rejects and checks")
+        dropped = {name: sorted(self.groups[gi].unknown) for name, gi in self.conn_group.items()
+                   if self.groups[gi].unknown}
         return PayloadBatch(payloads=payloads, rejects=rejects, checks=checks, records=self.R,
-                            timings=self.timings)
+                            timings=self.timings, dropped_fields=dropped)
 
     def _rejects_frame(self, src_list: list[int]) -> pd.DataFrame:
         if not self.rej_rec:

@@ -177,6 +177,25 @@ def field_specs(doc: dict[str, Any], integration_type: str, integration_name: st
     return specs, required, complete
 
 
+def unknown_paths(doc: dict[str, Any], integration_type: str, integration_name: str, action: str,
+                  paths: list[str]) -> list[str]:
+    """Mapped paths the integration's schema does not have (its bodies may not carry them).
+
+    A path under a free-form object (type object with no listed properties) is not unknown.
+    """
+    frame = fields_for(doc, integration_type, integration_name, action)
+    known = set(frame["field"])
+    free = {f for f, t in zip(frame["field"], frame["type"], strict=True)
+            if (pd.isna(t) or t == "object") and not any(k.startswith(f + ".") for k in known)}
+    out = []
+    for path in paths:
+        parts = path.split(".")
+        if path in known or any(".".join(parts[:i]) in free for i in range(1, len(parts))):
+            continue
+        out.append(path)
+    return out
+
+
 def has_property(doc: dict[str, Any], action: str, name: str) -> bool:
     """Whether the action's body schema has the top-level property ``name`` (e.g. ``trackstar_tags``)."""
     try:

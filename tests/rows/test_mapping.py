@@ -242,13 +242,38 @@ def test_orders_and_items_from_two_tables_joined_on_the_key(targets, config):
     assert list(batch.payloads.set_index("key").loc["O2", "source_rows"]) == [2]
 
 
-def test_a_field_the_integration_does_not_accept_rejects_with_its_reason(targets):
+def test_a_field_the_integration_does_not_accept_is_left_out_and_listed(targets):
     fields = dict(ORDER_FIELDS)
     fields["line_items.colour"] = "colour"
     cfg = MappingConfig(key="order_id", connection="acme", fields=fields)
     batch = build_payloads(order_rows(1, 1, colour=["red"]), cfg, targets)
+    assert len(batch.payloads) == 1 and not len(batch.rejects)
+    assert "colour" not in batch.payloads["body"].iloc[0]
+    assert batch.dropped_fields == {"acme": ["line_items.colour"]}
+
+
+def test_a_field_the_integration_does_not_accept_rejects_when_asked(targets):
+    fields = dict(ORDER_FIELDS)
+    fields["line_items.colour"] = "colour"
+    cfg = MappingConfig(key="order_id", connection="acme", fields=fields, unknown_fields="reject")
+    batch = build_payloads(order_rows(1, 1, colour=["red"]), cfg, targets)
     assert not len(batch.payloads)
     assert "colour" in batch.rejects["field"].iloc[0]
+
+
+def test_one_table_feeds_integrations_with_different_schemas(targets):
+    """A 3PL's one table: each connection's bodies keep only what its own integration accepts."""
+
+    fields = dict(ORDER_FIELDS)
+    fields["line_items.colour"] = "colour"  # in no schema: dropped everywhere
+    frame = order_rows(4, 2, colour=["red"] * 8)
+    frame["customer"] = ["a", "a", "b", "b", "a", "a", "b", "b"]
+    cfg = MappingConfig(key="order_id", connection_column="customer", connection_values={"a": "acme", "b": "acme2"},
+                        fields=fields)
+    targets = {**targets, "acme2": Target("acme2", "wms", "wms_sandbox", targets["acme"].doc)}
+    batch = build_payloads(frame, cfg, targets)
+    assert len(batch.payloads) == 4 and not len(batch.rejects)
+    assert all("colour" not in json.dumps(json.loads(b)) for b in batch.payloads["body"])
 
 
 def test_required_fields_missing_from_the_mapping_reject_with_the_field(targets):
