@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml example_project/pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m example_project.demo
+	$(PY) -m trackstar_example.demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check trackstar_dagster tests example_project benchmarks

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 BACKFILL_DAYS = 30
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the summary is printed below
 
 
 def log(message: str) -> None:
@@ -58,7 +59,7 @@ def run_demo(sandbox) -> int:
 
     schema_job = dg.define_asset_job("trackstar_schemas", selection=dg.AssetSelection.groups("trackstar"))
     schema_defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[schema_job]))
-    result = schema_defs.resolve_job_def("trackstar_schemas").execute_in_process(instance=instance)
+    result = schema_defs.resolve_job_def("trackstar_schemas").execute_in_process(instance=instance, run_config=QUIET)
     log(f"Catalog and write-info materialized: {'ok' if result.success else 'FAILED'}")
     if not result.success:
         return 1
@@ -70,6 +71,7 @@ def run_demo(sandbox) -> int:
         t0 = time.monotonic()
         result = job.execute_in_process(
             instance=instance,
+            run_config=QUIET,
             tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end,
                   "trackstar/demo": attempt},
             raise_on_error=False,
@@ -85,7 +87,8 @@ def run_demo(sandbox) -> int:
     log(f"\nThe sandbox holds {stored} orders (each written once).")
     log("\nTo see lineage, checks and the plots in the Dagster UI:\n"
         f"  DAGSTER_HOME={Path(os.environ['DAGSTER_HOME'])} .venv/bin/dagster dev -w workspace.yaml\n"
-        "(start a sandbox first for new runs: .venv/bin/trackstar-sandbox --port 8787)")
+        "(for new runs, start the sandbox with the demo's orders first:\n"
+        "  .venv/bin/trackstar-sandbox --port 8787 --state .demo/sandbox.sqlite)")
     return 0
 
 
@@ -97,7 +100,7 @@ def print_summary(result) -> None:
     res = mats.get("write_results", {})
     statuses = {k.removeprefix("status_"): v for k, v in res.items() if k.startswith("status_")}
     log("  write results: " + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
-    if "writes_per_s" in res:
+    if res.get("writes_per_s"):
         log(f"  writes/s: {res['writes_per_s']:.1f}  p50 latency: {res.get('latency_p50_s', 0):.3f}s")
     rej = mats.get("rejects", {})
     log(f"  rejected records: {rej.get('rejected_records', 0)}")
