@@ -262,9 +262,6 @@ class _CatalogCache:
     lock = threading.Lock()
     entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
     sync_locks: dict[tuple[str, str, str], threading.Lock] = {}
-    async_locks: weakref.WeakKeyDictionary[
-        asyncio.AbstractEventLoop, dict[tuple[str, str, str], asyncio.Lock]
-    ] = weakref.WeakKeyDictionary()
 
     @classmethod
     def fresh(cls, key: tuple[str, str, str], interval: float) -> tuple[bool, Any]:
@@ -289,12 +286,6 @@ class _CatalogCache:
     def sync_lock(cls, key: tuple[str, str, str]) -> threading.Lock:
         with cls.lock:
             return cls.sync_locks.setdefault(key, threading.Lock())
-
-    @classmethod
-    def async_lock(cls, key: tuple[str, str, str]) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        with cls.lock:
-            return cls.async_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
 
     @classmethod
     def clear(cls) -> None:
@@ -558,6 +549,29 @@ class TrackstarClient:
                 "%s %s -> %s elapsed=%.3fs attempt=%d", method, path, type(exc).__name__, elapsed, attempt
             )
 
+    def _after_attempt(
+        self,
+        method: str,
+        path: str,
+        is_write: bool,
+        attempt: int,
+        started: float,
+        response: httpx.Response | None,
+        exc: httpx.TransportError | None,
+        retries: int | None,
+    ) -> float | None:
+        """Log one attempt and judge it: None when ``response`` is the answer, else the seconds to wait before
+        the next attempt; raises the typed error when there is none (shared by ``_send`` and ``_asend``)."""
+        self._log(method, path, attempt, started, response, exc)
+        outcome = self._decide(method, path, is_write, attempt, response, exc, retries)
+        if outcome.response is not None:
+            return None
+        assert outcome.error is not None
+        if outcome.wait is None:
+            raise outcome.error from exc
+        logger.debug("%s %s: retrying in %.2fs after %s", method, path, outcome.wait, type(outcome.error).__name__)
+        return outcome.wait
+
     def _send(
         self,
         method: str,
@@ -587,17 +601,10 @@ class TrackstarClient:
                 response = self.http.request(method, path, params=params, json=json, headers=headers)
             except httpx.TransportError as e:
                 exc = e
-            self._log(method, path, attempt, started, response, exc)
-            outcome = self._decide(method, path, is_write, attempt, response, exc, retries)
-            if outcome.response is not None:
-                return outcome.response, attempt
-            assert outcome.error is not None
-            if outcome.wait is None:
-                raise outcome.error from exc
-            logger.debug(
-                "%s %s: retrying in %.2fs after %s", method, path, outcome.wait, type(outcome.error).__name__
-            )
-            time.sleep(outcome.wait)
+            wait = self._after_attempt(method, path, is_write, attempt, started, response, exc, retries)
+            if wait is None:
+                return response, attempt
+            time.sleep(wait)
 
     async def _asend(
         self,
@@ -629,17 +636,10 @@ class TrackstarClient:
                 response = await client.request(method, path, params=params, json=json, headers=headers)
             except httpx.TransportError as e:
                 exc = e
-            self._log(method, path, attempt, started, response, exc)
-            outcome = self._decide(method, path, is_write, attempt, response, exc, retries)
-            if outcome.response is not None:
-                return outcome.response, attempt
-            assert outcome.error is not None
-            if outcome.wait is None:
-                raise outcome.error from exc
-            logger.debug(
-                "%s %s: retrying in %.2fs after %s", method, path, outcome.wait, type(outcome.error).__name__
-            )
-            await asyncio.sleep(outcome.wait)
+            wait = self._after_attempt(method, path, is_write, attempt, started, response, exc, retries)
+            if wait is None:
+                return response, attempt
+            await asyncio.sleep(wait)
 
     @staticmethod
     def _body(response: httpx.Response, method: str, path: str) -> Any:
@@ -712,28 +712,8 @@ class TrackstarClient:
             return copy.deepcopy(data)
 
     async def _acatalog(self, path: str) -> list[dict[str, Any]]:
-        key = self._catalog_key(path)
-        hit, value = _CatalogCache.fresh(key, self.catalog_interval)
-        if hit:
-            return value
-        async with _CatalogCache.async_lock(key):
-            hit, value = _CatalogCache.fresh(key, self.catalog_interval)
-            if hit:
-                return value
-            has_stale, stale = _CatalogCache.stale(key)
-            try:
-                # with an older copy at hand, one attempt only: waiting out a 1/min limit is worse than stale
-                body = await self._aget(path, kind="catalog", retries=0 if has_stale else None)
-            except (TrackstarRateLimitError, TrackstarServerError, TrackstarTransportError) as exc:
-                if has_stale:
-                    logger.warning(
-                        "catalog %s: %s; answering from an older cached copy", path, type(exc).__name__
-                    )
-                    return stale
-                raise
-            data = _data_list(body)
-            _CatalogCache.store(key, data)
-            return copy.deepcopy(data)
+        """The catalog from async code: the sync path in a worker thread (rare, cached calls; one cache)."""
+        return await asyncio.to_thread(self._catalog, path)
 
     def _from_full_catalog(self, integration_type: str, name: str) -> list[dict[str, Any]] | None:
         """Answer ``get_integration`` from a fresh copy of the whole catalog, saving a 1/min call."""
