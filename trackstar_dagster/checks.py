@@ -47,22 +47,19 @@ def failure_counts(outcomes: Sequence[Any]) -> pd.DataFrame:
 
 
 def rows_valid_result(
-    asset_key: dg.AssetKey, check_name: str, outcomes: Sequence[Any], *, n_rows: int
+    asset_key: dg.AssetKey, check_name: str, outcomes: Sequence[Any], *, n_rows: int, n_records: int,
+    n_rejected: int,
 ) -> dg.AssetCheckResult:
     """Passed when every validation outcome passed; WARN otherwise, with counts and a sample of failure cases."""
     failed = [o for o in outcomes if not getattr(o, "passed", True)]
     counts = failure_counts(outcomes)
     n_failures = int(counts["failures"].sum()) if len(counts) else 0
-    failed_rows = 0
-    for o in failed:
-        f = _failures(o)
-        if "index" in f.columns:
-            failed_rows += int(f["index"].nunique())
     sample = pd.concat([_failures(o).head(SAMPLE_ROWS) for o in failed], ignore_index=True) if failed else pd.DataFrame()
     metadata: dict[str, Any] = {
         "rows": dg.MetadataValue.int(n_rows),
+        "records": dg.MetadataValue.int(n_records),
         "failure_cases": dg.MetadataValue.int(n_failures),
-        "pass_rate": dg.MetadataValue.float(1.0 - min(failed_rows, n_rows) / n_rows if n_rows else 1.0),
+        "pass_rate": dg.MetadataValue.float((n_records - n_rejected) / n_records if n_records else 1.0),
         "failures_by_check_and_column": dg.MetadataValue.md(markdown_table(counts, max_rows=50)),
     }
     if len(counts):
@@ -85,10 +82,9 @@ def rows_valid_result(
 
 
 def reject_share_result(
-    asset_key: dg.AssetKey, check_name: str, rejects: pd.DataFrame, n_records: int, max_share: float
+    asset_key: dg.AssetKey, check_name: str, rejected: int, n_records: int, max_share: float
 ) -> dg.AssetCheckResult:
     """ERROR (blocking the write) above ``max_share`` rejected records, WARN when any, pass when none."""
-    rejected = int(rejects["key"].nunique()) if len(rejects) else 0
     share = rejected / n_records if n_records else 0.0
     over = share > max_share
     return dg.AssetCheckResult(

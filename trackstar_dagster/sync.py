@@ -24,6 +24,7 @@ from trackstar_dagster.metadata import frame_metadata, markdown_table
 from trackstar_dagster.previews import preview_bodies, top_reject_reasons
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
+from trackstar_dagster.validation import PayloadsModel, RejectsModel
 from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
 
 RowLoader = Callable[[dg.AssetExecutionContext, dg.TimeWindow | None], pd.DataFrame]
@@ -306,6 +307,10 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
         frame = sync.load_rows(context, window)
         targets = resolve_targets(trackstar, sync.mapping, context.log)
         batch = build_payloads(frame.reset_index(drop=True), sync.mapping, targets)
+        PayloadsModel.validate(batch.payloads)  # the outputs' own contract, before anything downstream uses them
+        RejectsModel.validate(batch.rejects)
+        for conn, dropped in batch.dropped_fields.items():
+            context.log.info(f"{conn}: its integration's schema has no {', '.join(dropped)}; left out of its bodies")
         keys = list(context.partition_keys) if sync.partitions_def is not None else []
         row_parts = partition_of_rows(frame, sync.date_column, sync.partitions_def, keys)
         payloads = tag_frame(batch.payloads, frame, row_parts, sync.date_column, sync.write_from_ts)
@@ -313,7 +318,7 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
         if sync.results_sink is not None:
             sync.results_sink(context, "rejects", rejects)
 
-        n_records = payloads["key"].nunique() + rejects["key"].nunique() if len(payloads) or len(rejects) else 0
+        n_records, n_rejected = batch.records, batch.rejected_records
         per_conn = payloads.groupby("connection").size().to_dict() if len(payloads) else {}
         yield dg.Output(
             payloads,
@@ -323,6 +328,7 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
                 "source_rows": dg.MetadataValue.int(len(frame)),
                 "dry_run_records": dg.MetadataValue.int(int(payloads["dry_run"].sum()) if len(payloads) else 0),
                 **{f"records_{c}": dg.MetadataValue.int(int(n)) for c, n in sorted(per_conn.items())},
+                **({"fields_left_out": dg.MetadataValue.json(batch.dropped_fields)} if batch.dropped_fields else {}),
                 "preview": dg.MetadataValue.md(preview_bodies(payloads)),
             },
         )
@@ -331,12 +337,13 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
             output_name=sync.rejects_key.to_python_identifier(),
             metadata={
                 **frame_metadata(rejects),
-                "rejected_records": dg.MetadataValue.int(int(rejects["key"].nunique()) if len(rejects) else 0),
+                "rejected_records": dg.MetadataValue.int(n_rejected),
                 "top_reasons": dg.MetadataValue.md(top_reject_reasons(rejects)),
             },
         )
-        yield rows_valid_result(sync.payloads_key, ROWS_VALID_CHECK, batch.checks, n_rows=len(frame))
-        yield reject_share_result(sync.payloads_key, REJECT_SHARE_CHECK, rejects, n_records, sync.max_reject_share)
+        yield rows_valid_result(sync.payloads_key, ROWS_VALID_CHECK, batch.checks, n_rows=len(frame),
+                                n_records=n_records, n_rejected=n_rejected)
+        yield reject_share_result(sync.payloads_key, REJECT_SHARE_CHECK, n_rejected, n_records, sync.max_reject_share)
 
     @dg.asset(
         key=sync.results_key,

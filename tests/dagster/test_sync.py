@@ -95,6 +95,7 @@ def test_sync_writes_valid_records_keeps_rejects_and_warns(sandbox, instance, re
     assert checks["reject_share"].severity == dg.AssetCheckSeverity.WARN  # 1/20 <= 10%
     assert checks["reject_share"].metadata["reject_share"].value == pytest.approx(0.05)
     assert not checks["rows_valid"].passed
+    assert checks["rows_valid"].metadata["pass_rate"].value == pytest.approx(0.95)
     assert "quantity" in checks["rows_valid"].metadata["failures_by_check_and_column"].value
 
 
