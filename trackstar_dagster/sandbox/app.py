@@ -4,6 +4,9 @@ One ``Sandbox`` object holds everything (catalog, write-info docs, connections, 
 routes are its methods. All state is touched from the event loop thread only; ``server.SandboxHandle``
 marshals its calls onto that loop.
 
+Body judging (422s, connection-specific enums) lives in ``judge.py`` and list queries (filters, pages) in
+``queries.py``; their public names are re-exported here.
+
 Choices where the docs are silent (kept simple, and relied on by tests):
 
 - Order of checks on a data request: API key, token (401) -> per-token rate limit (429) -> route (404/501)
@@ -29,7 +32,6 @@ Choices where the docs are silent (kept simple, and relied on by tests):
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import hashlib
 import hmac
@@ -38,14 +40,12 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -53,8 +53,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from trackstar_dagster.nulls import find_null_like
 from trackstar_dagster.sandbox.faults import FaultConfig, FaultDecision, FaultInjector
+from trackstar_dagster.sandbox.judge import FORMAT_CHECKER, _doc_with_enums, judge_body
+from trackstar_dagster.sandbox.judge import PLACEHOLDER as PLACEHOLDER
+from trackstar_dagster.sandbox.judge import dotted as dotted
+from trackstar_dagster.sandbox.judge import null_path as null_path
+from trackstar_dagster.sandbox.queries import FILTER_OPS as FILTER_OPS
+from trackstar_dagster.sandbox.queries import (
+    FILTER_RE,
+    MAX_LIMIT,
+    Predicate,
+    build_filter,
+    paginate,
+    parse_limit,
+)
+from trackstar_dagster.sandbox.queries import decode_page_token as decode_page_token
+from trackstar_dagster.sandbox.queries import encode_page_token as encode_page_token
+from trackstar_dagster.sandbox.queries import tag_matches as tag_matches
 from trackstar_dagster.sandbox.ratelimits import RateLimits, Verdict
 from trackstar_dagster.sandbox.state import (
     SANDBOX_INTEGRATION,
@@ -67,8 +82,6 @@ from trackstar_dagster.sandbox.state import (
 )
 from trackstar_dagster.schema.openapi import (
     action_for,
-    is_placeholder_enum,
-    json_types,
     normalise_schema,
     operations,
 )
@@ -83,15 +96,10 @@ DEFAULT_CONNECTIONS: dict[str, str] = {
     "sandbox-token-shiphero": "shiphero",
     "sandbox-token-shipbob": "shipbob",
 }
-PLACEHOLDER = "N/A - Connect an account to see options"
 VERTICALS = ("wms", "cart", "carrier", "freight", "erp")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 KNOWN_RESOURCES = ("orders", "returns", "products", "inbound-shipments", "kits", "inventory", "warehouses",
                    "shipping-methods", "warehouse-customers")
-MAX_LIMIT = 1000
-FILTER_RE = re.compile(r"^([A-Za-z0-9_.]+)(?:\[([A-Za-z_-]+)\])?$")
-FILTER_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "nin", "contains", "not_contains",
-              "eq-insensitive", "in-insensitive", "contains-insensitive")
 _UNSET: Any = object()
 
 
@@ -136,244 +144,6 @@ class NoResponse(Response):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         return None
-
-
-# -- validation ------------------------------------------------------------------------------------------
-def _check_datetime(value: object) -> bool:
-    if isinstance(value, str):
-        datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
-    return True
-
-
-def _check_date(value: object) -> bool:
-    if isinstance(value, str):
-        date.fromisoformat(value)
-    return True
-
-
-FORMAT_CHECKER = FormatChecker(formats=())
-FORMAT_CHECKER.checks("date-time", raises=ValueError)(_check_datetime)
-FORMAT_CHECKER.checks("date", raises=ValueError)(_check_date)
-
-
-def dotted(path: Any) -> str:
-    return ".".join(str(p) for p in path)
-
-
-def null_path(path: str) -> str:
-    """``line_items[0].sku`` (nulls.find_null_like) -> ``line_items.0.sku`` (422 detail keys)."""
-    return re.sub(r"\[(\d+)\]", r".\1", path)
-
-
-def judge_body(validator: Draft202012Validator, body: Any) -> dict[str, list[str]]:
-    """Field path -> messages: null-like values first, then JSON Schema errors (missing, type, enum, unknown)."""
-    out: dict[str, list[str]] = {}
-
-    def add(path: str, msg: str) -> None:
-        msgs = out.setdefault(path or "_schema", [])
-        if msg not in msgs:
-            msgs.append(msg)
-
-    if not isinstance(body, dict):
-        add("_schema", "Invalid input type: the body must be a JSON object.")
-        return out
-    nulls = {null_path(p) for p in find_null_like(body)}
-    for p in sorted(nulls):
-        add(p, "Field may not be null or empty: leave it out instead.")
-    for err in validator.iter_errors(body):
-        base = dotted(err.absolute_path)
-        if err.validator == "required" and isinstance(err.instance, dict):
-            for name in err.validator_value:
-                if name not in err.instance:
-                    add(f"{base}.{name}" if base else name, "Missing data for required field.")
-        elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            props = err.schema.get("properties") or {}
-            patterns = err.schema.get("patternProperties") or {}
-            for name in err.instance:
-                if name not in props and not any(re.search(p, name) for p in patterns):
-                    add(f"{base}.{name}" if base else name, "Unknown field.")
-        elif base in nulls:
-            continue  # already reported as null-like
-        elif err.validator == "oneOf":
-            add(base, f"Must match exactly one of the allowed shapes: {err.message}")
-        else:
-            add(base, err.message)
-    return out
-
-
-def _doc_with_enums(doc: dict[str, Any], conn: Connection | None) -> dict[str, Any]:
-    """Write-info as a connection sees it (its warehouse ids, return causes) or, without one, with placeholders."""
-    doc = copy.deepcopy(doc)
-
-    def values_for(name: str) -> list[str] | None:
-        if conn is None:
-            return None
-        if name == "warehouse_id":
-            return list(conn.warehouse_ids)
-        if name in ("code", "return_cause_code", "return_cause"):
-            return [c for c, _ in conn.return_causes]
-        if name in ("return_reason", "reason"):
-            return [r for _, r in conn.return_causes]
-        return None
-
-    def apply(name: str, prop: dict[str, Any]) -> None:
-        types, _ = json_types(prop)
-        enum = prop.get("enum")
-        placeholder = is_placeholder_enum(enum) or enum == ["N/A"]
-        if name == "warehouse_id" and (not types or "string" in types):
-            prop["enum"] = values_for(name) or [PLACEHOLDER]
-        elif placeholder and conn is not None:
-            vals = values_for(name)
-            if vals:
-                prop["enum"] = vals
-            else:
-                prop.pop("enum", None)
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            props = node.get("properties")
-            if isinstance(props, dict):
-                for name, prop in props.items():
-                    if isinstance(prop, dict):
-                        apply(name, prop)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(doc)
-    return doc
-
-
-# -- filters and pages -----------------------------------------------------------------------------------
-def _parse_dt(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def _lookup(record: dict[str, Any], field_path: str) -> Any:
-    node: Any = record
-    for part in field_path.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "" if value is None else str(value)
-
-
-def tag_matches(tags: Any, wanted: str) -> bool:
-    """``trackstar_tags[contains]=X``: a string tag equal to X, or a one-key ``{k: v}`` tag with ``k:v``, v or k == X."""
-    if not isinstance(tags, list):
-        return False
-    for tag in tags:
-        if isinstance(tag, str) and tag == wanted:
-            return True
-        if isinstance(tag, dict):
-            for k, v in tag.items():
-                if wanted in (f"{k}:{v}", _as_text(v), k):
-                    return True
-    return False
-
-
-Predicate = Callable[[dict[str, Any]], bool]
-
-
-def build_filter(field_name: str, op: str, raw: str) -> Predicate:
-    """One ``field[op]=value`` filter as a predicate; ValueError with a message for a bad one."""
-    if op not in FILTER_OPS:
-        raise ValueError(f"Unknown filter operator {op!r}; use one of {', '.join(FILTER_OPS)}.")
-    if field_name == "trackstar_tags":
-        if op not in ("contains", "not_contains", "eq"):
-            raise ValueError("trackstar_tags supports [contains] and [not_contains].")
-        negate = op == "not_contains"
-        return lambda r: tag_matches(r.get("trackstar_tags"), raw) != negate
-    values = raw.split(",") if op.startswith(("in", "nin")) else [raw]
-    if len(values) > 100:
-        raise ValueError("At most 100 values in an [in]/[nin] filter.")
-    if field_name.endswith("_date") and op in ("eq", "neq", "gt", "gte", "lt", "lte"):
-        bound = _parse_dt(raw)
-        if bound is None:
-            raise ValueError(f"Not a valid ISO 8601 datetime: {raw!r}.")
-        cmp = {
-            "eq": lambda a: a == bound, "neq": lambda a: a != bound, "gt": lambda a: a > bound,
-            "gte": lambda a: a >= bound, "lt": lambda a: a < bound, "lte": lambda a: a <= bound,
-        }[op]
-
-        def date_pred(r: dict[str, Any]) -> bool:
-            got = _parse_dt(_lookup(r, field_name))
-            return got is not None and cmp(got)
-
-        return date_pred
-    insensitive = op.endswith("-insensitive")
-    base_op = op.removesuffix("-insensitive")
-    norm: Callable[[str], str] = str.casefold if insensitive else (lambda s: s)
-    wanted = [norm(v) for v in values]
-
-    def pred(r: dict[str, Any]) -> bool:
-        value = _lookup(r, field_name)
-        items = [norm(_as_text(v)) for v in value] if isinstance(value, list) else [norm(_as_text(value))]
-        present = value is not None
-        if base_op == "eq":
-            return present and wanted[0] in items
-        if base_op == "neq":
-            return wanted[0] not in items
-        if base_op == "in":
-            return present and any(i in wanted for i in items)
-        if base_op == "nin":
-            return not any(i in wanted for i in items)
-        if base_op == "contains":
-            return present and any(wanted[0] in i for i in items)
-        if base_op == "not_contains":
-            return not any(wanted[0] in i for i in items)
-        try:  # gt/gte/lt/lte on numbers, else on text
-            a, b = float(_as_text(value)), float(raw)
-        except ValueError:
-            a, b = _as_text(value), raw  # type: ignore[assignment]
-        if not present:
-            return False
-        return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[base_op]
-
-    return pred
-
-
-def encode_page_token(after: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> int:
-    padded = token + "=" * (-len(token) % 4)
-    return int(json.loads(base64.urlsafe_b64decode(padded.encode()))["after"])
-
-
-def parse_limit(raw: str | None) -> int:
-    """``limit``: default and max 1000 (larger values are clamped); ValueError when not a positive integer."""
-    if raw is None or raw == "":
-        return MAX_LIMIT
-    n = int(raw)
-    if n < 1:
-        raise ValueError("limit must be at least 1")
-    return min(n, MAX_LIMIT)
-
-
-def paginate(items: list[Any], keys: list[int], limit: int, page_token: str | None) -> dict[str, Any]:
-    """``{"data", "next_token", "total_count"}`` over items with ascending sort keys; the token is opaque."""
-    after = decode_page_token(page_token) if page_token else -1
-    start = next((i for i, k in enumerate(keys) if k > after), len(items))
-    page = items[start:start + limit]
-    more = start + limit < len(items)
-    next_token = encode_page_token(keys[start + limit - 1]) if more and page else None
-    return {"data": page, "next_token": next_token, "total_count": len(page)}
 
 
 # -- the sandbox -----------------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ many requests in flight per connection (the client's per-token limiter keeps eac
 Decision on a changed body in ``create_only`` mode: status ``unchanged`` (nothing was sent, Trackstar holds
 the old body), ``error`` = "body changed; not sent in create_only mode" and ``body_changed`` = True, so it
 is visible without counting as a failure.
+
+The report and failure policy live in ``report.py``, idempotency keys and tag helpers in ``keys.py``;
+this module imports them (never the other way) and re-exports their public names.
 """
 
 from __future__ import annotations
@@ -42,9 +45,21 @@ from ..errors import (
     TrackstarRateLimitError,
     TrackstarValidationError,
 )
-from ..mapping import key_tag  # the tag every body carries; re-exported for callers
 from .actions import ActionSpec, spec_for
+from .keys import (
+    _has_tag,
+    idempotency_key,
+    key_tag,  # the tag every body carries; re-exported for callers
+)
 from .ledger import Intent, Ledger, LedgerEntry, Outcome
+from .report import (  # the public ones are re-exported for callers (see __all__)
+    FAILURE_COLUMNS,
+    RESULT_COLUMNS,
+    STATUSES,
+    FailurePolicy,
+    PolicyOutcome,
+    WriteReport,
+)
 
 __all__ = [
     "BODY_CHANGED_MESSAGE",
@@ -61,197 +76,11 @@ __all__ = [
 Mode = Literal["create_only", "upsert"]
 MODES = ("create_only", "upsert")
 
-RESULT_COLUMNS = [
-    "key",
-    "connection",
-    "action",
-    "status",
-    "trackstar_id",
-    "http_status",
-    "error",
-    "origin",
-    "unused_fields",
-    "request_id",
-    "attempts",
-    "started_at",
-    "finished_at",
-    "latency_s",
-    "body_changed",
-    "reconciled",
-]
-FAILURE_COLUMNS = ["key", "connection", "action", "status", "http_status", "error", "origin", "request_id", "attempts"]
-STATUSES = ("created", "updated", "unchanged", "rejected", "failed")
 BODY_CHANGED_MESSAGE = "body changed; not sent in create_only mode"
 
 PACE_SHARE = 0.99  # of the client's write rate: a little headroom against the server's own window
 DEFAULT_CONCURRENCY = 64  # ~ 50 writes/s x 0.5 s latency x 1.5, then rounded up
 _log = logging.getLogger("trackstar_dagster.writer")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Keys and tags
-# ---------------------------------------------------------------------------------------------------------
-
-
-def idempotency_key(connection: str, action: str, key: str, body_hash: str, operation: str = "create") -> str:
-    """Stable ``Idempotency-Key`` (68 chars) for one body of one record.
-
-    The operation is part of it because Trackstar answers 400 to a key reused on another endpoint
-    (the create and the update of the same body are different requests).
-    """
-    raw = json.dumps([connection, action, str(key), body_hash, operation], separators=(",", ":"))
-    return "tsd-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
-
-def _has_tag(record: Mapping[str, Any], tag: str) -> bool:
-    for t in record.get("trackstar_tags") or []:
-        if t == tag or (isinstance(t, dict) and tag in [str(v) for v in t.values()]):
-            return True
-    return False
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Report and failure policy
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class WriteReport:
-    """Everything a run did, per record and in total (plain Python; the Dagster layer turns it into metadata)."""
-
-    results: pd.DataFrame
-    counts: dict[str, int]
-    total: int
-    elapsed_s: float
-    writes_per_s: float
-    p50_latency_s: float | None
-    p95_latency_s: float | None
-    failures: pd.DataFrame
-    stopped_connections: dict[str, str]
-    retry_after_s: float | None
-    mode: str
-    sent: int  # write requests that got a success answer in this run (not replays, not adoptions)
-
-    @property
-    def failed(self) -> int:
-        return self.counts.get("failed", 0)
-
-    @property
-    def rejected(self) -> int:
-        return self.counts.get("rejected", 0)
-
-    @property
-    def body_changed(self) -> int:
-        return int(self.results["body_changed"].sum()) if len(self.results) else 0
-
-    @property
-    def transient_failures(self) -> int:
-        """Failed records that a later attempt may well write (not stopped by 401/403/501)."""
-        if not len(self.results):
-            return 0
-        failed = self.results[self.results["status"] == "failed"]
-        stopped = failed["connection"].isin(list(self.stopped_connections))
-        return int((~stopped).sum())
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-safe numbers for logs and Dagster metadata."""
-        return {
-            "total": self.total,
-            **{f"n_{s}": self.counts.get(s, 0) for s in STATUSES},
-            "body_changed": self.body_changed,
-            "writes_per_s": round(self.writes_per_s, 2),
-            "p50_latency_s": None if self.p50_latency_s is None else round(self.p50_latency_s, 4),
-            "p95_latency_s": None if self.p95_latency_s is None else round(self.p95_latency_s, 4),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "sent": self.sent,
-            "stopped_connections": dict(self.stopped_connections),
-            "retry_after_s": self.retry_after_s,
-            "mode": self.mode,
-        }
-
-
-@dataclass(frozen=True)
-class PolicyOutcome:
-    """The verdict on a report. ``ok`` False -> the Dagster layer raises ``Failure`` (or, when
-    ``retryable``, ``RetryRequested(seconds_to_wait=retry_after_s)``) after everything was recorded."""
-
-    ok: bool
-    message: str
-    failed_share: float
-    rejected_share: float
-    retryable: bool
-    retry_after_s: float | None
-    metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FailurePolicy:
-    """When write failures fail the run.
-
-    ``failed`` (not written, e.g. transient trouble outlived the retries, or a stopped connection) counts
-    against ``max_failed_share``. ``rejected`` (Trackstar or the WMS refused the body: bad data) is
-    counted apart and fails the run only past ``max_rejected_share`` (None: never, only reported).
-    Shares are of all records in the report.
-    """
-
-    max_failed_share: float = 0.0
-    max_rejected_share: float | None = None
-
-    def evaluate(self, report: WriteReport) -> PolicyOutcome:
-        total = max(report.total, 1)
-        failed_share = report.failed / total
-        rejected_share = report.rejected / total
-        failed_over = report.failed > 0 and failed_share > self.max_failed_share
-        rejected_over = (
-            self.max_rejected_share is not None and report.rejected > 0 and rejected_share > self.max_rejected_share
-        )
-        problems: list[str] = []
-        if failed_over:
-            problems.append(
-                f"{report.failed} of {report.total} records failed to write "
-                f"({failed_share:.1%} > max_failed_share {self.max_failed_share:.1%})"
-            )
-        if rejected_over:
-            problems.append(
-                f"{report.rejected} of {report.total} records were rejected by Trackstar "
-                f"({rejected_share:.1%} > max_rejected_share {self.max_rejected_share:.1%})"
-            )
-        for connection, reason in report.stopped_connections.items():
-            problems.append(f"connection {connection!r} stopped: {reason}")
-        ok = not (failed_over or rejected_over)
-        # a transient failure (no stopped connection, nothing rejected over the limit) is worth a retry
-        retryable = (
-            not ok
-            and report.failed > 0
-            and report.transient_failures == report.failed
-            and not report.stopped_connections
-        )
-        if ok:
-            message = f"wrote {report.total} records: " + ", ".join(
-                f"{report.counts.get(s, 0)} {s}" for s in STATUSES
-            )
-            if report.rejected:
-                message += f" ({report.rejected} rejected by Trackstar; see the failures table)"
-        else:
-            message = "; ".join(problems)
-            if retryable and report.retry_after_s:
-                message += f" (Trackstar asked to wait {report.retry_after_s:g} s)"
-        failures = report.failures.head(100)
-        metadata = {
-            **report.summary(),
-            "failed_share": round(failed_share, 4),
-            "rejected_share": round(rejected_share, 4),
-            "failures": json.loads(failures.to_json(orient="records")) if len(failures) else [],
-        }
-        return PolicyOutcome(
-            ok=ok,
-            message=message,
-            failed_share=failed_share,
-            rejected_share=rejected_share,
-            retryable=retryable,
-            retry_after_s=report.retry_after_s,
-            metadata=metadata,
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------

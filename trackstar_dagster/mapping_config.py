@@ -1,0 +1,161 @@
+"""The mapping's declared shapes: ``MappingConfig`` in, ``PayloadBatch`` out, ``Target`` and ``key_tag``.
+
+Why a module of its own: both the public entry point (``mapping``) and the build engine
+(``payload_builder`` and its parts) need these small pieces; keeping them at the bottom lets imports flow one
+way (``mapping`` -> ``payload_builder`` -> here), never back. ``mapping`` re-exports every public name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trackstar_dagster import validation as v
+from trackstar_dagster.errors import ConfigError
+from trackstar_dagster.nulls import drop_empty
+
+TAG_PREFIX = "tsd"
+TAG_MAX = 255
+
+
+def key_tag(connection: str, action: str, key: str) -> str:
+    """The ``trackstar_tags`` entry the writer finds a record by (``trackstar_tags[contains]=<tag>``).
+
+    ``tsd:<action>:<key>``; keys that would make it long are hashed (``tsd:<action>:h:<sha256 40 hex>``).
+    Tags are looked up through one connection's token, so the connection is not part of the text.
+    """
+    del connection  # lookups are scoped to the connection's access token already
+    tag = f"{TAG_PREFIX}:{action}:{key}"
+    if len(tag) > 120:
+        tag = f"{TAG_PREFIX}:{action}:h:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+    return tag
+
+
+class MappingConfig(BaseModel):
+    """How rows of a warehouse table become write bodies (loadable from YAML with ``from_yaml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = "create_order"
+    key: str | list[str] = Field(description="column(s) identifying a record; one body per key")
+    fields: dict[str, str] = Field(description="target dotted path -> source column")
+    items_path: str | None = Field(default=None, description="the array filled one item per row")
+    connection: str | None = None
+    connection_column: str | None = None
+    connection_values: dict[str, str] = Field(default_factory=dict)
+    constants: dict[str, Any] = Field(default_factory=dict)
+    connection_constants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    key_tag: bool = True
+    unknown_fields: Literal["drop", "reject"] = Field(
+        default="drop",
+        description="A mapped field the target integration's schema lacks: left out of that connection's bodies "
+        "(drop, listed in PayloadBatch.dropped_fields) or the record rejected (reject). One table can feed "
+        "integrations with different schemas.",
+    )
+
+    @field_validator("connection_values", mode="before")
+    @classmethod
+    def _str_keys(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): str(val) for k, val in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _one_routing(self) -> MappingConfig:
+        if (self.connection is None) == (self.connection_column is None):
+            raise ValueError("set exactly one of `connection` or `connection_column`")
+        if self.connection_column is not None and not self.connection_values:
+            raise ValueError("`connection_column` needs `connection_values` (source value -> connection name)")
+        if not self.key_columns:
+            raise ValueError("`key` names no column")
+        if not self.fields:
+            raise ValueError("`fields` maps no column")
+        for path in [*self.fields, *self.constants, *(p for c in self.connection_constants.values() for p in c)]:
+            if not path or any(not seg for seg in path.split(".")):
+                raise ValueError(f"bad target path {path!r}")
+        return self
+
+    @property
+    def key_columns(self) -> list[str]:
+        return [self.key] if isinstance(self.key, str) else list(self.key)
+
+    def source_columns(self) -> list[str]:
+        """Every column the mapping reads (key, routing and mapped columns), each once."""
+        cols = [*self.key_columns]
+        if self.connection_column:
+            cols.append(self.connection_column)
+        cols += list(self.fields.values())
+        return list(dict.fromkeys(cols))
+
+    def connections(self) -> list[str]:
+        return [self.connection] if self.connection else sorted(set(self.connection_values.values()))
+
+    @classmethod
+    def from_yaml(cls, path_or_text: str | Path) -> MappingConfig:
+        """Load from a YAML file path or YAML text; a bad config raises ``ConfigError``."""
+        text = str(path_or_text)
+        if isinstance(path_or_text, Path) or ("\n" not in text and text.endswith((".yaml", ".yml"))):
+            try:
+                text = Path(path_or_text).read_text()
+            except OSError as exc:
+                raise ConfigError(f"cannot read mapping config {path_or_text}: {exc}") from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"mapping config is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError("mapping config must be a YAML mapping")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"bad mapping config: {exc}") from exc
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """Where one connection's bodies go: its integration and that integration's write-info document."""
+
+    connection: str
+    integration_type: str
+    integration_name: str
+    doc: dict[str, Any]
+
+
+@dataclass
+class PayloadBatch:
+    """What ``build_payloads`` returns: what would be sent, what was refused and why, and check outcomes."""
+
+    payloads: pd.DataFrame
+    rejects: pd.DataFrame
+    checks: list[v.CheckOutcome] = field(default_factory=list)
+    records: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, for profiling
+    #: per connection, the mapped fields its integration's schema lacks, left out of its bodies
+    dropped_fields: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def rejected_records(self) -> int:
+        if not len(self.rejects):
+            return 0
+        return int(self.rejects[["connection", "key", "source_rows"]].astype(str).drop_duplicates().shape[0])
+
+
+def _flatten_constants(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Constants as dotted leaves (objects flattened, lists kept whole), null-like ones dropped."""
+    out: dict[str, Any] = {}
+    for k, val in values.items():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(val, Mapping) and val:
+            out.update(_flatten_constants(val, path))
+        else:
+            cleaned = drop_empty(val)
+            if cleaned is not None:
+                out[path] = cleaned
+    return out
