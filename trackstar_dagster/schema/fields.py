@@ -39,20 +39,9 @@ FIELD_COLUMNS: tuple[str, ...] = (
     "example",
     "branch",
 )
-STRING_COLUMNS: tuple[str, ...] = (
-    "integration_type",
-    "integration_name",
-    "action",
-    "method",
-    "path",
-    "field",
-    "type",
-    "format",
-    "description",
-    "example",
-    "branch",
-)
 BOOL_COLUMNS: tuple[str, ...] = ("nullable", "required", "required_effective")
+#: every other column but ``enum`` (a list per row) holds text
+STRING_COLUMNS: tuple[str, ...] = tuple(c for c in FIELD_COLUMNS if c not in (*BOOL_COLUMNS, "enum"))
 
 #: The name used for the values of an open map (``additionalProperties: {schema}``): ``custom_fields.*``.
 ADDITIONAL_KEY = "*"
