@@ -14,8 +14,9 @@ Decision on a changed body in ``create_only`` mode: status ``unchanged`` (nothin
 the old body), ``error`` = "body changed; not sent in create_only mode" and ``body_changed`` = True, so it
 is visible without counting as a failure.
 
-The report and failure policy live in ``report.py``, idempotency keys and tag helpers in ``keys.py``;
-this module imports them (never the other way) and re-exports their public names.
+The report and failure policy live in ``report.py``, idempotency keys and tag helpers in ``keys.py``, the
+reconcile/look-up step of a run in ``reconcile.py`` (a mixin ``_Run`` inherits); this module imports them
+(never the other way) and re-exports their public names.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ from ..errors import (
     TrackstarValidationError,
 )
 from .actions import ActionSpec, spec_for
+from .keys import _has_tag as _has_tag  # re-exported: tests count tagged records with it
 from .keys import (
-    _has_tag,
     idempotency_key,
     key_tag,  # the tag every body carries; re-exported for callers
 )
 from .ledger import Intent, Ledger, LedgerEntry, Outcome
+from .reconcile import BODY_CHANGED_MESSAGE, _Reconcile
 from .report import (  # the public ones are re-exported for callers (see __all__)
     FAILURE_COLUMNS,
     RESULT_COLUMNS,
@@ -75,8 +77,6 @@ __all__ = [
 
 Mode = Literal["create_only", "upsert"]
 MODES = ("create_only", "upsert")
-
-BODY_CHANGED_MESSAGE = "body changed; not sent in create_only mode"
 
 PACE_SHARE = 0.99  # of the client's write rate: a little headroom against the server's own window
 DEFAULT_CONCURRENCY = 64  # ~ 50 writes/s x 0.5 s latency x 1.5, then rounded up
@@ -156,7 +156,7 @@ def _stop_message(connection: str, err: TrackstarError) -> str:
     return f"{why}; remaining writes of connection {connection!r} were not sent. Trackstar said: {said}"
 
 
-class _Run:
+class _Run(_Reconcile):
     def __init__(
         self,
         payloads: pd.DataFrame,
@@ -372,34 +372,6 @@ class _Run:
                 self.log.exception(f"Trackstar writer: unexpected error on key {item.key!r}")
                 self._finish(lane, item, "failed", error=f"unexpected error: {type(e).__name__}: {e}")
 
-    async def lookup(self, lane: _Lane, item: _Item) -> dict[str, Any] | None:
-        """Find the record an earlier attempt may have created (raises TrackstarError when the read fails)."""
-        spec = item.spec
-        filters = spec.lookup_filters(item.body)
-        tag = key_tag(item.connection, item.action, item.key)
-        if filters is None:
-            if not _has_tag(item.body, tag):
-                if item.connection not in self._warned_no_lookup:
-                    self._warned_no_lookup.add(item.connection)
-                    self.log.warning(
-                        f"Trackstar writer: {item.action} bodies of {item.connection!r} carry neither a look-up "
-                        f"field nor the key tag; unknown outcomes are re-sent with the same idempotency key only"
-                    )
-                return None
-            filters = {"trackstar_tags[contains]": tag}
-        records = await lane.client.alist_records(spec.lookup_path, lane.token, filters=filters)
-        if "trackstar_tags[contains]" in filters:
-            records = [r for r in records if _has_tag(r, tag)]
-        if not records:
-            return None
-        tagged = [r for r in records if _has_tag(r, tag)] or records
-        if len(records) > 1:
-            self.log.warning(
-                f"Trackstar writer: {len(records)} {spec.resource} match key {item.key!r} of {item.connection!r}; "
-                f"adopting {tagged[0].get('id')!r}"
-            )
-        return tagged[0]
-
     async def process(self, lane: _Lane, item: _Item) -> None:
         if item.started is None:
             item.started = time.monotonic()
@@ -416,55 +388,6 @@ class _Run:
             lane.wake.set()
             return
         await self.send(lane, item)
-
-    async def reconcile(self, lane: _Lane, item: _Item) -> bool:
-        """Look the record up; adopt it when found. Returns True when the record is finished."""
-        waited = 0.0
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                found = await self.lookup(lane, item)
-                break
-            except TrackstarAuthError as e:
-                self._finish(lane, item, "failed", error=self._stop(lane, e), http_status=e.status)
-                return True
-            except TrackstarError as e:
-                if tries >= self.max_attempts or waited > self.max_wait_s:
-                    self._note_retry_after(e)
-                    self._finish(
-                        lane, item, "failed", http_status=e.status, origin=e.origin, request_id=e.request_id,
-                        error=f"outcome unknown and the look-up failed: {e}",
-                    )
-                    return True
-                wait = e.retry_after or self._backoff(tries)
-                waited += wait
-                await asyncio.sleep(wait)
-        if found is None:
-            return False
-        record_id = str(found.get("id")) if found.get("id") is not None else None
-        item.trackstar_id = record_id
-        written_hash = item.entry.body_hash if (item.entry and not item.attempts) else item.body_hash
-        if written_hash != item.body_hash and item.entry is not None:
-            # an earlier run's body is there; this run's body differs
-            self.outcomes.append(
-                Outcome(item.connection, item.action, item.key, "created", body_hash=written_hash,
-                        trackstar_id=record_id)
-            )
-            if self.mode == "upsert" and item.spec.update is not None:
-                item.operation = "update"
-                item.unknown = False
-                item.stage = "send"
-                lane.pending.appendleft(item)
-                lane.wake.set()
-                return True  # not finished, but handed back to the lane
-            self._finish(
-                lane, item, "unchanged", ledger_status="none", trackstar_id=record_id,
-                error=BODY_CHANGED_MESSAGE, body_changed=True, reconciled=True,
-            )
-            return True
-        self._finish(lane, item, "created", trackstar_id=record_id, reconciled=True)
-        return True
 
     def _note_retry_after(self, err: TrackstarError) -> None:
         if err.retry_after:
