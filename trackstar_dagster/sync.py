@@ -25,6 +25,7 @@ from trackstar_dagster.previews import preview_bodies, top_reject_reasons
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
 from trackstar_dagster.validation import PayloadsModel, RejectsModel
+from trackstar_dagster.writer.report import STATUSES
 from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
 
 RowLoader = Callable[[dg.AssetExecutionContext, dg.TimeWindow | None], pd.DataFrame]
@@ -223,7 +224,8 @@ def run_writes(
     counts = results["status"].value_counts().to_dict() if len(results) else {}
     metadata: dict[str, Any] = {
         **frame_metadata(results),
-        **{f"status_{k}": dg.MetadataValue.int(int(v)) for k, v in sorted(counts.items())},
+        # every status every time, so the UI plots each one as a continuous series over runs
+        **{f"status_{k}": dg.MetadataValue.int(int(counts.get(k, 0))) for k in (*STATUSES, "dry_run")},
         "dry_run_records": dg.MetadataValue.int(int(dry_mask.sum())),
     }
     if report is not None:

@@ -98,7 +98,7 @@ def print_summary(result) -> None:
         mat = event.event_specific_data.materialization
         mats[mat.asset_key.path[-1]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     res = mats.get("write_results", {})
-    statuses = {k.removeprefix("status_"): v for k, v in res.items() if k.startswith("status_")}
+    statuses = {k.removeprefix("status_"): v for k, v in res.items() if k.startswith("status_") and v}
     log("  write results: " + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
     if res.get("writes_per_s"):
         log(f"  writes/s: {res['writes_per_s']:.1f}  p50 latency: {res.get('latency_p50_s', 0):.3f}s")
