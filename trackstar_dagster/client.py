@@ -4,6 +4,10 @@ What it takes care of so callers don't have to: the two auth headers, a timeout 
 errors, retries that are safe (reads: 429/5xx/transport; writes: only where the request surely did not
 take effect), per-token client-side rate limits, the catalog's 1/min limit (cache), pagination, and
 keeping keys and tokens out of logs, reprs and exception text.
+
+This module is the plumbing and the public methods; the parts with a job of their own live beside it:
+``redaction.py`` (secrets out of logs), ``retry_policy.py`` (the server's wait, backoff, retry or raise),
+``catalog_cache.py`` (the 1/min catalog cache) and ``api_shapes.py`` (response shapes and paths).
 """
 
 from __future__ import annotations
@@ -11,36 +15,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import email.utils
 import logging
-import random
-import re
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
-from trackstar_dagster.errors import (
-    TrackstarError,
-    TrackstarNotFoundError,
-    TrackstarRateLimitError,
-    TrackstarServerError,
-    TrackstarTransportError,
-    TrackstarValidationError,
-    error_class_for,
-    flatten_detail,
+from trackstar_dagster.api_shapes import (
+    WriteResponse,
+    _body,
+    _clean_path,
+    _data_dict,
+    _data_list,
+    _integrations_path,
+    _next_token,
+    _one_connection,
+    _page_params,
+    _record_path,
+    _write_info_path,
+    _write_method,
+    _write_response,
 )
+from trackstar_dagster.catalog_cache import _CatalogCache, clear_catalog_cache
+from trackstar_dagster.errors import TrackstarRateLimitError, TrackstarServerError, TrackstarTransportError
 from trackstar_dagster.ratelimit import RateLimiter, RateLimiters, fingerprint
+from trackstar_dagster.redaction import _register_secret, install_log_redaction, redact
+from trackstar_dagster.retry_policy import decide, full_jitter_backoff, retry_wait, server_wait
 from trackstar_dagster.version import __version__
 
-__all__ = ["PRODUCTION_URL", "TrackstarClient", "WriteResponse", "install_log_redaction", "redact"]
+# re-exported from their modules: callers and tests import these from here
+__all__ = ["LIMIT_WINDOW_S", "PRODUCTION_URL", "USER_AGENT", "TrackstarClient", "WriteResponse",
+           "clear_catalog_cache", "install_log_redaction", "redact", "server_wait"]
 
 PRODUCTION_URL = "https://production.trackstarhq.com"
 USER_AGENT = f"trackstar-dagster/{__version__}"
@@ -51,251 +60,6 @@ logger = logging.getLogger(__name__)
 # server's previous window (Trackstar counts arrivals; we can only count departures). A rare 429 that
 # slips through is retried after its retry-after, so the padding stays small to keep ~99% of the budget.
 LIMIT_WINDOW_S = 1.01
-
-_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-# ---------------------------------------------------------------------------------------------------------
-# Secret redaction (logs of httpx/httpcore and our own messages)
-# ---------------------------------------------------------------------------------------------------------
-
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-_QUERY_SECRET_RE = re.compile(
-    r"(?i)((?<![A-Za-z0-9_])(?:access_token|api_key|apikey|token|auth_code|key)=)[^&\s\"'#]+"
-)
-_REDACTED = "***"
-
-
-def _register_secret(value: str | None) -> None:
-    """Remember a key/token so any log line or error message that contains it gets it masked."""
-    if value and len(value) >= 4:
-        with _SECRETS_LOCK:
-            _SECRETS.add(value)
-
-
-def redact(text: str) -> str:
-    """Mask known secrets and secret-looking query parameters in ``text``."""
-    if not text:
-        return text
-    text = _QUERY_SECRET_RE.sub(r"\1" + _REDACTED, text)
-    with _SECRETS_LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, _REDACTED)
-    return text
-
-
-class _RedactingFilter(logging.Filter):
-    """Rewrites a log record in place with secrets masked (httpx logs full request URLs at INFO)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is not ours to fix
-            return True
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg = cleaned
-            record.args = ()
-        return True
-
-
-_FILTER = _RedactingFilter()
-# Logger filters only see records logged on that exact logger, so list httpcore's children too.
-_REDACTED_LOGGERS = (
-    "httpx",
-    "httpcore",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-    "httpcore.socks",
-    "trackstar_dagster",
-    __name__,
-)
-
-
-def install_log_redaction() -> None:
-    """Attach the redacting filter to the httpx/httpcore loggers (idempotent)."""
-    for name in _REDACTED_LOGGERS:
-        log = logging.getLogger(name)
-        if _FILTER not in log.filters:
-            log.addFilter(_FILTER)
-
-
-install_log_redaction()
-
-# ---------------------------------------------------------------------------------------------------------
-# Models and helpers
-# ---------------------------------------------------------------------------------------------------------
-
-
-class WriteResponse(BaseModel):
-    """The answer to a write: Trackstar's ``{"data", "id", "unused_fields"}`` plus how we got it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str | None = None
-    data: dict[str, Any] | None = None
-    unused_fields: list[str] = Field(default_factory=list)
-    status_code: int = 200
-    request_id: str | None = None
-    replayed: bool = False
-    attempts: int = 1
-    elapsed_s: float = 0.0
-    idempotency_key: str | None = None
-
-
-def _header(headers: httpx.Headers, *names: str) -> str | None:
-    for name in names:
-        value = headers.get(name)
-        if value is not None and value.strip() != "":
-            return value.strip()
-    return None
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``retry-after`` value: delta seconds or an HTTP date."""
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _parse_reset(value: str | None) -> float | None:
-    """Seconds until an ``x-ratelimit-reset``: epoch seconds (also tolerates epoch ms and a plain delta)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return _parse_retry_after(value)
-    if number > 1e12:  # epoch milliseconds
-        number /= 1000.0
-    if number > 1e9:  # epoch seconds
-        return max(0.0, number - time.time())
-    return max(0.0, number)  # already a delta
-
-
-def server_wait(response: httpx.Response) -> float | None:
-    """How long the server asked us to wait before retrying, if it said so."""
-    headers = response.headers
-    wait = _parse_retry_after(
-        _header(headers, "retry-after", "x-ratelimit-retry-after", "x-rate-limit-retry-after")
-    )
-    if wait is not None:
-        return wait
-    if (
-        response.status_code == 429
-        or _header(headers, "x-ratelimit-remaining", "x-rate-limit-remaining") == "0"
-    ):
-        return _parse_reset(_header(headers, "x-ratelimit-reset", "x-rate-limit-reset"))
-    return None
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _filter_value(value: Any) -> str:
-    """Query-string form of a filter value: lists comma-joined (``in``/``nin``), datetimes ISO 8601 UTC."""
-    if isinstance(value, list | tuple | set | frozenset):
-        return ",".join(_filter_value(v) for v in value)
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(timespec="seconds") + "Z"
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _clean_path(path: str) -> str:
-    """Path for URLs and errors: leading slash, no query string."""
-    path = path.split("?", 1)[0]
-    return path if path.startswith("/") else "/" + path
-
-
-_TRANSPORT_RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-# Raised before a byte of the request left: waiting for a pool slot or opening the connection.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-class _Outcome:
-    """What to do after one attempt: ``response`` (done), ``error`` (raise) or ``wait`` (retry)."""
-
-    __slots__ = ("error", "response", "wait")
-
-    def __init__(
-        self,
-        response: httpx.Response | None = None,
-        error: TrackstarError | None = None,
-        wait: float | None = None,
-    ) -> None:
-        self.response = response
-        self.error = error
-        self.wait = wait
-
-
-class _CatalogCache:
-    """Process-wide cache of catalog answers keyed by (base URL, API key fingerprint, path)."""
-
-    lock = threading.Lock()
-    entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
-    sync_locks: dict[tuple[str, str, str], threading.Lock] = {}
-
-    @classmethod
-    def fresh(cls, key: tuple[str, str, str], interval: float) -> tuple[bool, Any]:
-        with cls.lock:
-            entry = cls.entries.get(key)
-        if entry is not None and time.monotonic() - entry[0] < interval:
-            return True, copy.deepcopy(entry[1])
-        return False, None
-
-    @classmethod
-    def stale(cls, key: tuple[str, str, str]) -> tuple[bool, Any]:
-        with cls.lock:
-            entry = cls.entries.get(key)
-        return (True, copy.deepcopy(entry[1])) if entry is not None else (False, None)
-
-    @classmethod
-    def store(cls, key: tuple[str, str, str], value: Any) -> None:
-        with cls.lock:
-            cls.entries[key] = (time.monotonic(), copy.deepcopy(value))
-
-    @classmethod
-    def sync_lock(cls, key: tuple[str, str, str]) -> threading.Lock:
-        with cls.lock:
-            return cls.sync_locks.setdefault(key, threading.Lock())
-
-    @classmethod
-    def clear(cls) -> None:
-        with cls.lock:
-            cls.entries.clear()
-
-
-def clear_catalog_cache() -> None:
-    """Forget every cached catalog answer in this process (tests, or after a schema change)."""
-    _CatalogCache.clear()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -439,88 +203,11 @@ class TrackstarClient:
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform(0, min(cap, base * 2**(attempt-1)))."""
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempt - 1)))
-        return random.uniform(0.0, max(0.0, ceiling))
+        return full_jitter_backoff(attempt, self.backoff_base, self.backoff_max)
 
     def _retry_wait(self, attempt: int, asked: float | None) -> float:
         """The server's wait wins over our backoff (plus a little jitter so tasks don't stampede)."""
-        if asked is not None:
-            wait = asked + random.uniform(0.0, min(0.25, 0.1 * asked + 0.01))
-        else:
-            wait = self._backoff(attempt)
-        return min(wait, self.max_wait)
-
-    def _error_from_response(self, method: str, path: str, response: httpx.Response) -> TrackstarError:
-        status = response.status_code
-        body = _json_or_none(response)
-        error = origin = detail = None
-        if isinstance(body, dict):
-            error = body.get("error") if isinstance(body.get("error"), str) else None
-            origin = body.get("origin") if isinstance(body.get("origin"), str) else None
-            detail = body.get("detail")
-            if detail is None and isinstance(body.get("errors"), dict | list):
-                detail = body.get("errors")
-        elif body is None and response.content:
-            error = response.text[:200].strip() or None
-        cls = error_class_for(status)
-        message = error or response.reason_phrase or f"HTTP {status}"
-        if cls is TrackstarValidationError and detail is not None:
-            fields = flatten_detail(detail)
-            if fields:
-                summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in list(fields.items())[:10])
-                message = f"{message} ({summary})"
-        return cls(
-            redact(message),
-            status=status,
-            error=redact(error) if error else None,
-            origin=origin,
-            detail=detail,
-            request_id=_header(response.headers, "x-request-id"),
-            method=method,
-            path=path,
-            retry_after=server_wait(response),
-        )
-
-    def _decide(
-        self,
-        method: str,
-        path: str,
-        is_write: bool,
-        attempt: int,
-        response: httpx.Response | None,
-        exc: Exception | None,
-        retries: int | None = None,
-    ) -> _Outcome:
-        """The retry policy, shared by the sync and async loops."""
-        can_retry = attempt <= (self.max_retries if retries is None else retries)
-        if exc is not None:
-            sent = not isinstance(exc, _NOT_SENT)
-            kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport error"
-            detail = redact(str(exc)) or type(exc).__name__
-            err = TrackstarTransportError(
-                f"{kind} ({type(exc).__name__}: {detail})" + ("" if sent else " before the request was sent"),
-                sent=sent,
-                method=method,
-                path=path,
-            )
-            retryable = isinstance(exc, _TRANSPORT_RETRYABLE) and (not is_write or not sent)
-            if retryable and can_retry:
-                return _Outcome(error=err, wait=self._retry_wait(attempt, None))
-            return _Outcome(error=err)
-        assert response is not None
-        status = response.status_code
-        if status < 400:
-            return _Outcome(response=response)
-        err = self._error_from_response(method, path, response)
-        if is_write:
-            retryable = status == 429
-            if status >= 500:
-                err.outcome_unknown = True
-        else:
-            retryable = status == 429 or (status >= 500 and status != 501)
-        if retryable and can_retry:
-            return _Outcome(error=err, wait=self._retry_wait(attempt, err.retry_after))
-        return _Outcome(error=err)
+        return retry_wait(attempt, asked, self._backoff, self.max_wait)
 
     def _log(
         self,
@@ -563,7 +250,8 @@ class TrackstarClient:
         """Log one attempt and judge it: None when ``response`` is the answer, else the seconds to wait before
         the next attempt; raises the typed error when there is none (shared by ``_send`` and ``_asend``)."""
         self._log(method, path, attempt, started, response, exc)
-        outcome = self._decide(method, path, is_write, attempt, response, exc, retries)
+        retries = self.max_retries if retries is None else retries
+        outcome = decide(method, path, is_write, attempt, response, exc, retries, self._retry_wait)
         if outcome.response is not None:
             return None
         assert outcome.error is not None
@@ -641,19 +329,6 @@ class TrackstarClient:
                 return response, attempt
             await asyncio.sleep(wait)
 
-    @staticmethod
-    def _body(response: httpx.Response, method: str, path: str) -> Any:
-        body = _json_or_none(response)
-        if body is None and response.content:
-            raise TrackstarError(
-                "response is not JSON",
-                status=response.status_code,
-                request_id=response.headers.get("x-request-id"),
-                method=method,
-                path=path,
-            )
-        return body
-
     def _get(
         self,
         path: str,
@@ -666,7 +341,7 @@ class TrackstarClient:
         response, _ = self._send(
             "GET", path, kind=kind, access_token=access_token, params=params, retries=retries
         )
-        return self._body(response, "GET", _clean_path(path))
+        return _body(response, "GET", _clean_path(path))
 
     async def _aget(
         self,
@@ -680,7 +355,7 @@ class TrackstarClient:
         response, _ = await self._asend(
             "GET", path, kind=kind, access_token=access_token, params=params, retries=retries
         )
-        return self._body(response, "GET", _clean_path(path))
+        return _body(response, "GET", _clean_path(path))
 
     # -- catalog (1/min per API key: cached) -------------------------------------------------------
 
@@ -783,22 +458,13 @@ class TrackstarClient:
 
     # -- records -------------------------------------------------------------------------------------
 
-    def _page_params(
-        self, filters: Mapping[str, Any] | None, limit: int, token: str | None
-    ) -> dict[str, str]:
-        params = {k: _filter_value(v) for k, v in (filters or {}).items() if v is not None}
-        params["limit"] = str(limit)
-        if token:
-            params["page_token"] = token
-        return params
-
     def _iter_pages(
         self, path: str, access_token: str | None, filters: Mapping[str, Any] | None, limit: int
     ) -> Iterator[dict[str, Any]]:
         token: str | None = None
         seen: set[str] = set()
         while True:
-            body = self._get(path, access_token=access_token, params=self._page_params(filters, limit, token))
+            body = self._get(path, access_token=access_token, params=_page_params(filters, limit, token))
             yield from _data_list(body)
             token = _next_token(body)
             if not token:
@@ -815,7 +481,7 @@ class TrackstarClient:
         seen: set[str] = set()
         while True:
             body = await self._aget(
-                path, access_token=access_token, params=self._page_params(filters, limit, token)
+                path, access_token=access_token, params=_page_params(filters, limit, token)
             )
             for item in _data_list(body):
                 yield item
@@ -913,94 +579,3 @@ class TrackstarClient:
         )
         return _write_response(response, attempts, time.monotonic() - started, key)
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Response shapes
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _seg(value: str) -> str:
-    return quote(str(value), safe="")
-
-
-def _integrations_path(integration_type: str, name: str | None = None) -> str:
-    path = f"/integrations/{_seg(integration_type)}"
-    return f"{path}/{_seg(name)}" if name else path
-
-
-def _write_info_path(integration_type: str, integration_name: str) -> str:
-    return f"/integrations/{_seg(integration_type)}/{_seg(integration_name)}/write-info"
-
-
-def _record_path(resource_path: str, record_id: str) -> str:
-    return f"{_clean_path(resource_path).rstrip('/')}/{_seg(record_id)}"
-
-
-def _write_method(method: str) -> str:
-    method = method.upper()
-    if method not in _WRITE_METHODS:
-        raise ValueError(f"not a write method: {method}")
-    return method
-
-
-def _data_list(body: Any) -> list[dict[str, Any]]:
-    if isinstance(body, dict):
-        data = body.get("data")
-        if isinstance(data, list):
-            return data
-        if isinstance(data, dict):
-            return [data]
-        return []
-    if isinstance(body, list):
-        return body
-    return []
-
-
-def _data_dict(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict):
-        data = body.get("data")
-        return data if isinstance(data, dict) else body
-    return {}
-
-
-def _next_token(body: Any) -> str | None:
-    if isinstance(body, dict):
-        token = body.get("next_token")
-        if token not in (None, ""):
-            return str(token)
-    return None
-
-
-def _one_connection(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict) and "data" in body:
-        data = body["data"]
-        if isinstance(data, list):
-            if not data:
-                raise TrackstarNotFoundError(
-                    "no connection for this access token", status=404, path="/connections"
-                )
-            return data[0]
-        if isinstance(data, dict):
-            return data
-    if isinstance(body, dict) and body:
-        return body
-    raise TrackstarNotFoundError("no connection for this access token", status=404, path="/connections")
-
-
-def _write_response(response: httpx.Response, attempts: int, elapsed: float, key: str) -> WriteResponse:
-    body = _json_or_none(response)  # a success is a success even if its body is odd: tolerate
-    body = body if isinstance(body, dict) else {}
-    data = body.get("data") if isinstance(body.get("data"), dict) else None
-    record_id = body.get("id") or (data or {}).get("id")
-    unused = body.get("unused_fields") or []
-    return WriteResponse(
-        id=str(record_id) if record_id is not None else None,
-        data=data,
-        unused_fields=[str(u) for u in unused] if isinstance(unused, list) else [],
-        status_code=response.status_code,
-        request_id=response.headers.get("x-request-id"),
-        replayed=(response.headers.get("idempotent-replayed") or "").strip().lower() == "true",
-        attempts=attempts,
-        elapsed_s=elapsed,
-        idempotency_key=key,
-    )
