@@ -14,6 +14,8 @@ from trackstar_dagster.mapping import MappingConfig, build_payloads
 from trackstar_dagster.nulls import drop_empty_body, find_null_like
 from trackstar_dagster.schema.validator import body_validator
 
+from .conftest import ORDER_FIELDS
+
 NULLISH = [None, np.nan, "", " ", "null", "NULL", "None", "n/a", "undefined", "NaN"]
 TEXT = st.sampled_from(["Boston", " Austin ", "NA", "None Such Ltd", "x" * 40, "Zoë \"Q\" \\", "1 Main St",
                         *NULLISH])
@@ -24,20 +26,7 @@ CONFIG = MappingConfig(
     key="order_id",
     connection_column="customer",
     connection_values={"ACME": "acme", "GLOBEX": "globex", "HERO": "hero"},
-    fields={
-        "order_number": "order_id",
-        "ship_to_address.full_name": "name",
-        "ship_to_address.address1": "address1",
-        "ship_to_address.city": "city",
-        "ship_to_address.state": "state",
-        "ship_to_address.postal_code": "zip",
-        "ship_to_address.country": "country",
-        "total_price": "total",
-        "line_items.sku": "sku",
-        "line_items.product_id": "product_id",
-        "line_items.quantity": "qty",
-        "line_items.unit_price": "price",
-    },
+    fields={**ORDER_FIELDS, "total_price": "total", "line_items.sku": "sku"},
     constants={"invoice_currency_code": "USD"},
     connection_constants={"globex": {"ship_to_address.country": "DE"}},
 )
