@@ -206,7 +206,11 @@ def sql_row_loader(table: str, date_column: str | None, resource_key: str):
 
 
 def sql_results_sink(prefix: str, resource_key: str):
-    """Write results and rejects back as ``<prefix>_<kind>`` tables users can join (replacing the run's partitions)."""
+    """Write results and rejects back as ``<prefix>_<kind>`` tables users can join (replacing the run's partitions).
+
+    Uses DuckDB's ``register`` and ``INSERT ... BY NAME``; for another warehouse, give ``TrackstarSync`` your own
+    ``results_sink``.
+    """
 
     def sink(context: dg.AssetExecutionContext, kind: str, frame: pd.DataFrame) -> None:
         db = getattr(context.resources, resource_key)
