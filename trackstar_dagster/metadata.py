@@ -8,6 +8,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from trackstar_dagster.previews import markdown_table
+
+__all__ = ["frame_metadata", "markdown_table", "table_schema_for"]
+
 _TYPE_NAMES = {"b": "boolean", "i": "integer", "u": "integer", "f": "number", "M": "datetime", "m": "timedelta"}
 
 
@@ -20,27 +24,6 @@ def table_schema_for(frame: pd.DataFrame, descriptions: Mapping[str, str] | None
         type_name = _TYPE_NAMES.get(kind, "string" if pd.api.types.is_string_dtype(dtype) else "object")
         columns.append(dg.TableColumn(str(name), type_name, description=descriptions.get(str(name))))
     return dg.TableSchema(columns=columns)
-
-
-def _cell(value: Any, width: int) -> str:
-    if isinstance(value, list | tuple):
-        value = ", ".join(map(str, value))
-    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def markdown_table(frame: pd.DataFrame, *, max_rows: int = 20, width: int = 60) -> str:
-    """A markdown table of the first ``max_rows`` rows (the UI renders it; metadata is kept forever, keep it small)."""
-    if frame.empty:
-        return "_(empty)_"
-    cols = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.head(max_rows).itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v, width) for v in row) + " |")
-    if len(frame) > max_rows:
-        lines.append(f"\n_{len(frame) - max_rows} more rows_")
-    return "\n".join(lines)
 
 
 def frame_metadata(frame: pd.DataFrame, descriptions: Mapping[str, str] | None = None) -> dict[str, Any]:

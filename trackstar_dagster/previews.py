@@ -47,17 +47,27 @@ def mask_body(body: Any, path: str = "") -> Any:
     return mask_value(path, body)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, width: int) -> str:
+    if isinstance(value, list | tuple):
+        value = ", ".join(map(str, value))
     text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A small markdown table (no ``tabulate`` needed)."""
+def markdown_table(frame: pd.DataFrame, *, max_rows: int = 50, width: int = 120) -> str:
+    """A markdown table of the first ``max_rows`` rows, cells cut at ``width`` (no ``tabulate`` needed).
+
+    Metadata is kept forever and rendered by the UI: keep it small.
+    """
+    if frame.empty:
+        return "_(empty)_"
     cols = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.head(max_rows).itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v, width) for v in row) + " |")
+    if len(frame) > max_rows:
+        lines.append(f"\n_{len(frame) - max_rows} more rows_")
     return "\n".join(lines)
 
 
