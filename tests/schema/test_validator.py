@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from tests.schema import kitchen_body, kitchen_sink, load_write_info, wrap
 from trackstar_dagster.nulls import find_null_like
+from trackstar_dagster.sandbox.judge import FORMAT_CHECKER
 from trackstar_dagster.schema import (
-    FORMAT_CHECKS,
     Problem,
     body_validator,
     body_validators,
@@ -37,15 +37,8 @@ _TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
 _Reference = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
 
 
-def _format_checker() -> jsonschema.FormatChecker:
-    checker = jsonschema.FormatChecker(formats=())
-    for name, check in FORMAT_CHECKS.items():
-        checker.checks(name)(lambda v, check=check: not isinstance(v, str) or check(v))
-    return checker
-
-
 def reference(doc: dict[str, Any], action: str):
-    validator = _Reference(normalise_schema(doc, action), format_checker=_format_checker())
+    validator = _Reference(normalise_schema(doc, action), format_checker=FORMAT_CHECKER)  # the sandbox's reference checker
     return lambda body: validator.is_valid(body) and not find_null_like(body)
 
 

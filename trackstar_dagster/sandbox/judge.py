@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import date, datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
@@ -17,26 +16,16 @@ from jsonschema import Draft202012Validator, FormatChecker
 from trackstar_dagster.nulls import find_null_like
 from trackstar_dagster.sandbox.state import Connection
 from trackstar_dagster.schema.openapi import is_placeholder_enum, json_types
+from trackstar_dagster.schema.validator import FORMAT_CHECKS
 
 PLACEHOLDER = "N/A - Connect an account to see options"
 
 
 # -- validation ------------------------------------------------------------------------------------------
-def _check_datetime(value: object) -> bool:
-    if isinstance(value, str):
-        datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
-    return True
-
-
-def _check_date(value: object) -> bool:
-    if isinstance(value, str):
-        date.fromisoformat(value)
-    return True
-
-
+# the one meaning of ``format`` (shared with body_validator): the rule, not the validator, is shared
 FORMAT_CHECKER = FormatChecker(formats=())
-FORMAT_CHECKER.checks("date-time", raises=ValueError)(_check_datetime)
-FORMAT_CHECKER.checks("date", raises=ValueError)(_check_date)
+for _name, _check in FORMAT_CHECKS.items():
+    FORMAT_CHECKER.checks(_name)(lambda value, _check=_check: not isinstance(value, str) or _check(value))
 
 
 def dotted(path: Any) -> str:

@@ -8,7 +8,6 @@ bottleneck at a few hundred writes per second. Everything here is called from th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from trackstar_dagster.ratelimit import fingerprint  # the one short hash of a secret
 
 SANDBOX_ALIAS = "sandbox"
 SANDBOX_INTEGRATION = "wms_sandbox"
@@ -32,11 +33,6 @@ DEFAULT_RETURN_CAUSES: tuple[tuple[str, str], ...] = (
 def canonical_integration(name: str) -> str:
     """``sandbox`` is an alias of ``wms_sandbox``; every other name is itself."""
     return SANDBOX_INTEGRATION if name == SANDBOX_ALIAS else name
-
-
-def fingerprint(secret: str) -> str:
-    """A short stable hash of a key or token: safe to log and to use as a storage key."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def utc_now_iso() -> str:
