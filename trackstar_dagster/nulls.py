@@ -53,21 +53,6 @@ def drop_empty_body(body: dict[str, Any]) -> dict[str, Any]:
     return drop_empty(body) or {}
 
 
-def null_like_mask(series: pd.Series) -> np.ndarray:
-    """Vectorised ``is_null_like`` over a column: a boolean array, True where the value means "no value"."""
-    mask = series.isna().to_numpy(dtype=bool, na_value=True)
-    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-        strings = series[~mask]
-        if len(strings):
-            is_str = strings.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-            if is_str.any():
-                s = strings[is_str].astype(str).str.strip().str.casefold()
-                hits = s.isin(NULL_LIKE_STRINGS).to_numpy(dtype=bool)
-                idx = np.flatnonzero(~mask)[is_str][hits]
-                mask[idx] = True
-    return mask
-
-
 def find_null_like(value: Any, path: str = "") -> list[str]:
     """Dotted paths (``line_items[0].sku``) of every null-like value inside a body, for error messages."""
     found: list[str] = []
