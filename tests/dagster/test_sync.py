@@ -131,7 +131,11 @@ def test_write_failures_fail_the_run_with_the_error_bodies(sandbox, instance, re
     result = run(make_sync(rows(3)), instance, resources, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "failed" in str(failure.event_specific_data.error.message).lower() or failure.event_specific_data.user_failure_data
+    assert failure.step_key == "s__write_results"  # the records were written and recorded, then the run failed
+    data = failure.event_specific_data.user_failure_data
+    assert data is not None and "3" in data.description
+    assert data.metadata["status_failed"].value == 3
+    assert "failures" in data.metadata  # the error bodies
 
 
 def test_write_orders_op_in_a_plain_job(sandbox, instance, resources):
