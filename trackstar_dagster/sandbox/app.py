@@ -17,6 +17,8 @@ Choices where the docs are silent (kept simple, and relied on by tests):
 - Idempotency keys are scoped per access token and kept 24 h. Any non-2xx answer releases the key, except
   commit-then-fail: the record was stored, so the key stays bound to that success and a retry with the same
   key replays the 200 (``Idempotent-Replayed: true``) instead of writing twice. Hangs and drops release it.
+  The fault switch ``ignore_idempotency_key`` makes it a server that does not honour keys at all (or whose
+  24 h window has passed): every write is performed, nothing is replayed.
 - ``trackstar_tags[contains]=X`` matches a string tag equal to X, or a one-key ``{k: v}`` tag when X is
   ``k:v``, ``v`` or ``k``. Other filters: ``field=``/``field[op]=`` with eq, neq, in, nin, contains,
   not_contains, gt/gte/lt/lte (dates compared as datetimes for ``*_date`` fields) and ``-insensitive``

@@ -223,7 +223,7 @@ class DataRoutes:
         if body is None and not is_cancel:
             return validation_error({"_schema": ["A JSON object body is required."]})
 
-        key = request.headers.get("idempotency-key")
+        key = None if self.faults.config.ignore_idempotency_key else request.headers.get("idempotency-key")
         scope = fingerprint(conn.token)
         if key is not None:
             if not key or len(key) > 255:

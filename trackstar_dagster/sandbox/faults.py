@@ -37,6 +37,9 @@ class FaultConfig(BaseModel):
     commit_then_fail: float = Field(0.0, ge=0, le=1, description="share stored, then answered 502")
     applies_to: AppliesTo = "writes"
     seed: int | None = None
+    ignore_idempotency_key: bool = Field(
+        False, description="act as a server that does not honour Idempotency-Key (or whose 24 h window passed): "
+        "every write is performed, none replayed")
 
 
 @dataclass
