@@ -10,14 +10,15 @@ from typing import Any
 import pandas as pd
 
 from trackstar_dagster.client import TrackstarClient
-from trackstar_dagster.writer.writer import _has_tag, key_tag
+from trackstar_dagster.keys import has_tag, key_tag
 
 WMS = "wms"  # connection name used in the tests
 WMS_TOKEN = "sandbox-token-wms"
+NS = "orders_sync"  # the sync (tag namespace) the tests write as
 
 
-def order_body(connection: str, key: str, *, reference: bool = True, **extra: Any) -> dict[str, Any]:
-    """A valid wms_sandbox create_order body carrying the key tag."""
+def order_body(connection: str, key: str, *, reference: bool = True, ns: str | None = NS, **extra: Any) -> dict[str, Any]:
+    """A valid wms_sandbox create_order body carrying the key tag of sync ``ns``."""
     body: dict[str, Any] = {
         "order_number": f"SO-{key}",
         "ship_to_address": {
@@ -29,7 +30,7 @@ def order_body(connection: str, key: str, *, reference: bool = True, **extra: An
             "country": "GB",
         },
         "line_items": [{"product_id": "prod-1", "quantity": 2}],
-        "trackstar_tags": [key_tag(connection, "create_order", key)],
+        "trackstar_tags": [key_tag("create_order", key, ns)],
     }
     if reference:
         body["reference_id"] = f"ref-{key}"
@@ -38,10 +39,11 @@ def order_body(connection: str, key: str, *, reference: bool = True, **extra: An
 
 
 def frame(rows: list[tuple[str, str, str, dict[str, Any]]]) -> pd.DataFrame:
-    """(key, connection, action, body) -> a payloads frame with JSON text bodies and their hash."""
+    """(key, connection, action, body) -> a payloads frame with JSON text bodies, their hash and tag."""
     out = []
     for key, connection, action, body in rows:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        tags = [t for t in body.get("trackstar_tags", []) if isinstance(t, str) and t.startswith("tsd:")]
         out.append(
             {
                 "key": key,
@@ -49,10 +51,11 @@ def frame(rows: list[tuple[str, str, str, dict[str, Any]]]) -> pd.DataFrame:
                 "action": action,
                 "body": text,
                 "body_hash": hashlib.sha256(text.encode()).hexdigest(),
+                "tag": tags[0] if tags else None,
                 "source_rows": [0],
             }
         )
-    return pd.DataFrame(out, columns=["key", "connection", "action", "body", "body_hash", "source_rows"])
+    return pd.DataFrame(out, columns=["key", "connection", "action", "body", "body_hash", "tag", "source_rows"])
 
 
 def orders(n: int, connection: str = WMS, prefix: str = "o", **extra: Any) -> pd.DataFrame:
@@ -80,9 +83,8 @@ def tag_counts(sb: Any, payloads: pd.DataFrame, resource: str = "orders", token:
     """How many stored records carry each payload's key tag (exactly once means all 1)."""
     records = sb.records(resource, token=token)
     counts: Counter = Counter()
-    for key, connection, action in zip(payloads["key"], payloads["connection"], payloads["action"], strict=True):
-        tag = key_tag(connection, action, key)
-        counts[key] = sum(1 for r in records if _has_tag(r, tag))
+    for key, tag in zip(payloads["key"], payloads["tag"], strict=True):
+        counts[key] = sum(1 for r in records if has_tag(r, tag))
     return counts
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.writer import WMS, WMS_TOKEN, CountingClient, assert_exactly_once, make_client, orders
+from tests.writer import NS, WMS, WMS_TOKEN, CountingClient, assert_exactly_once, make_client, orders
 from trackstar_dagster.sandbox.server import run_sandbox
-from trackstar_dagster.writer.ledger import Ledger
+from trackstar_dagster.writer.ledger import Ledger, wait_db_clock
 from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
 
 N = 150
@@ -45,7 +45,7 @@ def run(sb, tmp_path, payloads, **options):
     client = CountingClient(make_client(sb, timeout=0.5))
     options.setdefault("max_attempts", 8)
     options.setdefault("concurrency", 16)
-    report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, **options)
+    report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, namespace=NS, **options)
     return report, client, ledger
 
 
@@ -105,7 +105,7 @@ def test_transient_trouble_outliving_retries_is_failed_then_picked_up(sb, tmp_pa
     assert report.counts["failed"] == 10
     outcome = FailurePolicy().evaluate(report)
     assert not outcome.ok and outcome.retryable and outcome.failed_share == 1.0
-    assert ledger.get(WMS, "create_order", "o0").needs_reconcile
+    assert ledger.get(WMS, "create_order", "o0", NS).needs_reconcile
     sb.configure(faults=CLEAR)
     report, _, ledger = run(sb, tmp_path, payloads)
     assert_exactly_once(sb, payloads)
@@ -116,13 +116,14 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {root!r})
-    from tests.writer import WMS, WMS_TOKEN, orders
+    from tests.writer import NS, WMS, WMS_TOKEN, orders
     from trackstar_dagster.client import TrackstarClient
     from trackstar_dagster.writer.ledger import Ledger
     from trackstar_dagster.writer.writer import write_payloads
 
     client = TrackstarClient("sandbox-api-key", sys.argv[1], timeout=5, write_rate=1000, read_rate=1000)
-    write_payloads(orders({n}), client, {{WMS: WMS_TOKEN}}, Ledger(sys.argv[2]), concurrency=8)
+    write_payloads(orders({n}), client, {{WMS: WMS_TOKEN}}, Ledger(sys.argv[2]), namespace=NS, concurrency=8,
+                   claim_ttl_s=4.0)
     """
 )
 
@@ -150,12 +151,20 @@ def test_writer_killed_mid_run_then_run_again(tmp_path):
         assert (ledger.entries(WMS)["status"] == "intent").any()  # the crash left unknown outcomes
 
         payloads = orders(n)
+        # at once: the dead run's claims have not expired; its keys are reported, not sent
+        early = CountingClient(make_client(sb, timeout=5))
+        blocked = write_payloads(payloads, early, {WMS: WMS_TOKEN}, ledger, namespace=NS)
+        assert blocked.counts["in_flight_elsewhere"] == n and early.writes == 0
+        outcome = FailurePolicy().evaluate(blocked)
+        assert not outcome.ok and outcome.retryable and outcome.retry_after_s > 0
+        wait_db_clock(ledger, 4.5)  # the dead run never renews: its claims expire and are taken over
+
         client = CountingClient(make_client(sb, timeout=5))
-        report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, concurrency=16)
+        report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, namespace=NS, concurrency=16)
         assert_exactly_once(sb, payloads)
         assert report.counts["created"] + report.counts["unchanged"] == n
         assert client.writes == n - written
         assert report.results["reconciled"].sum() + report.counts["unchanged"] + client.writes == n
-        again = write_payloads(payloads, CountingClient(make_client(sb)), {WMS: WMS_TOKEN}, ledger)
+        again = write_payloads(payloads, CountingClient(make_client(sb)), {WMS: WMS_TOKEN}, ledger, namespace=NS)
         assert again.counts["unchanged"] == n
         assert json.loads(payloads.iloc[0]["body"])["order_number"] == "SO-o0"

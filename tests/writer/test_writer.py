@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from tests.writer import (
+    NS,
     WMS,
     WMS_TOKEN,
     CountingClient,
@@ -19,6 +20,7 @@ from tests.writer import (
     orders,
     tag_counts,
 )
+from trackstar_dagster.keys import create_idempotency_key, key_tag, update_idempotency_key
 from trackstar_dagster.sandbox.server import run_sandbox
 from trackstar_dagster.sandbox.state import ConnectionSpec
 from trackstar_dagster.writer.ledger import Intent, Ledger
@@ -27,8 +29,6 @@ from trackstar_dagster.writer.writer import (
     RESULT_COLUMNS,
     FailurePolicy,
     awrite_payloads,
-    idempotency_key,
-    key_tag,
     write_payloads,
 )
 
@@ -63,7 +63,7 @@ def ledger(tmp_path):
 def test_writes_each_record_once_and_rerun_sends_nothing(sb, ledger):
     payloads = orders(60)
     client = CountingClient(make_client(sb))
-    report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger)
+    report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, namespace=NS)
     assert list(report.results.columns) == RESULT_COLUMNS
     assert report.counts["created"] == 60 and report.total == 60
     assert client.writes == 60
@@ -77,8 +77,8 @@ def test_writes_each_record_once_and_rerun_sends_nothing(sb, ledger):
     led = ledger.entries(WMS)
     assert set(led["status"]) == {"created"} and len(led) == 60
 
-    client.writes = 0
-    again = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger)
+    client.writes = client.reads = 0
+    again = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, namespace=NS)
     assert again.counts["unchanged"] == 60
     assert client.writes == 0 and client.reads == 0
     assert len(sb.records("orders", token=WMS_TOKEN)) == 60
@@ -86,11 +86,15 @@ def test_writes_each_record_once_and_rerun_sends_nothing(sb, ledger):
     assert FailurePolicy().evaluate(again).ok
 
 
-def test_idempotency_key_is_stable_and_short():
-    a = idempotency_key("c", "create_order", "k" * 500, "h")
-    assert a == idempotency_key("c", "create_order", "k" * 500, "h") and len(a) <= 255
-    assert a != idempotency_key("c", "create_order", "k" * 500, "h2")
-    assert a != idempotency_key("c", "create_order", "k" * 500, "h", "update")
+def test_idempotency_keys_are_stable_and_short():
+    """A create's key is the same for every body of a record (two runs' bodies collide at the server), and
+    moves on only with the generation (after a rejection); an update's key is per body."""
+    a = create_idempotency_key(NS, "c", "create_order", "k" * 500, 0)
+    assert a == create_idempotency_key(NS, "c", "create_order", "k" * 500, 0) and len(a) <= 255
+    assert a != create_idempotency_key(NS, "c", "create_order", "k" * 500, 1)
+    assert a != create_idempotency_key("other_sync", "c", "create_order", "k" * 500, 0)
+    u = update_idempotency_key(NS, "c", "create_order", "k" * 500, "h")
+    assert u != a and len(u) <= 255 and u != update_idempotency_key(NS, "c", "create_order", "k" * 500, "h2")
 
 
 def test_422_is_rejected_with_field_messages_and_does_not_stop_the_rest(sb, ledger):
@@ -99,14 +103,14 @@ def test_422_is_rejected_with_field_messages_and_does_not_stop_the_rest(sb, ledg
     del bad["order_number"]
     bad["line_items"] = [{"product_id": "p", "quantity": "two"}]
     payloads = frame([("good", WMS, "create_order", good), ("bad", WMS, "create_order", bad)])
-    report = write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger)
+    report = write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
     rows = report.results.set_index("key")
     assert rows.loc["good", "status"] == "created"
     assert rows.loc["bad", "status"] == "rejected" and rows.loc["bad", "http_status"] == 422
     assert "order_number" in rows.loc["bad", "error"] and "line_items.0.quantity" in rows.loc["bad", "error"]
     assert rows.loc["bad", "attempts"] == 1 and not report.stopped_connections
     assert list(report.failures["key"]) == ["bad"]
-    assert ledger.get(WMS, "create_order", "bad").status == "rejected"
+    assert ledger.get(WMS, "create_order", "bad", NS).status == "rejected"
     outcome = FailurePolicy().evaluate(report)
     assert outcome.ok and "rejected" in outcome.message  # rejects are counted apart
     strict = FailurePolicy(max_rejected_share=0.0).evaluate(report)
@@ -121,7 +125,7 @@ def test_auth_and_capability_errors_stop_the_connection_with_one_message(sb, led
     tokens = {**TOKENS, "bad-token": "not-a-token"}
     action = "create_product" if connection == "shipbob" else "create_order"
     bodies = [
-        {"sku": f"sku-{i}", "name": "Widget", "trackstar_tags": [key_tag(connection, action, f"k{i}")]}
+        {"sku": f"sku-{i}", "name": "Widget", "trackstar_tags": [key_tag(action, f"k{i}", NS)]}
         if action == "create_product"
         else order_body(connection, f"k{i}")
         for i in range(40)
@@ -131,7 +135,7 @@ def test_auth_and_capability_errors_stop_the_connection_with_one_message(sb, led
         + [(f"w{i}", WMS, "create_order", order_body(WMS, f"w{i}")) for i in range(10)]
     )
     client = CountingClient(make_client(sb))
-    report = write_payloads(payloads, client, tokens, ledger, concurrency=4)
+    report = write_payloads(payloads, client, tokens, ledger, namespace=NS, concurrency=4)
     assert set(report.stopped_connections) == {connection}
     reason = report.stopped_connections[connection]
     assert words in reason
@@ -143,28 +147,28 @@ def test_auth_and_capability_errors_stop_the_connection_with_one_message(sb, led
     outcome = FailurePolicy().evaluate(report)
     assert not outcome.ok and not outcome.retryable and reason in outcome.message
     # failed records are picked up again next run (here: still refused, so failed again)
-    again = write_payloads(payloads, make_client(sb), tokens, ledger, concurrency=4)
+    again = write_payloads(payloads, make_client(sb), tokens, ledger, namespace=NS, concurrency=4)
     assert again.counts["unchanged"] == 10 and again.counts["failed"] == 40
 
 
 def test_create_only_reports_a_changed_body_and_upsert_updates_it(sb, ledger):
     payloads = orders(5)
-    first = write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger)
+    first = write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
     changed = orders(5, service_level="Express")
     client = CountingClient(make_client(sb))
-    report = write_payloads(changed, client, {WMS: WMS_TOKEN}, ledger)
+    report = write_payloads(changed, client, {WMS: WMS_TOKEN}, ledger, namespace=NS)
     assert client.writes == 0
     assert report.counts["unchanged"] == 5 and report.body_changed == 5
     assert set(report.results["error"]) == {BODY_CHANGED_MESSAGE}
     assert FailurePolicy().evaluate(report).ok
     assert all("service_level" not in r for r in sb.records("orders", token=WMS_TOKEN))
 
-    report = write_payloads(changed, client, {WMS: WMS_TOKEN}, ledger, mode="upsert")
+    report = write_payloads(changed, client, {WMS: WMS_TOKEN}, ledger, namespace=NS, mode="upsert")
     assert report.counts["updated"] == 5 and client.writes == 5
     assert (report.results["trackstar_id"] == first.results["trackstar_id"]).all()
     stored = sb.records("orders", token=WMS_TOKEN)
     assert len(stored) == 5 and all(r["service_level"] == "Express" for r in stored)
-    again = write_payloads(changed, client, {WMS: WMS_TOKEN}, ledger, mode="upsert")
+    again = write_payloads(changed, client, {WMS: WMS_TOKEN}, ledger, namespace=NS, mode="upsert")
     assert again.counts["unchanged"] == 5 and client.writes == 5
 
 
@@ -172,7 +176,7 @@ def test_another_action_end_to_end(sb, ledger):
     products = frame(
         [
             (f"p{i}", WMS, "create_product",
-             {"sku": f"SKU-{i}", "name": f"Widget {i}", "trackstar_tags": [key_tag(WMS, "create_product", f"p{i}")]})
+             {"sku": f"SKU-{i}", "name": f"Widget {i}", "trackstar_tags": [key_tag("create_product", f"p{i}", NS)]})
             for i in range(8)
         ]
     )
@@ -182,14 +186,14 @@ def test_another_action_end_to_end(sb, ledger):
              {"supplier": "Acme", "purchase_order_number": f"PO-{i}", "expected_arrival_date": "2026-01-02T00:00:00Z",
               "warehouse_id": "wms_sandbox-wh-1", "tracking_number": f"TN{i}",
               "line_items": [{"sku": "SKU-1", "expected_quantity": 3}],
-              "trackstar_tags": [key_tag(WMS, "create_inbound_shipment", f"s{i}")]})
+              "trackstar_tags": [key_tag("create_inbound_shipment", f"s{i}", NS)]})
             for i in range(4)
         ]
     )
     import pandas as pd
 
     payloads = pd.concat([products, shipments], ignore_index=True)
-    report = write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger)
+    report = write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
     assert report.counts["created"] == 12, report.failures
     assert_exactly_once(sb, products, resource="products")
     assert_exactly_once(sb, shipments, resource="inbound-shipments")
@@ -203,11 +207,11 @@ def test_left_over_intents_are_reconciled_not_resent(sb, ledger):
     for row in payloads.head(10).itertuples():
         client.write("POST", "/wms/orders", json.loads(row.body), WMS_TOKEN)
     ledger.record_intents(
-        [Intent(WMS, "create_order", r.key, r.body_hash, idempotency_key(WMS, "create_order", r.key, r.body_hash))
-         for r in payloads.itertuples()]
+        [Intent(WMS, "create_order", r.key, r.body_hash, create_idempotency_key(NS, WMS, "create_order", r.key, 0))
+         for r in payloads.itertuples()], namespace=NS,
     )
     counting = CountingClient(client)
-    report = write_payloads(payloads, counting, {WMS: WMS_TOKEN}, ledger)
+    report = write_payloads(payloads, counting, {WMS: WMS_TOKEN}, ledger, namespace=NS)
     assert report.counts["created"] == 20
     assert report.results["reconciled"].sum() == 10
     assert counting.writes == 10 and counting.reads == 20
@@ -223,7 +227,7 @@ def test_lookup_by_tag_when_there_is_no_reference_id(sb, ledger):
     ledger.record_intents(
         [Intent(WMS, "create_order", r.key, r.body_hash, "x") for r in payloads.itertuples()]
     )
-    report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger)
+    report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, namespace=NS)
     assert report.counts["created"] == 6 and report.results["reconciled"].sum() == 3
     assert_exactly_once(sb, payloads)
 
@@ -233,7 +237,7 @@ def test_sync_wrapper_inside_a_running_loop_and_progress_log(sb, ledger, caplog)
     sb.configure(latency=0.02)
 
     async def inside() -> object:
-        return write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, progress_every_s=0.05,
+        return write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS, progress_every_s=0.05,
                               concurrency=2)
 
     with caplog.at_level(logging.INFO, logger="trackstar_dagster.writer"):
@@ -245,11 +249,11 @@ def test_sync_wrapper_inside_a_running_loop_and_progress_log(sb, ledger, caplog)
 
 def test_async_core_and_bad_input(sb, ledger):
     payloads = orders(3)
-    report = asyncio.run(awrite_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger))
+    report = asyncio.run(awrite_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS))
     assert report.counts["created"] == 3
     with pytest.raises(ValueError, match="duplicate"):
-        write_payloads(orders(2).iloc[[0, 0]], make_client(sb), {WMS: WMS_TOKEN}, ledger)
+        write_payloads(orders(2).iloc[[0, 0]], make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
     with pytest.raises(ValueError, match="mode"):
-        write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, mode="yolo")
-    missing = write_payloads(orders(2, connection="nowhere"), make_client(sb), {WMS: WMS_TOKEN}, ledger)
+        write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS, mode="yolo")
+    missing = write_payloads(orders(2, connection="nowhere"), make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
     assert missing.counts["failed"] == 2 and "nowhere" in missing.stopped_connections

@@ -1,11 +1,13 @@
-"""The reconcile step of a write run: look a record up in Trackstar and adopt it when an earlier try made it.
+"""The reconcile step of a write run: settle an unknown outcome by looking the record up in Trackstar.
 
-Split out of ``writer.py`` (the run engine: planning, lanes, pacing, sending, reporting) because settling an
-unknown outcome is a job of its own: find the record by ``reference_id`` or by the key tag in
-``trackstar_tags``, then decide whether it is this run's write, an earlier body (re-sent as an update in
-``upsert`` mode) or nothing (sent again). ``_Reconcile`` is a mixin of the writer's ``_Run``; it uses the
-run's state and helpers (declared below) and imports nothing from ``writer.py`` at run time.
-``BODY_CHANGED_MESSAGE`` lives here as both this step and the planner report it; ``writer.py`` re-exports it.
+Adopt only on proof: a record found is this record only when it carries this record's tag (``keys``: the
+sync's namespace, the action and the key). A record with the same ``reference_id`` but another tag, or none,
+belongs to someone else (a re-issued order, a split shipment, another sync) and is never adopted. When no
+record carries the tag, the body is sent again (same create ``Idempotency-Key``, bounded attempts); the
+record ends ``failed`` with "outcome unknown" only when the look-ups themselves keep failing. Bodies without
+the tag (``key_tag: false``) cannot be proven: they are re-sent with the same ``Idempotency-Key`` only.
+
+``_Reconcile`` is a mixin of the writer's ``_Run`` (it uses the run's state and helpers, declared below).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..errors import TrackstarAuthError, TrackstarError
-from .keys import _has_tag, key_tag
-from .ledger import Outcome
+from ..errors import TrackstarAuthError, TrackstarError, TrackstarValidationError
+from ..keys import has_tag
+from .ledger import ENCODING, Outcome
+from .rebuild import held_matches
 
 if TYPE_CHECKING:
     from .writer import _Item, _Lane
@@ -41,37 +44,54 @@ class _Reconcile:
         def _stop(self, lane: _Lane, err: TrackstarError) -> str: ...
         def _backoff(self, attempt: int) -> float: ...
         def _note_retry_after(self, err: TrackstarError) -> None: ...
+        def _requeue(self, lane: _Lane, item: _Item) -> None: ...
 
     async def lookup(self, lane: _Lane, item: _Item) -> dict[str, Any] | None:
-        """Find the record an earlier attempt may have created (raises TrackstarError when the read fails)."""
-        spec = item.spec
-        filters = spec.lookup_filters(item.body)
-        tag = key_tag(item.connection, item.action, item.key)
-        if filters is None:
-            if not _has_tag(item.body, tag):
-                if item.connection not in self._warned_no_lookup:
-                    self._warned_no_lookup.add(item.connection)
-                    self.log.warning(
-                        f"Trackstar writer: {item.action} bodies of {item.connection!r} carry neither a look-up "
-                        f"field nor the key tag; unknown outcomes are re-sent with the same idempotency key only"
-                    )
-                return None
-            filters = {"trackstar_tags[contains]": tag}
-        records = await lane.client.alist_records(spec.lookup_path, lane.token, filters=filters)
-        if "trackstar_tags[contains]" in filters:
-            records = [r for r in records if _has_tag(r, tag)]
-        if not records:
+        """The record carrying this record's tag, or None (raises TrackstarError when the read fails).
+
+        Searched by the tag (``trackstar_tags[contains]``); a server that refuses that filter is searched by
+        ``reference_id`` where the body has one, and the tag checked here."""
+        if not item.tags:
+            if item.connection not in self._warned_no_lookup:
+                self._warned_no_lookup.add(item.connection)
+                self.log.warning(
+                    f"Trackstar writer: {item.action} bodies of {item.connection!r} carry no key tag; an unknown "
+                    f"outcome cannot be proven and is re-sent with the same Idempotency-Key only (a server that "
+                    f"does not honour the key may then store it twice)"
+                )
             return None
-        tagged = [r for r in records if _has_tag(r, tag)] or records
-        if len(records) > 1:
+        spec = item.spec
+        # this release's tag; the first release's too when the ledger row (or its absence) allows it
+        legacy = item.entry is None or item.entry.encoding < ENCODING
+        searches: list[dict[str, str]] = [{"trackstar_tags[contains]": t} for t in item.tags[: None if legacy else 1]]
+        found: dict[str, dict[str, Any]] = {}
+        for search in searches:
+            try:
+                records = await lane.client.alist_records(spec.lookup_path, lane.token, filters=search)
+            except TrackstarValidationError:
+                # a server without the tag filter: search by the natural id, prove by the tag here
+                by_id = spec.lookup_filters(item.body)
+                if by_id is None:
+                    raise
+                records = await lane.client.alist_records(spec.lookup_path, lane.token, filters=by_id)
+            for r in records:
+                if has_tag(r, item.tags) and r.get("id") is not None:
+                    found.setdefault(str(r["id"]), r)
+            if found:
+                break
+        if not found:
+            return None
+        ours = sorted(found.values(), key=lambda r: str(r.get("trackstar_created_date") or r.get("created_date") or ""))
+        if len(ours) > 1:
             self.log.warning(
-                f"Trackstar writer: {len(records)} {spec.resource} match key {item.key!r} of {item.connection!r}; "
-                f"adopting {tagged[0].get('id')!r}"
+                f"Trackstar writer: {len(ours)} {spec.resource} of {item.connection!r} carry the tag of key "
+                f"{item.key!r} (stored more than once before); adopting the oldest, {ours[0].get('id')!r}"
             )
-        return tagged[0]
+        return ours[0]
 
     async def reconcile(self, lane: _Lane, item: _Item) -> bool:
-        """Look the record up; adopt it when found. Returns True when the record is finished."""
+        """Look the record up; adopt it when it is provably ours. Returns True when the record is finished
+        (or handed back to the lane as an update); False: not there, send it."""
         waited = 0.0
         tries = 0
         while True:
@@ -87,7 +107,7 @@ class _Reconcile:
                     self._note_retry_after(e)
                     self._finish(
                         lane, item, "failed", http_status=e.status, origin=e.origin, request_id=e.request_id,
-                        error=f"outcome unknown and the look-up failed: {e}",
+                        error=f"outcome unknown: the request may have been stored, and the look-up failed: {e}",
                     )
                     return True
                 wait = e.retry_after or self._backoff(tries)
@@ -95,26 +115,24 @@ class _Reconcile:
                 await asyncio.sleep(wait)
         if found is None:
             return False
-        record_id = str(found.get("id")) if found.get("id") is not None else None
+        record_id = str(found["id"])
         item.trackstar_id = record_id
-        written_hash = item.entry.body_hash if (item.entry and not item.attempts) else item.body_hash
-        if written_hash != item.body_hash and item.entry is not None:
-            # an earlier run's body is there; this run's body differs
-            self.outcomes.append(
-                Outcome(item.connection, item.action, item.key, "created", body_hash=written_hash,
-                        trackstar_id=record_id)
-            )
-            if self.mode == "upsert" and item.spec.update is not None:
-                item.operation = "update"
-                item.unknown = False
-                item.stage = "send"
-                lane.pending.appendleft(item)
-                lane.wake.set()
-                return True  # not finished, but handed back to the lane
-            self._finish(
-                lane, item, "unchanged", ledger_status="none", trackstar_id=record_id,
-                error=BODY_CHANGED_MESSAGE, body_changed=True, reconciled=True,
-            )
+        # ours for sure when it holds this body's values, or when the unknown request was this body's
+        mine = held_matches(found, item.body) or item.attempts > 0 or (
+            item.entry is not None and item.entry.body_hash == item.body_hash)
+        if mine:
+            self._finish(lane, item, "created", trackstar_id=record_id, reconciled=True)
             return True
-        self._finish(lane, item, "created", trackstar_id=record_id, reconciled=True)
+        # an earlier body of this record is there (held, not this run's body)
+        self.outcomes.append(Outcome(item.connection, item.action, item.key, "created", body_hash=None,
+                                     trackstar_id=record_id))
+        if self.mode == "upsert" and item.spec.update is not None:
+            item.operation = "update"
+            item.unknown = False
+            self._requeue(lane, item)
+            return True
+        self._finish(
+            lane, item, "unchanged", ledger_status="none", trackstar_id=record_id,
+            error=BODY_CHANGED_MESSAGE, body_changed=True, reconciled=True,
+        )
         return True

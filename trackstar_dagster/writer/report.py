@@ -32,7 +32,7 @@ RESULT_COLUMNS = [
     "reconciled",
 ]
 FAILURE_COLUMNS = ["key", "connection", "action", "status", "http_status", "error", "origin", "request_id", "attempts"]
-STATUSES = ("created", "updated", "unchanged", "rejected", "failed")
+STATUSES = ("created", "updated", "unchanged", "rejected", "failed", "in_flight_elsewhere")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -64,6 +64,11 @@ class WriteReport:
     @property
     def rejected(self) -> int:
         return self.counts.get("rejected", 0)
+
+    @property
+    def in_flight_elsewhere(self) -> int:
+        """Records another live run holds (claimed): not sent here, to be retried once it is done."""
+        return self.counts.get("in_flight_elsewhere", 0)
 
     @property
     def body_changed(self) -> int:
@@ -114,7 +119,8 @@ class FailurePolicy:
     """When write failures fail the run.
 
     ``failed`` (not written, e.g. transient trouble outlived the retries, or a stopped connection) counts
-    against ``max_failed_share``. ``rejected`` (Trackstar or the WMS refused the body: bad data) is
+    against ``max_failed_share``. ``in_flight_elsewhere`` (another live run holds the record) never counts as
+    a failure, but the run is not done either: it is retryable, after the other run's claim. ``rejected`` (Trackstar or the WMS refused the body: bad data) is
     counted apart and fails the run only past ``max_rejected_share`` (None: never, only reported).
     Shares are of all records in the report.
     """
@@ -143,11 +149,16 @@ class FailurePolicy:
             )
         for connection, reason in report.stopped_connections.items():
             problems.append(f"connection {connection!r} stopped: {reason}")
-        ok = not (failed_over or rejected_over)
+        elsewhere = report.in_flight_elsewhere
+        if elsewhere:
+            problems.append(f"{elsewhere} of {report.total} records are being written by another run right now "
+                            f"(claimed in the ledger); not sent here, retry after it")
+        ok = not (failed_over or rejected_over or elsewhere)
         # a transient failure (no stopped connection, nothing rejected over the limit) is worth a retry
         retryable = (
             not ok
-            and report.failed > 0
+            and not rejected_over
+            and (report.failed == 0 or failed_over)
             and report.transient_failures == report.failed
             and not report.stopped_connections
         )

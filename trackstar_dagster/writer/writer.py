@@ -1,22 +1,24 @@
 """The concurrent, rate-limited, exactly-once writer.
 
-Sends the bodies of a payloads frame (``key, connection, action, body, body_hash``) with the async client:
-many requests in flight per connection (the client's per-token limiter keeps each connection within its
-50 writes/s), all connections at once. A ledger makes it exactly-once across retries, crashes and re-runs:
+Sends the bodies of a payloads frame (``key, connection, action, body, body_hash[, tag]``) with the async
+client: many requests in flight per connection (the client's per-token limiter keeps each connection within
+its 50 writes/s), all connections at once. Exactly once, without trusting the server's idempotency alone:
 
-* a record whose ledger row says it was created with the same body hash is ``unchanged`` and not sent;
-* every request carries a stable ``Idempotency-Key`` derived from (connection, action, key, body hash);
-* an intent is committed before a request leaves; an unknown outcome (a timeout, 5xx, dropped connection,
-  409, or an ``intent`` row left by a crashed run) is reconciled by looking the record up in Trackstar
-  (``reference_id`` where the action has it, else the key tag in ``trackstar_tags``) before sending again.
+* **claims**: before deciding anything, the run claims its keys in the ledger (atomic, expiring on the
+  database's clock, renewed while held). A key a live run elsewhere holds is reported ``in_flight_elsewhere``
+  and not touched; an expired claim is taken over and its record looked up first;
+* **ledger**: a record whose ledger row says Trackstar holds this body is ``unchanged`` and not sent; an
+  intent is committed before a request leaves, every outcome before the run returns or raises;
+* **a lost ledger**: when the ledger has no history of a connection, the run first lists what Trackstar
+  holds and matches it by tag (``rebuild``), so a rerun sends nothing already there;
+* **proof**: an unknown outcome (timeout, 5xx, dropped connection, 409, a 400 "key reused") is settled by a
+  look-up that adopts only a record carrying this record's tag (``reconcile``), else the body is re-sent;
+* **idempotency keys** that cannot hurt: a create's key is the same for every body of a record (two runs'
+  bodies collide at the server instead of both being stored) and changes only after a definite rejection.
 
 Decision on a changed body in ``create_only`` mode: status ``unchanged`` (nothing was sent, Trackstar holds
 the old body), ``error`` = "body changed; not sent in create_only mode" and ``body_changed`` = True, so it
 is visible without counting as a failure.
-
-The report and failure policy live in ``report.py``, idempotency keys and tag helpers in ``keys.py``, the
-reconcile/look-up step of a run in ``reconcile.py`` (a mixin ``_Run`` inherits); this module imports them
-(never the other way) and re-exports their public names.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,23 +39,31 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from ..errors import (
     TrackstarAuthError,
+    TrackstarBadRequestError,
     TrackstarConflictError,
     TrackstarError,
     TrackstarNotImplementedError,
     TrackstarRateLimitError,
     TrackstarValidationError,
 )
-from .actions import ActionSpec, spec_for
-from .keys import _has_tag as _has_tag  # re-exported: tests count tagged records with it
-from .keys import (
-    idempotency_key,
-    key_tag,  # the tag every body carries; re-exported for callers
+from ..keys import (
+    check_namespace,
+    create_idempotency_key,
+    has_tag,
+    key_id,
+    key_problem,
+    legacy_key_tag,
+    tags_of,
+    update_idempotency_key,
 )
-from .ledger import Intent, Ledger, LedgerEntry, Outcome
+from .actions import ActionSpec, spec_for
+from .ledger import ENCODING, Held, Intent, Ledger, LedgerEntry, Outcome
+from .rebuild import find_tagged, held_matches
 from .reconcile import BODY_CHANGED_MESSAGE, _Reconcile
 from .report import (  # the public ones are re-exported for callers (see __all__)
     FAILURE_COLUMNS,
@@ -70,8 +81,6 @@ __all__ = [
     "PolicyOutcome",
     "WriteReport",
     "awrite_payloads",
-    "idempotency_key",
-    "key_tag",
     "write_payloads",
 ]
 
@@ -80,6 +89,7 @@ MODES = ("create_only", "upsert")
 
 PACE_SHARE = 0.99  # of the client's write rate: a little headroom against the server's own window
 DEFAULT_CONCURRENCY = 64  # ~ 50 writes/s x 0.5 s latency x 1.5, then rounded up
+CLAIM_TTL_S = 60.0  # a claim not renewed for this long (database clock) belongs to a dead run
 _log = logging.getLogger("trackstar_dagster.writer")
 
 
@@ -100,6 +110,10 @@ class _Item:
     entry: LedgerEntry | None
     operation: str  # create | update
     stage: str  # reconcile | send
+    text: str = ""  # the body's JSON text, as hashed
+    tag: str | None = None  # the key tag the body carries (None: untagged, nothing can be proven)
+    tags: tuple[str, ...] = ()  # every tag that proves a record is this one (current, first release's)
+    generation: int = 0
     trackstar_id: str | None = None
     attempts: int = 0
     unknown: bool = False  # a request of this record may have taken effect unseen
@@ -156,6 +170,29 @@ def _stop_message(connection: str, err: TrackstarError) -> str:
     return f"{why}; remaining writes of connection {connection!r} were not sent. Trackstar said: {said}"
 
 
+def _key_reused(err: TrackstarError) -> bool:
+    """A 400 saying the Idempotency-Key was used with another body: an earlier request of this record may
+    have been stored (or is being stored); look it up, never call the record rejected."""
+    return isinstance(err, TrackstarBadRequestError) and "idempotency" in str(err.error or err.message).lower()
+
+
+def _json_variants(text: str) -> set[str]:
+    return {json.dumps(text), json.dumps(text, ensure_ascii=False), orjson.dumps(text).decode()}
+
+
+def legacy_body_hashes(item: _Item) -> set[str]:
+    """The hashes the first release may have given this body: the same text with its tag (no namespace) in
+    place of this release's. Empty when the body carries no tag of ours."""
+    if item.tag is None:
+        return set()
+    old = legacy_key_tag(item.action, item.key)
+    return {
+        hashlib.sha256(item.text.replace(new_text, old_text, 1).encode("utf-8")).hexdigest()
+        for new_text in _json_variants(item.tag) if new_text in item.text
+        for old_text in _json_variants(old)
+    }
+
+
 class _Run(_Reconcile):
     def __init__(
         self,
@@ -165,6 +202,11 @@ class _Run(_Reconcile):
         ledger: Ledger,
         *,
         mode: str,
+        namespace: str | None,
+        run_label: str | None,
+        rebuild: str,
+        rebuild_since: str | None,
+        claim_ttl_s: float,
         concurrency: int,
         pace: Any,
         max_attempts: int,
@@ -179,6 +221,13 @@ class _Run(_Reconcile):
         self.tokens = tokens
         self.ledger = ledger
         self.mode = mode
+        self.namespace = check_namespace(namespace) or ""
+        self.tag_namespace = namespace
+        self.owner = uuid.uuid4().hex
+        self.run_label = run_label
+        self.rebuild = rebuild
+        self.rebuild_since = rebuild_since
+        self.claim_ttl_s = float(claim_ttl_s)
         self.concurrency = max(1, int(concurrency))
         self.pace = pace
         self.max_attempts = max(1, int(max_attempts))
@@ -200,11 +249,22 @@ class _Run(_Reconcile):
         self.latencies: list[float] = []
         self.batch = max(8, self.concurrency // 4)
         self._warned_no_lookup: set[str] = set()
+        self._flushed = asyncio.Event()
+        self._closing = asyncio.Event()
+        self.rebuilt: dict[str, int] = {}
 
     def client_for(self, connection: str) -> Any:
         if isinstance(self.client, Mapping):
             return self.client[connection]
         return self.client
+
+    def lane(self, connection: str) -> _Lane:
+        lane = self.lanes.get(connection)
+        if lane is None:
+            lane = self.lanes[connection] = _Lane(connection, self.tokens[connection])
+            lane.client = self.client_for(connection)
+            lane.pacer = _Pacer(self.pace(lane.client))
+        return lane
 
     # -- bookkeeping ----------------------------------------------------------------------------------
 
@@ -251,6 +311,12 @@ class _Run(_Reconcile):
         lane.unfinished -= 1
         lane.wake.set()
 
+    def _requeue(self, lane: _Lane, item: _Item) -> None:
+        """Back to the lane's queue: a fresh intent (for this body and operation) before it is sent."""
+        item.stage = "send"
+        lane.pending.appendleft(item)
+        lane.wake.set()
+
     def _stop(self, lane: _Lane, err: TrackstarError) -> str:
         if lane.stop_reason is None:
             lane.stop_reason = _stop_message(lane.connection, err)
@@ -264,7 +330,8 @@ class _Run(_Reconcile):
 
     # -- planning -------------------------------------------------------------------------------------
 
-    def plan(self) -> list[_Item]:
+    def parse(self) -> list[_Item]:
+        """The frame's records as items; records that cannot be sent at all get their row here."""
         frame = self.payloads
         missing = {"key", "connection", "action", "body"} - set(frame.columns)
         if missing:
@@ -280,10 +347,14 @@ class _Run(_Reconcile):
             raise ValueError(f"payloads have duplicate (connection, action, key): {dupes}")
         bodies = frame["body"].tolist()
         hashes = frame["body_hash"].tolist() if "body_hash" in frame.columns else [None] * len(frame)
-        entries = self.ledger.load(ids)
+        given_tags = frame["tag"].tolist() if "tag" in frame.columns else None
         self.rows = [{} for _ in ids]
         items: list[_Item] = []
         for idx, ((connection, action, key), body, body_hash) in enumerate(zip(ids, bodies, hashes, strict=True)):
+            problem = key_problem(key)
+            if problem:
+                self._row(idx, key, connection, action, "rejected", error=problem)
+                continue
             text = body if isinstance(body, str) else json.dumps(body, sort_keys=True, separators=(",", ":"))
             body_hash = str(body_hash) if body_hash else hashlib.sha256(text.encode("utf-8")).hexdigest()
             try:
@@ -294,7 +365,6 @@ class _Run(_Reconcile):
             if not isinstance(parsed, dict):
                 self._row(idx, key, connection, action, "rejected", error="body is not a JSON object")
                 continue
-            entry = entries.get((connection, action, key))
             if connection not in self.tokens or (isinstance(self.client, Mapping) and connection not in self.client):
                 reason = f"no access token (or client) for connection {connection!r}"
                 self.stopped.setdefault(connection, reason)
@@ -305,32 +375,170 @@ class _Run(_Reconcile):
             except KeyError as e:
                 self._row(idx, key, connection, action, "rejected", error=str(e.args[0]))
                 continue
-            item = _Item(idx, key, connection, action, parsed, body_hash, spec, entry, "create", "send")
-            if entry is not None and entry.trackstar_id:
-                item.trackstar_id = entry.trackstar_id
-                if entry.written_hash == body_hash:
-                    self._row(idx, key, connection, action, "unchanged", trackstar_id=entry.trackstar_id)
-                    continue
-                if self.mode == "create_only" or spec.update is None:
-                    error = BODY_CHANGED_MESSAGE if self.mode == "create_only" else (
-                        f"body changed but {action} has no update path; not sent"
-                    )
-                    self._row(
-                        idx, key, connection, action, "unchanged",
-                        trackstar_id=entry.trackstar_id, error=error, body_changed=True,
-                    )
-                    continue
-                item.operation = "update"
-            elif entry is not None and entry.needs_reconcile:
-                item.stage = "reconcile"
-                item.unknown = True
-            items.append(item)
+            proofs = tags_of(action, key, self.tag_namespace)
+            if given_tags is not None:
+                tag = given_tags[idx] if isinstance(given_tags[idx], str) and given_tags[idx] else None
+            else:
+                tag = next((t for t in proofs if has_tag(parsed, t)), None)
+            tags = tuple(dict.fromkeys([tag, *proofs])) if tag else ()
+            items.append(_Item(idx, key, connection, action, parsed, body_hash, spec, None, "create", "send",
+                               text=text, tag=tag, tags=tags))
         return items
+
+    async def plan(self) -> list[_Item]:
+        """Claim every record's key, learn what Trackstar holds where the ledger knows nothing, and decide
+        per record: unchanged, update, reconcile first, send, or in flight elsewhere."""
+        groups: dict[tuple[str, str], list[_Item]] = {}
+        for item in self.parse():
+            groups.setdefault((item.connection, item.action), []).append(item)
+        ready: list[_Item] = []
+        for (connection, action), items in groups.items():
+            lane = self.lane(connection)
+            keys = [i.key for i in items]
+            have = await asyncio.to_thread(self.ledger.load, [(connection, action, k) for k in keys], self.namespace)
+            missing = [k for k in keys if (connection, action, k) not in have]
+            if missing:
+                await asyncio.to_thread(self.ledger.adopt_legacy, self.namespace, connection, action,
+                                        [key_id(k) for k in missing])
+            if await self._should_rebuild(connection, action, items):
+                await self._rebuild(lane, items)
+            claimed = await asyncio.to_thread(
+                self.ledger.claim, self.namespace, connection, action, keys, owner=self.owner,
+                run=self.run_label, ttl_s=self.claim_ttl_s)
+            unverified: list[_Item] = []
+            for item in items:
+                entry = claimed.get(item.key)
+                if entry is None:
+                    self._in_flight_elsewhere(item)
+                    continue
+                decided = self._decide(item, entry, unverified)
+                if not decided:
+                    ready.append(item)
+            if unverified:
+                ready += await self._verify_held(lane, unverified)
+        return ready
+
+    async def _should_rebuild(self, connection: str, action: str, items: list[_Item]) -> bool:
+        if self.rebuild == "never" or not any(i.tags for i in items):
+            return False
+        if self.rebuild == "always":
+            return True
+        return not await asyncio.to_thread(self.ledger.has_history, self.namespace, connection, action)
+
+    async def _rebuild(self, lane: _Lane, items: list[_Item]) -> None:
+        """The ledger knows nothing of this connection: learn which of these records Trackstar already holds
+        (one listing, matched by tag) before anything is sent."""
+        by_tag = {t: item for item in items for t in item.tags}
+        spec = items[0].spec
+        started = time.monotonic()
+        try:
+            found = await find_tagged(lane.client, spec, lane.token, by_tag, self.rebuild_since)
+        except TrackstarError as e:
+            # cannot learn: sending blind could duplicate what a lost ledger had written
+            self.log.error(f"Trackstar writer: could not list {spec.resource} of {lane.connection!r} to rebuild "
+                           f"its ledger ({e}); its records are not sent this run")
+            self._stop(lane, e)
+            return
+        held: dict[str, Held] = {}
+        for tag, records in found.items():
+            item = by_tag[tag]
+            if item.key in held:
+                continue
+            record = min(records, key=lambda r: str(r.get("trackstar_created_date") or r.get("created_date") or ""))
+            if len(records) > 1:
+                self.log.warning(f"Trackstar writer: {len(records)} {spec.resource} of {lane.connection!r} carry the "
+                                 f"tag of key {item.key!r}; adopting the oldest, {record.get('id')!r}")
+            written = item.body_hash if held_matches(record, item.body) else None
+            held[item.key] = Held(item.connection, item.action, key_id(item.key), str(record["id"]), written,
+                                  item.key)
+        n = await asyncio.to_thread(self.ledger.record_held, self.namespace, list(held.values()))
+        self.rebuilt[lane.connection] = self.rebuilt.get(lane.connection, 0) + n
+        say = self.log.warning if held else self.log.info
+        say(
+            f"Trackstar writer: the ledger had no history of {lane.connection!r} ({spec.resource}); listed what "
+            f"Trackstar holds in {time.monotonic() - started:.1f} s: {len(held)} of {len(items)} records of this "
+            f"run are already there and will not be sent again"
+        )
+
+    def _in_flight_elsewhere(self, item: _Item) -> None:
+        run, left = self.ledger.holder(self.namespace, item.connection, item.action, item.key)
+        if left is not None:
+            self.retry_after_s = max(self.retry_after_s or 0.0, max(1.0, left))
+        who = f"run {run!r}" if run else "another writer"
+        self._row(item.idx, item.key, item.connection, item.action, "in_flight_elsewhere",
+                  error=f"being written by {who} (its claim holds {max(left or 0, 0):.0f} s more); not sent")
+
+    def _decide(self, item: _Item, entry: LedgerEntry, unverified: list[_Item]) -> bool:
+        """Settle what the ledger alone can settle; False: the item goes to the lanes."""
+        item.entry = entry
+        item.generation = int(entry.generation or 0)
+        idx, key, connection, action = item.idx, item.key, item.connection, item.action
+        if entry.trackstar_id and entry.status in ("created", "updated", "failed", "intent"):
+            item.trackstar_id = entry.trackstar_id
+            written = entry.written_hash
+            if written is None and entry.status in ("failed", "intent"):
+                written = entry.body_hash if entry.status == "intent" else None
+            if written == item.body_hash:
+                self._row(idx, key, connection, action, "unchanged", trackstar_id=entry.trackstar_id)
+                return True
+            if written is not None and entry.encoding < ENCODING and written in legacy_body_hashes(item):
+                self._migrated.setdefault((connection, action), {})[entry.key] = item.body_hash
+                self._row(idx, key, connection, action, "unchanged", trackstar_id=entry.trackstar_id)
+                return True
+            if written is None:
+                if self.mode == "upsert" and item.spec.update is not None:
+                    unverified.append(item)
+                    return True
+                self._row(idx, key, connection, action, "unchanged", trackstar_id=entry.trackstar_id)
+                return True
+            return self._changed(item)
+        if entry.needs_reconcile:
+            item.stage = "reconcile"
+            item.unknown = True
+        return False
+
+    def _changed(self, item: _Item) -> bool:
+        """Trackstar holds another body of this record: update it (upsert) or report it (create_only)."""
+        if self.mode == "create_only" or item.spec.update is None:
+            error = BODY_CHANGED_MESSAGE if self.mode == "create_only" else (
+                f"body changed but {item.action} has no update path; not sent"
+            )
+            self._row(item.idx, item.key, item.connection, item.action, "unchanged",
+                      trackstar_id=item.trackstar_id, error=error, body_changed=True)
+            return True
+        item.operation = "update"
+        return False
+
+    async def _verify_held(self, lane: _Lane, items: list[_Item]) -> list[_Item]:
+        """Records held but with no known body (a ledger rebuilt by hand), in upsert mode: read them (100 ids a
+        read) and update only those whose held fields differ from the body."""
+        out: list[_Item] = []
+        spec = items[0].spec
+        for i in range(0, len(items), 100):
+            chunk = items[i:i + 100]
+            records = await lane.client.alist_records(
+                spec.lookup_path, lane.token, filters={"ids[in]": ",".join(str(x.trackstar_id) for x in chunk)})
+            by_id = {str(r.get("id")): r for r in records}
+            for item in chunk:
+                record = by_id.get(str(item.trackstar_id))
+                if record is not None and held_matches(record, item.body):
+                    self._migrated.setdefault((item.connection, item.action), {})[item.entry.key] = item.body_hash
+                    self._row(item.idx, item.key, item.connection, item.action, "unchanged",
+                              trackstar_id=item.trackstar_id)
+                elif not self._changed(item):
+                    out.append(item)
+        return out
 
     # -- the lanes ------------------------------------------------------------------------------------
 
+    def _idempotency_key(self, item: _Item) -> str:
+        if item.operation == "update":
+            return update_idempotency_key(self.tag_namespace, item.connection, item.action, item.key, item.body_hash)
+        return create_idempotency_key(self.tag_namespace, item.connection, item.action, item.key, item.generation)
+
     async def committer(self, lane: _Lane) -> None:
-        """Commit intents in batches, right before releasing each batch to the senders."""
+        """Commit intents in batches (only for keys this run still holds), right before releasing each batch
+        to the senders."""
         while lane.unfinished > 0:
             if lane.pending and lane.ready.qsize() < self.batch:
                 batch = [lane.pending.popleft() for _ in range(min(self.batch, len(lane.pending)))]
@@ -339,19 +547,20 @@ class _Run(_Reconcile):
                         self._finish(lane, item, "failed", error=lane.stop_reason)
                     continue
                 intents = [
-                    Intent(
-                        i.connection,
-                        i.action,
-                        i.key,
-                        i.body_hash,
-                        idempotency_key(i.connection, i.action, i.key, i.body_hash, i.operation),
-                        i.operation,
-                    )
+                    Intent(i.connection, i.action, i.key, i.body_hash, self._idempotency_key(i), i.operation)
                     for i in batch
                 ]
-                await asyncio.to_thread(self.ledger.record_intents, intents)
+                written = await asyncio.to_thread(
+                    self.ledger.record_intents, intents, namespace=self.namespace, owner=self.owner,
+                    ttl_s=self.claim_ttl_s)
                 for item in batch:
-                    lane.ready.put_nowait(item)
+                    if item.key in written:
+                        lane.ready.put_nowait(item)
+                    else:  # our claim expired and another run took it over: it is theirs now
+                        self.log.warning(f"Trackstar writer: lost the claim on key {item.key!r} of "
+                                         f"{item.connection!r} to another run; not sent")
+                        self._in_flight_elsewhere(item)
+                        lane.unfinished -= 1
                 continue
             lane.wake.clear()
             if lane.unfinished > 0 and not (lane.pending and lane.ready.qsize() < self.batch):
@@ -370,6 +579,7 @@ class _Run(_Reconcile):
                 await self.process(lane, item)
             except Exception as e:  # a bug must not lose the record's result
                 self.log.exception(f"Trackstar writer: unexpected error on key {item.key!r}")
+                item.unknown = True
                 self._finish(lane, item, "failed", error=f"unexpected error: {type(e).__name__}: {e}")
 
     async def process(self, lane: _Lane, item: _Item) -> None:
@@ -382,10 +592,8 @@ class _Run(_Reconcile):
         if item.stage == "reconcile":
             if await self.reconcile(lane, item):
                 return
-            # not there: send it (after a fresh intent with this body's hash)
-            item.stage = "send"
-            lane.pending.appendleft(item)
-            lane.wake.set()
+            # not there: send it (after a fresh intent)
+            self._requeue(lane, item)
             return
         await self.send(lane, item)
 
@@ -404,7 +612,7 @@ class _Run(_Reconcile):
                 method, path = item.spec.update_request(item.trackstar_id or "")
             else:
                 method, path = item.spec.create
-            key = idempotency_key(item.connection, item.action, item.key, item.body_hash, item.operation)
+            key = self._idempotency_key(item)
             item.attempts += 1
             await lane.pacer.wait()
             t0 = time.monotonic()
@@ -429,15 +637,16 @@ class _Run(_Reconcile):
                 )
                 return
             except TrackstarError as e:
-                conflict = isinstance(e, TrackstarConflictError)
-                if not (e.outcome_unknown or conflict or (e.status is None)):
+                collided = isinstance(e, TrackstarConflictError) or _key_reused(e)
+                if not (e.outcome_unknown or collided or (e.status is None)):
                     self._reject(lane, item, e)
                     return
-                if e.outcome_unknown or conflict:
+                if e.outcome_unknown or collided:
                     item.unknown = True
                 if item.attempts >= self.max_attempts:
                     self._note_retry_after(e)
-                    self._fail(lane, item, e, prefix=f"gave up after {item.attempts} attempts")
+                    self._fail(lane, item, e, prefix=f"outcome unknown after {item.attempts} attempts" if item.unknown
+                               else f"gave up after {item.attempts} attempts")
                     return
                 await asyncio.sleep(e.retry_after or self._backoff(item.attempts))
                 if item.unknown and item.operation == "create" and await self.reconcile(lane, item):
@@ -476,15 +685,39 @@ class _Run(_Reconcile):
 
     # -- background -----------------------------------------------------------------------------------
 
-    async def flush(self) -> None:
-        if self.outcomes:
-            batch, self.outcomes = self.outcomes, []
-            await asyncio.to_thread(self.ledger.record_outcomes, batch)
-
     async def flusher(self) -> None:
+        """The one task that writes outcomes: every 0.25 s, and until the queue is empty once the run closes.
+        A failed write puts its batch back (nothing queued is ever dropped)."""
+        failures = 0
         while True:
-            await asyncio.sleep(0.25)
-            await self.flush()
+            closing = self._closing.is_set()
+            if self.outcomes:
+                batch, self.outcomes = self.outcomes, []
+                try:
+                    await asyncio.to_thread(self.ledger.record_outcomes, batch, namespace=self.namespace)
+                    failures = 0
+                except Exception as e:
+                    self.outcomes[:0] = batch
+                    failures += 1
+                    if closing and failures >= 5:
+                        raise
+                    self.log.warning(f"Trackstar writer: writing {len(batch)} outcomes to the ledger failed "
+                                     f"({type(e).__name__}: {e}); retrying")
+                    await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))
+                continue
+            if closing:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), 0.25)
+
+    async def renewer(self) -> None:
+        """Keep this run's claims alive (a third of their time to live), so a slow run is not taken over."""
+        while True:
+            await asyncio.sleep(self.claim_ttl_s / 3)
+            try:
+                await asyncio.to_thread(self.ledger.renew, self.owner, self.claim_ttl_s)
+            except Exception as e:  # the next renewal may work; claims last a full ttl
+                self.log.warning(f"Trackstar writer: renewing claims failed ({type(e).__name__}: {e})")
 
     async def progress(self, total: int, started: float) -> None:
         while True:
@@ -500,31 +733,33 @@ class _Run(_Reconcile):
 
     async def run(self) -> WriteReport:
         started = time.monotonic()
-        items = self.plan()
-        total = len(self.rows)
-        for item in items:
-            lane = self.lanes.get(item.connection)
-            if lane is None:
-                lane = self.lanes[item.connection] = _Lane(item.connection, self.tokens[item.connection])
-                lane.client = self.client_for(item.connection)
-                lane.pacer = _Pacer(self.pace(lane.client))
-            lane.unfinished += 1
-            if item.stage == "reconcile":
-                lane.ready.put_nowait(item)
-            else:
-                lane.pending.append(item)
-        self.to_send = len(items)
-        if items:
-            self.log.info(
-                f"Trackstar writer: {total} records, {len(items)} to send over {len(self.lanes)} connection(s) "
-                f"({total - len(items)} decided without sending), mode={self.mode}"
-            )
-        tasks = [asyncio.create_task(self.flusher()), asyncio.create_task(self.progress(total, started))]
+        self._migrated: dict[tuple[str, str], dict[str, str]] = {}
+        flusher = asyncio.create_task(self.flusher())
+        tasks = [asyncio.create_task(self.renewer())]
         try:
+            items = await self.plan()
+            total = len(self.rows)
+            for (connection, action), hashes in self._migrated.items():
+                await asyncio.to_thread(self.ledger.migrate_hashes, self.namespace, connection, action, hashes)
+            for item in items:
+                lane = self.lane(item.connection)
+                lane.unfinished += 1
+                if item.stage == "reconcile":
+                    lane.ready.put_nowait(item)
+                else:
+                    lane.pending.append(item)
+            self.to_send = len(items)
+            if items:
+                self.log.info(
+                    f"Trackstar writer: {total} records, {len(items)} to send over {len(self.lanes)} connection(s) "
+                    f"({total - len(items)} decided without sending), mode={self.mode}"
+                )
+            tasks.append(asyncio.create_task(self.progress(total, started)))
             lane_tasks = []
             for lane in self.lanes.values():
-                lane_tasks.append(asyncio.create_task(self.committer(lane)))
-                lane_tasks += [asyncio.create_task(self.worker(lane)) for _ in range(self.concurrency)]
+                if lane.unfinished:
+                    lane_tasks.append(asyncio.create_task(self.committer(lane)))
+                    lane_tasks += [asyncio.create_task(self.worker(lane)) for _ in range(self.concurrency)]
             if lane_tasks:
                 await asyncio.gather(*lane_tasks)
         finally:
@@ -533,8 +768,25 @@ class _Run(_Reconcile):
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
-            await self.flush()
+            await self._close(flusher)
         return self.report(time.monotonic() - started)
+
+    async def _close(self, flusher: asyncio.Task[None]) -> None:
+        """Every queued outcome into the ledger, then the claims given back, even when the run is being
+        cancelled (SIGTERM, a cancelled Dagster run): the flush is shielded and waited for to its end."""
+        self._closing.set()
+        cancelled = False
+        while not flusher.done():
+            try:
+                await asyncio.shield(flusher)
+            except asyncio.CancelledError:
+                cancelled = True
+        try:
+            flusher.result()
+        finally:
+            await asyncio.to_thread(self.ledger.release, self.owner)
+        if cancelled:
+            raise asyncio.CancelledError
 
     def report(self, elapsed: float) -> WriteReport:
         results = pd.DataFrame(self.rows, columns=RESULT_COLUMNS)
@@ -576,6 +828,11 @@ async def awrite_payloads(
     ledger: Ledger,
     *,
     mode: Mode = "create_only",
+    namespace: str | None = None,
+    run_label: str | None = None,
+    rebuild: Literal["auto", "always", "never"] = "auto",
+    rebuild_since: str | None = None,
+    claim_ttl_s: float = CLAIM_TTL_S,
     concurrency: int | None = None,
     pace: float | None | Literal["auto"] = "auto",
     max_attempts: int = 5,
@@ -597,7 +854,15 @@ async def awrite_payloads(
     sends of one record whose outcomes were unknown; ``max_wait_s`` bounds waiting out 429s per record.
     ``pace`` (writes/s per connection; "auto" = 99% of the client's ``write_rate``, None = off) spaces the
     sends evenly ahead of the client's limiter, which stays the hard limit.
+
+    ``namespace`` is the sync's name: its ledger rows and the tags its bodies carry (``keys.key_tag``) are
+    its own. ``run_label`` names this run in claims (e.g. the Dagster run id). ``rebuild``: learn what
+    Trackstar holds before the first write of a connection the ledger knows nothing of (``auto``), on every
+    run, or never; ``rebuild_since`` bounds that listing by ``trackstar_created_date``. ``claim_ttl_s``: a
+    claim not renewed for this long (database clock) is taken over by the next run.
     """
+    if rebuild not in ("auto", "always", "never"):
+        raise ValueError(f"rebuild must be 'auto', 'always' or 'never', not {rebuild!r}")
     pace_for = _auto_pace if pace == "auto" else (lambda _c: pace)
     run = _Run(
         payloads,
@@ -605,6 +870,11 @@ async def awrite_payloads(
         tokens,
         ledger,
         mode=mode,
+        namespace=namespace,
+        run_label=run_label,
+        rebuild=rebuild,
+        rebuild_since=rebuild_since,
+        claim_ttl_s=claim_ttl_s,
         concurrency=concurrency or DEFAULT_CONCURRENCY,
         pace=pace_for,
         max_attempts=max_attempts,
