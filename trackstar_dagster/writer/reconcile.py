@@ -118,8 +118,8 @@ class _Reconcile:
         record_id = str(found["id"])
         item.trackstar_id = record_id
         # ours for sure when it holds this body's values, or when the unknown request was this body's
-        mine = held_matches(found, item.body) or item.attempts > 0 or (
-            item.entry is not None and item.entry.body_hash == item.body_hash)
+        mine = held_matches(found, item.body) or item.sent_unknown or (
+            item.entry is not None and item.entry.status == "intent" and item.entry.body_hash == item.body_hash)
         if mine:
             self._finish(lane, item, "created", trackstar_id=record_id, reconciled=True)
             return True

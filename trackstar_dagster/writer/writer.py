@@ -117,6 +117,7 @@ class _Item:
     trackstar_id: str | None = None
     attempts: int = 0
     unknown: bool = False  # a request of this record may have taken effect unseen
+    sent_unknown: bool = False  # one of this run's requests with this body may have been stored
     started: float | None = None
     started_at: datetime | None = None
 
@@ -643,6 +644,7 @@ class _Run(_Reconcile):
                     return
                 if e.outcome_unknown or collided:
                     item.unknown = True
+                item.sent_unknown = item.sent_unknown or bool(e.outcome_unknown)
                 if item.attempts >= self.max_attempts:
                     self._note_retry_after(e)
                     self._fail(lane, item, e, prefix=f"outcome unknown after {item.attempts} attempts" if item.unknown
