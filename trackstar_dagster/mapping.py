@@ -1,8 +1,8 @@
 """Warehouse rows -> Trackstar write bodies: a declarative mapping, null dropping, validation and rejects.
 
 ``build_payloads`` is a dry run by itself (it never writes): every input record (one per key and connection)
-ends up either in ``payloads`` (key, connection, action, body JSON, body hash) or in ``rejects`` (with the
-field and the reason), never both, never neither.
+ends up either in ``payloads`` (key, connection, action, body JSON, body hash, source rows, key tag) or in
+``rejects`` (with the field and the reason), never both, never neither.
 
 How a body is made, and the decisions behind it:
 
@@ -14,7 +14,14 @@ How a body is made, and the decisions behind it:
   connection's constants win over the general ones (constants are defaults, source data is the truth);
 - null-like values never reach a body: values are cleaned per column (the one rule in ``nulls``), objects and
   lists left empty are left out, so every body equals ``drop_empty_body(body)``;
-- every body carries ``key_tag(...)`` in ``trackstar_tags`` when the target schema has that field.
+- a record's identity is ``keys``' (the one place it is defined): several key columns make one key with
+  ``keys.encode_key`` (``|`` and ``\\`` inside a part escaped, so ``("a|b", "c")`` and ``("a", "b|c")`` stay
+  two records); a key ``keys.key_problem`` refuses (a NUL character) rejects that record only;
+- every body carries ``key_tag(action, key, tag_namespace)`` in ``trackstar_tags`` when ``key_tag`` is on and
+  the target schema has that field; the payloads' ``tag`` column holds that exact text (null where a body has
+  none). Connections without it are listed in ``PayloadBatch.untagged_connections`` and logged as a warning
+  once per build: for them an unknown write outcome cannot be proven and a lost ledger cannot be rebuilt.
+  Without ``tag_namespace`` the first release's tags (and so its bodies) are produced byte for byte.
 
 Speed: everything per column is vectorised (null masks, coercion, pandera checks); bodies are built by
 pre-compiled per-shape builders over pre-extracted column arrays; one body per shape goes through
@@ -44,7 +51,7 @@ from trackstar_dagster.previews import dry_run_report
 
 __all__ = ["MappingConfig", "PayloadBatch", "Target", "build_payloads", "dry_run_report", "key_tag"]
 
-PAYLOAD_COLUMNS = ("key", "connection", "action", "body", "body_hash", "source_rows")
+PAYLOAD_COLUMNS = ("key", "connection", "action", "body", "body_hash", "source_rows", "tag")
 REJECT_COLUMNS = ("key", "connection", "source_rows", "field", "reason", "value")
 
 

@@ -1,4 +1,5 @@
-"""The mapping's declared shapes: ``MappingConfig`` in, ``PayloadBatch`` out, ``Target`` and ``key_tag``.
+"""The mapping's declared shapes: ``MappingConfig`` in, ``PayloadBatch`` out, ``Target`` (and ``key_tag``,
+re-exported from ``keys``, the one place a record's identity is defined).
 
 Why a module of its own: both the public entry point (``mapping``) and the build engine
 (``payload_builder`` and its parts) need these small pieces; keeping them at the bottom lets imports flow one
@@ -7,7 +8,6 @@ way (``mapping`` -> ``payload_builder`` -> here), never back. ``mapping`` re-exp
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,25 +17,15 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trackstar_dagster import keys
 from trackstar_dagster import validation as v
 from trackstar_dagster.errors import ConfigError
+from trackstar_dagster.keys import TAG_PREFIX as TAG_PREFIX
+from trackstar_dagster.keys import key_tag as key_tag  # the one definition; re-exported for callers
 from trackstar_dagster.nulls import drop_empty
 
-TAG_PREFIX = "tsd"
+#: Trackstar's longest tag (``keys.key_tag`` stays well under it: long keys are hashed).
 TAG_MAX = 255
-
-
-def key_tag(connection: str, action: str, key: str) -> str:
-    """The ``trackstar_tags`` entry the writer finds a record by (``trackstar_tags[contains]=<tag>``).
-
-    ``tsd:<action>:<key>``; keys that would make it long are hashed (``tsd:<action>:h:<sha256 40 hex>``).
-    Tags are looked up through one connection's token, so the connection is not part of the text.
-    """
-    del connection  # lookups are scoped to the connection's access token already
-    tag = f"{TAG_PREFIX}:{action}:{key}"
-    if len(tag) > 120:
-        tag = f"{TAG_PREFIX}:{action}:h:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
-    return tag
 
 
 class MappingConfig(BaseModel):
@@ -52,7 +42,17 @@ class MappingConfig(BaseModel):
     connection_values: dict[str, str] = Field(default_factory=dict)
     constants: dict[str, Any] = Field(default_factory=dict)
     connection_constants: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    key_tag: bool = True
+    key_tag: bool = Field(
+        default=True,
+        description="Put ``key_tag(action, key, tag_namespace)`` in ``trackstar_tags`` (where the schema has it): "
+        "the only proof that a record found in Trackstar is this one. Without it an unknown write outcome "
+        "cannot be proven and a lost ledger cannot be rebuilt.",
+    )
+    tag_namespace: str | None = Field(
+        default=None,
+        description="The tag's namespace (the sync's name): ``tsd:<namespace>:<action>:<key id>``. None keeps "
+        "the first release's ``tsd:<action>:<key>``.",
+    )
     unknown_fields: Literal["drop", "reject"] = Field(
         default="drop",
         description="A mapped field the target integration's schema lacks: left out of that connection's bodies "
@@ -66,6 +66,11 @@ class MappingConfig(BaseModel):
         if isinstance(value, Mapping):
             return {str(k): str(val) for k, val in value.items()}
         return value
+
+    @field_validator("tag_namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        return keys.check_namespace(value)
 
     @model_validator(mode="after")
     def _one_routing(self) -> MappingConfig:
@@ -139,6 +144,9 @@ class PayloadBatch:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, for profiling
     #: per connection, the mapped fields its integration's schema lacks, left out of its bodies
     dropped_fields: dict[str, list[str]] = field(default_factory=dict)
+    #: connections whose bodies carry no key tag (``key_tag`` off, or no ``trackstar_tags`` in their schema):
+    #: an unknown write outcome cannot be proven for them and a lost ledger cannot be rebuilt from Trackstar
+    untagged_connections: list[str] = field(default_factory=list)
 
     @property
     def rejected_records(self) -> int:

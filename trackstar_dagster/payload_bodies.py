@@ -2,7 +2,8 @@
 
 Why a module of its own: after the column stages have coded every value, this part decides which
 template each record and item uses (patterns of present fields, constants, items, key tag), has
-``body_templates`` write the text, hashes it, and validates one body per shape.
+``body_templates`` write the text, hashes it, and validates one body per shape. The key tag's text is
+``keys.key_tag``'s, built for all records at once when every key is plain (``_tag_texts``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pandas as pd
 from trackstar_dagster import validation as v
 from trackstar_dagster.body_templates import _ESCAPE, _encode, _json_text, _text_builder
 from trackstar_dagster.coercion import obj_array
-from trackstar_dagster.mapping_config import TAG_PREFIX, _flatten_constants, key_tag
+from trackstar_dagster.keys import KEY_ID_MAX, LEGACY_TAG_MAX, key_tag
+from trackstar_dagster.mapping_config import _flatten_constants
 from trackstar_dagster.payload_rejects import _Rejects, _truncate
 
 
@@ -61,6 +63,36 @@ def _value_at(body: Any, dotted: str) -> Any:
         else:
             return None
     return node
+
+
+def _tag_texts(action: str, namespace: str | None, keys: list[str], tagging: np.ndarray,
+               ) -> tuple[list[str | None], np.ndarray]:
+    """Per record, ``keys.key_tag(action, key, namespace)`` and its JSON text (both None where not tagging).
+
+    Fast path: when every key is its own key id (short, no character JSON escapes, no ``h:`` lookalike), the
+    tag is ``prefix + key`` and its JSON text is that in quotes. Otherwise each tag comes from ``key_tag``.
+    """
+    prefix = key_tag(action, "k", namespace)[:-1]  # the text before the key (checks the namespace)
+    if namespace is None:  # the first release's tsd:<action>:<key>, hashed past LEGACY_TAG_MAX
+        limit = LEGACY_TAG_MAX - len(prefix)
+        lookalike = False
+    else:  # tsd:<namespace>:<action>:<key id>; a key starting "h:" is hashed (it would read as a key id)
+        limit = KEY_ID_MAX
+        lookalike = bool(keys) and ("|h:" in "|" + "|".join(keys))
+    if not tagging.any():
+        return [None] * len(keys), obj_array([None] * len(keys))
+    if keys and not lookalike and not _ESCAPE.search(prefix + "|".join(keys)) and max(map(len, keys)) <= limit:
+        tags = [prefix + k for k in keys]  # == key_tag(action, k, namespace): plain keys are their own key id
+        quoted = obj_array(['"' + t + '"' for t in tags])
+    else:
+        tags = [key_tag(action, k, namespace) for k in keys]
+        quoted = obj_array([_json_text(t) for t in tags])
+    if not tagging.all():
+        off = np.flatnonzero(~tagging)
+        quoted[off] = None
+        for i in off.tolist():
+            tags[i] = None
+    return tags, quoted
 
 
 class _Bodies(_Rejects):
@@ -123,17 +155,7 @@ class _Bodies(_Rejects):
         items_arr = obj_array(items_json)
         tagging = np.array([self.groups[self.conn_group[c]].has_tags and cfg.key_tag for c in conn_names]
                            + [False], dtype=bool)[g_conn] if G else np.zeros(0, dtype=bool)
-        prefix = f"{TAG_PREFIX}:{self.action}:"
-        keys = self.rec_key[good].tolist()
-        limit = 120 - len(prefix)
-        if keys and not _ESCAPE.search(prefix + "|".join(keys)) and max(map(len, keys)) <= limit:
-            quoted = '"' + prefix
-            tags_arr = obj_array([quoted + k + '"' for k in keys])
-            tags_arr[~tagging] = None
-        else:
-            tags_arr = obj_array([
-                (_json_text(prefix + k) if len(k) <= limit else _json_text(key_tag("", self.action, k)))
-                if t else None for k, t in zip(keys, tagging.tolist(), strict=True)])
+        tag_text, tags_arr = _tag_texts(self.action, cfg.tag_namespace, self.rec_key[good].tolist(), tagging)
 
         self._lap("bodies: item arrays and tags")
         # headers: a template per (connection, present fields, has items, has tag)
@@ -175,7 +197,7 @@ class _Bodies(_Rejects):
         body_list = bodies.tolist()
         sha = hashlib.sha256
         hashes = [sha(b.encode()).hexdigest() for b in body_list]
-        return {"good": good, "bodies": body_list, "hashes": hashes, "h_combo": h_combo,
+        return {"good": good, "bodies": body_list, "hashes": hashes, "tags": tag_text, "h_combo": h_combo,
                 "item_shape": item_shape, "shapes_ok": shapes_ok}
 
     def _validate_bodies(self, built: dict[str, Any]) -> np.ndarray:

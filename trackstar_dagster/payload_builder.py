@@ -8,6 +8,7 @@ routing into records, run the column stages (``payload_columns``), build and val
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,10 +20,13 @@ import pandas as pd
 from trackstar_dagster import validation as v
 from trackstar_dagster.coercion import FieldSpec, canonical_codes, coerce_codes, obj_array
 from trackstar_dagster.errors import ConfigError
+from trackstar_dagster.keys import key_problem
 from trackstar_dagster.mapping_config import MappingConfig, PayloadBatch, Target, _flatten_constants
 from trackstar_dagster.payload_bodies import _Bodies
 from trackstar_dagster.payload_columns import _Columns, _key_codes
 from trackstar_dagster.schema.openapi import find_operation
+
+logger = logging.getLogger(__name__)
 
 
 def _check_paths(paths: list[str]) -> None:
@@ -47,6 +51,16 @@ class _Group:
     complete: bool
     has_tags: bool
     unknown: frozenset[str] = frozenset()  # mapped paths this integration's schema lacks (dropped)
+
+
+def _key_problems(key_texts: np.ndarray) -> dict[int, str]:
+    """``keys.key_problem`` of each distinct key text that has one, by position (None = no key)."""
+    texts = key_texts.tolist()
+    present = [k for k in texts if k is not None] if None in texts else texts
+    # cleaned keys are stripped, so only a NUL (or an empty text) can be wrong: screen the lot in one pass first
+    if "\x00" not in "".join(present) and "" not in present:
+        return {}
+    return {i: why for i, k in enumerate(texts) if k is not None and (why := key_problem(k))}
 
 
 class _Build(_Columns, _Bodies):
@@ -217,6 +231,13 @@ class _Build(_Columns, _Bodies):
         key_label = "+".join(cfg.key_columns)
         for r in np.flatnonzero(np.equal(self.rec_key, None)):
             self._reject(r, key_label, "record key is null or empty", None)
+        # a key that cannot identify a record (a NUL character): that record is refused, the others go on
+        bad_key = _key_problems(key_uniques)
+        if bad_key:
+            for r in np.flatnonzero(np.isin(kc, list(bad_key))).tolist():
+                key = self.rec_key[r]
+                self._reject(r, key_label, bad_key[int(kc[r])], key.replace("\x00", "\\x00"))
+            alive &= ~np.isin(kc, list(bad_key))
         for r in np.flatnonzero(np.equal(self.rec_conn, None) & ~np.equal(self.rec_key, None)):
             raw = self.rec_raw_conn[r]
             why = ("routing value is empty" if raw is None
@@ -261,10 +282,11 @@ class _Build(_Columns, _Bodies):
         keep = np.flatnonzero(ok)
         src_list = self.src_sorted.tolist()
         starts, ends = self.starts, self.ends
-        bodies, hashes = built["bodies"], built["hashes"]
+        bodies, hashes, tags = built["bodies"], built["hashes"], built["tags"]
         if len(keep) < len(bodies):
             bodies = [bodies[i] for i in keep.tolist()]
             hashes = [hashes[i] for i in keep.tolist()]
+            tags = [tags[i] for i in keep.tolist()]
         self._lap("payloads: prepare")
         payloads = pd.DataFrame({
             "key": pd.Series(self.rec_key[good], dtype=object).astype("str"),
@@ -274,6 +296,7 @@ class _Build(_Columns, _Bodies):
             "body_hash": pd.Series(obj_array(hashes), dtype=object).astype("str"),
             "source_rows": pd.Series([src_list[s:e] for s, e in zip(starts[good].tolist(), ends[good].tolist(),
                                                                       strict=True)], dtype=object),
+            "tag": pd.Series(obj_array(tags), dtype=object).astype("str"),
         })
         self._lap("payloads frame")
         rejects = self._rejects_frame(src_list)
@@ -282,4 +305,19 @@ class _Build(_Columns, _Bodies):
         dropped = {name: sorted(self.groups[gi].unknown) for name, gi in self.conn_group.items()
                    if self.groups[gi].unknown}
         return PayloadBatch(payloads=payloads, rejects=rejects, checks=checks, records=self.R,
-                            timings=self.timings, dropped_fields=dropped)
+                            timings=self.timings, dropped_fields=dropped,
+                            untagged_connections=self._untagged_connections())
+
+    def _untagged_connections(self) -> list[str]:
+        """Connections whose bodies carry no key tag, warned about once per build."""
+        cfg = self.config
+        untagged = [name for name in cfg.connections()
+                    if not (cfg.key_tag and self.groups[self.conn_group[name]].has_tags)]
+        if untagged:
+            why = ("key_tag is off" if not cfg.key_tag
+                   else "their integration's schema has no trackstar_tags")
+            logger.warning(
+                "Bodies for connection(s) %s carry no key tag (%s): for them an unknown write outcome (a timeout, "
+                "a lost response) cannot be proven from Trackstar, and a lost ledger cannot be rebuilt.",
+                ", ".join(untagged), why)
+        return untagged

@@ -23,6 +23,7 @@ from trackstar_dagster.coercion import (
     obj_array,
     typed_series,
 )
+from trackstar_dagster.keys import encode_key
 from trackstar_dagster.mapping_config import _flatten_constants
 from trackstar_dagster.payload_rejects import _Rejects, _truncate
 
@@ -62,9 +63,11 @@ def _clean_values(series: pd.Series) -> np.ndarray:
 def _key_codes(frame: pd.DataFrame, columns: list[str],
                coder: Callable[[str, FieldSpec], tuple[np.ndarray, Any]] | None = None,
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(code per row, key text per code): keys as cleaned text, several columns joined by ``|``.
+    """(code per row, key text per code): keys as cleaned text, several columns as ``keys.encode_key``.
 
-    A row whose key (or any key part) is null-like gets code -1.
+    A row whose key (or any key part) is null-like gets code -1. Several columns: the rows' part codes are
+    factorised together (codes in order of first appearance), then each distinct combination is encoded once,
+    so ``("a|b", "c")`` and ``("a", "b|c")`` stay two keys.
     """
     parts = []
     for c in columns:
@@ -82,14 +85,24 @@ def _key_codes(frame: pd.DataFrame, columns: list[str],
     texts = []
     for codes, values, canon in parts:
         missing |= codes < 0
-        t = np.full(int(canon.max(initial=-1)) + 2, None, dtype=object)
+        t = np.full(int(canon.max(initial=-1)) + 1, None, dtype=object)
         ok = canon >= 0
         t[canon[ok]] = values[ok]
-        texts.append(t[codes])
-    joined = obj_array(["|".join(t) if not m else None
-                        for t, m in zip(zip(*texts, strict=True), missing.tolist(), strict=True)])
-    codes, uniques = pd.factorize(pd.Series(joined, dtype=object), use_na_sentinel=True)
-    return codes, np.asarray(uniques, dtype=object)
+        texts.append(t)
+    present = np.flatnonzero(~missing)
+    combo = np.zeros(len(present), dtype=np.int64)
+    for (codes, _, _), t in zip(parts, texts, strict=True):  # canonical part codes -> one code per combination
+        combo = pd.factorize(combo * (len(t) + 1) + codes[present])[0].astype(np.int64)
+    rows = present[np.unique(combo, return_index=True)[1]]  # each combination's first row, by code
+    cols = [t[codes[rows]].tolist() for (codes, _, _), t in zip(parts, texts, strict=True)]
+    # parts holding neither "|" nor "\\" are joined as they are (what ``encode_key`` does to them, faster)
+    seen = "".join(x for t in texts for x in t.tolist() if x is not None)
+    plain = "|" not in seen and "\\" not in seen
+    uniques = obj_array(["|".join(p) for p in zip(*cols, strict=True)] if plain
+                        else [encode_key(p) for p in zip(*cols, strict=True)])
+    out = np.full(len(frame), -1, dtype=np.intp)
+    out[present] = combo
+    return out, uniques
 
 
 class _Columns(_Rejects):

@@ -72,6 +72,8 @@ class PayloadsModel(pa.DataFrameModel):
     body: Series[str] = pa.Field(nullable=False)
     body_hash: Series[str] = pa.Field(nullable=False, str_length={"min_value": 64, "max_value": 64})
     source_rows: Series[object]
+    #: the key tag in the body's ``trackstar_tags`` (null when it carries none): the writer's proof of a record
+    tag: Series[str] = pa.Field(nullable=True)
 
 
 class RejectsModel(pa.DataFrameModel):

@@ -112,13 +112,14 @@ def test_body_is_compact_sorted_json_and_hash_is_its_sha256(targets, config):
 def test_every_body_carries_its_key_tag(targets, config):
     batch = build_payloads(order_rows(2, 1), config, targets)
     for key, body in bodies(batch).items():
-        assert body["trackstar_tags"] == [key_tag("acme", "create_order", key)] == [f"tsd:create_order:{key}"]
+        assert body["trackstar_tags"] == [key_tag("create_order", key)] == [f"tsd:create_order:{key}"]
 
 
 def test_key_tag_is_short_and_stable_for_long_keys():
-    tag = key_tag("acme", "create_order", "x" * 500)
-    assert len(tag) <= 255 and tag == key_tag("acme", "create_order", "x" * 500)
-    assert tag != key_tag("acme", "create_order", "x" * 499)
+    for ns in (None, "nightly"):
+        tag = key_tag("create_order", "x" * 500, ns)
+        assert len(tag) <= 255 and tag == key_tag("create_order", "x" * 500, ns)
+        assert tag != key_tag("create_order", "x" * 499, ns)
 
 
 def test_key_tag_can_be_switched_off(targets):
