@@ -27,12 +27,14 @@ from typing import Any
 import pandas as pd
 
 from trackstar_dagster.client import TrackstarClient
+from trackstar_dagster.keys import key_tag
 from trackstar_dagster.sandbox.server import run_sandbox
 from trackstar_dagster.writer.ledger import Ledger
-from trackstar_dagster.writer.writer import WriteReport, key_tag, write_payloads
+from trackstar_dagster.writer.writer import WriteReport, write_payloads
 
 LIMIT = 50.0  # Trackstar's documented writes/s per access token
 TOKENS = [f"bench-token-{i}" for i in range(1, 5)]
+NAMESPACE = "bench"
 
 
 def body(connection: str, key: str) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def body(connection: str, key: str) -> dict[str, Any]:
             "country": "US",
         },
         "line_items": [{"product_id": "prod-1", "quantity": 1}],
-        "trackstar_tags": [key_tag(connection, "create_order", key)],
+        "trackstar_tags": [key_tag("create_order", key, NAMESPACE)],
     }
 
 
@@ -103,7 +105,7 @@ def soak(client: dict[str, TrackstarClient], tokens: dict[str, str], ledger: Led
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        report = write_payloads(frame, client, tokens, ledger, progress_every_s=10)
+        report = write_payloads(frame, client, tokens, ledger, namespace=NAMESPACE, progress_every_s=10)
     finally:
         stop.set()
         sampler.join()
@@ -155,10 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         ledger = Ledger(workdir / "ledger.sqlite")
 
         one = {"bench1": names["bench1"]}
-        report1 = write_payloads(payloads(list(one), args.orders, "one"), client, one, ledger, progress_every_s=10)
+        report1 = write_payloads(payloads(list(one), args.orders, "one"), client, one, ledger, namespace=NAMESPACE, progress_every_s=10)
         check(report1, "1 token")
 
-        report4 = write_payloads(payloads(list(names), args.orders, "four"), clients, names, ledger, progress_every_s=10)
+        report4 = write_payloads(payloads(list(names), args.orders, "four"), clients, names, ledger, namespace=NAMESPACE, progress_every_s=10)
         check(report4, "4 tokens")
 
         # the reference: one request at a time, a plain loop

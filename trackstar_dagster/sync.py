@@ -18,7 +18,9 @@ import pandas as pd
 
 from trackstar_dagster.assets import WRITE_INFO_KEY
 from trackstar_dagster.checks import reject_share_result, rows_valid_result
+from trackstar_dagster.errors import ConfigError
 from trackstar_dagster.io_manager import PARTITION_COLUMN, TrackstarFrameIOManager
+from trackstar_dagster.keys import check_namespace
 from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
 from trackstar_dagster.metadata import frame_metadata, markdown_table
 from trackstar_dagster.previews import preview_bodies, top_reject_reasons
@@ -43,10 +45,12 @@ class WriteMode(Enum):
 
 
 class WriteConfig(dg.Config):
-    """Run config of a write step: a dry run sends nothing; ``mode`` overrides the sync's."""
+    """Run config of a write step: a dry run sends nothing; ``mode`` overrides the sync's; ``namespace`` (the
+    plain ``write_orders`` op only; a sync's is its name) keeps this job's ledger rows and tags its own."""
 
     dry_run: bool = False
     mode: WriteMode | None = None
+    namespace: str | None = None
 
     def mode_or(self, default: str) -> str:
         return self.mode.value if self.mode is not None else default
@@ -78,9 +82,23 @@ class TrackstarSync:
     #: resources ``load_rows`` and ``results_sink`` use (e.g. ``{"duckdb"}``)
     extra_resource_keys: frozenset[str] = frozenset()
 
+    def __post_init__(self) -> None:
+        # the name is the sync's namespace: in its bodies' tags and its ledger rows (keys.key_tag)
+        try:
+            check_namespace(self.name)
+        except ValueError as e:
+            raise ConfigError(f"sync name: {e}") from None
+
     @property
     def prefix(self) -> list[str]:
         return [*self.key_prefix, self.name]
+
+    @property
+    def tagged_mapping(self) -> MappingConfig:
+        """The mapping, its bodies tagged in this sync's namespace (its name) unless it names one itself."""
+        if self.mapping.tag_namespace is not None:
+            return self.mapping
+        return self.mapping.model_copy(update={"tag_namespace": self.name})
 
     @property
     def payloads_key(self) -> dg.AssetKey:
@@ -196,8 +214,10 @@ def run_writes(
     dry_run: bool,
     mode: str,
     max_failed_share: float,
+    namespace: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Send the payloads (dry ones are reported, not sent); return results and metadata; raise on policy breach."""
+    """Send the payloads (dry ones are reported, not sent); return results and metadata; raise on policy breach
+    (``RetryRequested`` when records are being written by another run, or Trackstar asked to wait)."""
     dry_mask = payloads["dry_run"].to_numpy(dtype=bool) if "dry_run" in payloads.columns else np.zeros(len(payloads), bool)
     if dry_run:
         dry_mask[:] = True
@@ -208,7 +228,8 @@ def run_writes(
     if len(to_send):
         tokens = {name: trackstar.connection(name).access_token for name in sorted(set(to_send["connection"]))}
         with trackstar.get_client() as client:
-            report = write_payloads(to_send, client, tokens, trackstar.ledger(), mode=mode, logger=context.log)
+            report = write_payloads(to_send, client, tokens, trackstar.ledger(), mode=mode, namespace=namespace,
+                                    run_label=context.run_id, logger=context.log)
         results = report.results
         if PARTITION_COLUMN in to_send.columns:
             part = dict(zip(zip(to_send["connection"], to_send["key"], strict=True), to_send[PARTITION_COLUMN], strict=True))
@@ -246,7 +267,8 @@ def run_writes(
             # every result is already in the ledger (and the failed records are picked up by key next run)
             if outcome.retryable and outcome.retry_after_s:
                 wait = float(outcome.retry_after_s)
-                context.log.warning(f"{outcome.message}; the API asked to wait {wait:.0f}s: retrying the step then")
+                why = "another run's claims expire or end" if report.in_flight_elsewhere else "the API asked"
+                context.log.warning(f"{outcome.message}; retrying the step in {wait:.0f}s ({why})")
                 raise dg.RetryRequested(max_retries=3, seconds_to_wait=wait)
             raise dg.Failure(description=outcome.message, metadata={**metadata, **_plain(outcome.metadata)})
     return results, metadata
@@ -263,7 +285,7 @@ def write_orders(context: dg.OpExecutionContext, config: WriteConfig, payloads: 
     """Write a payloads frame (from ``build_payloads``) to Trackstar: each record exactly once, all accounted for."""
     results, metadata = run_writes(
         context, context.resources.trackstar, payloads, dry_run=config.dry_run,
-        mode=config.mode_or("create_only"), max_failed_share=0.0,
+        mode=config.mode_or("create_only"), max_failed_share=0.0, namespace=config.namespace,
     )
     context.add_output_metadata(metadata)
     return results
@@ -299,16 +321,20 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
         ],
         required_resource_keys={resource_key, *sync.extra_resource_keys},
         backfill_policy=sync.effective_backfill_policy,
-        pool=sync.pool_name,
+        # no pool: this step must run while a dead run holds the pool, to free it (pools.hold_pool)
         can_subset=False,
     )
     def _payloads(context: dg.AssetExecutionContext):
+        from trackstar_dagster.pools import hold_pool
+
+        # free the slots of dead runs, then hold the pool for this run's write step (from here to its end)
+        hold_pool(context, sync.pool_name, sync.results_key.to_python_identifier())
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
         window = context.partition_time_window if sync.partitions_def is not None and isinstance(
             sync.partitions_def, dg.TimeWindowPartitionsDefinition) else None
         frame = sync.load_rows(context, window)
         targets = resolve_targets(trackstar, sync.mapping, context.log)
-        batch = build_payloads(frame.reset_index(drop=True), sync.mapping, targets)
+        batch = build_payloads(frame.reset_index(drop=True), sync.tagged_mapping, targets)
         PayloadsModel.validate(batch.payloads)  # the outputs' own contract, before anything downstream uses them
         RejectsModel.validate(batch.rejects)
         for conn, dropped in batch.dropped_fields.items():
@@ -358,12 +384,16 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
         **common,
     )
     def _results(context: dg.AssetExecutionContext, config: WriteConfig, payloads: pd.DataFrame):
+        from trackstar_dagster.pools import keep_heartbeat
+
+        keep_heartbeat(context, sync.pool_name)  # while it holds the pool, other runs can tell it is alive
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
         results, metadata = run_writes(
             context, trackstar, payloads,
             dry_run=config.dry_run or sync.dry_run,
             mode=config.mode_or(sync.mode),
             max_failed_share=sync.max_failed_share,
+            namespace=sync.name,
         )
         if sync.results_sink is not None:
             sync.results_sink(context, "write_results", results)

@@ -14,7 +14,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.writer import NS, WMS, WMS_TOKEN, CountingClient, assert_exactly_once, frame, make_client, order_body, orders
+from tests.writer import (
+    NS,
+    WMS,
+    WMS_TOKEN,
+    CountingClient,
+    assert_exactly_once,
+    frame,
+    make_client,
+    order_body,
+    orders,
+)
 from trackstar_dagster.keys import create_idempotency_key, has_tag, key_tag
 from trackstar_dagster.sandbox.server import run_sandbox
 from trackstar_dagster.writer.ledger import Ledger
@@ -298,3 +308,59 @@ def test_the_runs_result_when_claims_are_held_elsewhere(sb, tmp_path):
     assert "run-42" in report.results.iloc[0]["error"]
     outcome = FailurePolicy().evaluate(report)
     assert not outcome.ok and outcome.retryable and 20 < outcome.retry_after_s <= 30
+
+
+INTERRUPTED = textwrap.dedent(
+    """
+    import signal, sys
+    sys.path.insert(0, {root!r})
+    from tests.writer import NS, WMS, WMS_TOKEN, orders
+    from trackstar_dagster.client import TrackstarClient
+    from trackstar_dagster.writer.ledger import Ledger
+    from trackstar_dagster.writer.writer import write_payloads
+
+    class Interrupted(BaseException):  # what Dagster raises in a run worker on SIGTERM
+        pass
+
+    def on_term(*_):
+        raise Interrupted()
+
+    signal.signal(signal.SIGTERM, on_term)
+    client = TrackstarClient("sandbox-api-key", sys.argv[1], timeout=5, write_rate=1000, read_rate=1000)
+    try:
+        write_payloads(orders(400), client, {{WMS: WMS_TOKEN}}, Ledger(sys.argv[2]), namespace=NS, concurrency=8)
+    except Interrupted:
+        sys.exit(3)
+    """
+)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_sigterm_mid_run_leaves_every_outcome_in_the_ledger(tmp_path, attempt):
+    """Interrupted as Dagster interrupts a run (SIGTERM -> an exception in the main thread): every answer
+    that came back is in the ledger, only the requests in flight are left as intents, claims are given back."""
+    import signal
+    import time
+
+    script = tmp_path / "w.py"
+    script.write_text(INTERRUPTED.format(root=str(ROOT)))
+    ledger_path = tmp_path / "l.sqlite"
+    with run_sandbox(subprocess=True, latency=0.03, write_rate=1000.0, read_rate=1000.0,
+                     log_file=tmp_path / "sandbox.log") as sb:
+        proc = subprocess.Popen([sys.executable, str(script), sb.base_url, str(ledger_path)],
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        deadline = time.monotonic() + 60
+        while len(sb.records("orders", token=WMS_TOKEN)) < 50 + 30 * attempt:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 3
+        time.sleep(0.2)
+        stored = {r["id"] for r in sb.records("orders", token=WMS_TOKEN)}
+    entries = Ledger(ledger_path).entries(WMS, namespace=NS)
+    created = entries[entries["status"] == "created"]
+    assert set(created["trackstar_id"]) <= stored
+    unaccounted = stored - set(created["trackstar_id"])
+    assert len(unaccounted) <= 8  # at most the requests in flight (concurrency)
+    assert set(entries["status"]) <= {"created", "intent"}
+    assert entries["claim_owner"].isna().all()

@@ -417,7 +417,7 @@ class Ledger:
         by_id = {key_id(k): k for k in keys}
         now = _now()
         out: dict[str, LedgerEntry] = {}
-        ids = list(by_id)
+        ids = sorted(by_id)  # one order for every writer: no deadlock between two claiming the same keys
         with self._lock:
             for i in range(0, len(ids), _CHUNK):
                 rows = [{"namespace": namespace, "connection": connection, "action": action, "key": kid,
@@ -477,6 +477,7 @@ class Ledger:
         t = ledger_table
         now = _now()
         by_id = {key_id(i.key): i.key for i in intents}
+        intents = sorted(intents, key=lambda i: (i.connection, i.action, key_id(i.key)))
         rows = [{
             "namespace": namespace, "connection": i.connection, "action": i.action, "key": key_id(i.key),
             "key_text": _clean(i.key), "generation": 0, "body_hash": i.body_hash, "encoding": ENCODING,
@@ -510,7 +511,8 @@ class Ledger:
         t = ledger_table
         now = _now()
         groups: dict[str, list[dict[str, Any]]] = {"ok": [], "rejected": [], "failed": []}
-        for o in outcomes:
+        last = {(o.connection, o.action, key_id(o.key)): o for o in outcomes}  # one row per key per statement
+        for _, o in sorted(last.items()):
             if o.status not in OUTCOME_STATUSES:
                 raise ValueError(f"not an outcome status: {o.status!r}")
             success = o.status in ("created", "updated")

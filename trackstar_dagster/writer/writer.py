@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import random
+import threading
 import time
 import uuid
 from collections import deque
@@ -250,8 +251,8 @@ class _Run(_Reconcile):
         self.latencies: list[float] = []
         self.batch = max(8, self.concurrency // 4)
         self._warned_no_lookup: set[str] = set()
-        self._flushed = asyncio.Event()
         self._closing = asyncio.Event()
+        self._writing: asyncio.Future[None] | None = None
         self.rebuilt: dict[str, int] = {}
 
     def client_for(self, connection: str) -> Any:
@@ -687,8 +688,14 @@ class _Run(_Reconcile):
 
     # -- background -----------------------------------------------------------------------------------
 
+    async def _write_outcomes(self, batch: list[Outcome]) -> None:
+        """One batch into the ledger, in a thread; the write goes on to its end even if we are cancelled."""
+        self._writing = asyncio.ensure_future(
+            asyncio.to_thread(self.ledger.record_outcomes, batch, namespace=self.namespace))
+        await asyncio.shield(self._writing)
+
     async def flusher(self) -> None:
-        """The one task that writes outcomes: every 0.25 s, and until the queue is empty once the run closes.
+        """The task that writes outcomes: every 0.25 s, and until the queue is empty once the run closes.
         A failed write puts its batch back (nothing queued is ever dropped)."""
         failures = 0
         while True:
@@ -696,8 +703,12 @@ class _Run(_Reconcile):
             if self.outcomes:
                 batch, self.outcomes = self.outcomes, []
                 try:
-                    await asyncio.to_thread(self.ledger.record_outcomes, batch, namespace=self.namespace)
+                    await self._write_outcomes(batch)
                     failures = 0
+                except asyncio.CancelledError:
+                    if self._writing is not None and self._writing.done() and self._writing.exception():
+                        self.outcomes[:0] = batch  # it failed: _close writes it again
+                    raise
                 except Exception as e:
                     self.outcomes[:0] = batch
                     failures += 1
@@ -757,36 +768,57 @@ class _Run(_Reconcile):
                     f"({total - len(items)} decided without sending), mode={self.mode}"
                 )
             tasks.append(asyncio.create_task(self.progress(total, started)))
-            lane_tasks = []
             for lane in self.lanes.values():
                 if lane.unfinished:
-                    lane_tasks.append(asyncio.create_task(self.committer(lane)))
-                    lane_tasks += [asyncio.create_task(self.worker(lane)) for _ in range(self.concurrency)]
+                    tasks.append(asyncio.create_task(self.committer(lane)))
+                    tasks += [asyncio.create_task(self.worker(lane)) for _ in range(self.concurrency)]
+            lane_tasks = tasks[2:]
             if lane_tasks:
                 await asyncio.gather(*lane_tasks)
         finally:
+            # stop every sender first (an interrupt may have failed one task while the others run on):
+            # after this, whatever came back is queued, whatever did not is an intent in the ledger
             for t in tasks:
                 t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+            interrupted: BaseException | None = None
+            try:
+                await asyncio.wait(tasks)  # never raises for what the tasks raised
+            except BaseException as e:  # this run itself is being cancelled: still close, then re-raise
+                interrupted = e
             await self._close(flusher)
+            if interrupted is not None:
+                raise interrupted
         return self.report(time.monotonic() - started)
 
     async def _close(self, flusher: asyncio.Task[None]) -> None:
         """Every queued outcome into the ledger, then the claims given back, even when the run is being
-        cancelled (SIGTERM, a cancelled Dagster run): the flush is shielded and waited for to its end."""
+        cancelled (SIGTERM, a cancelled Dagster run, ``asyncio.run`` cancelling every task at its end): the
+        flusher is waited for, a write it had started is finished, and what it left is written here."""
         self._closing.set()
         cancelled = False
-        while not flusher.done():
-            try:
-                await asyncio.shield(flusher)
-            except asyncio.CancelledError:
-                cancelled = True
+
+        async def settle(awaitable: Any) -> None:
+            nonlocal cancelled
+            while not awaitable.done():
+                try:
+                    await asyncio.shield(awaitable)
+                except asyncio.CancelledError:
+                    cancelled = cancelled or not awaitable.done() or awaitable.cancelled()
+                except Exception:
+                    return
+
+        await settle(flusher)
+        if self._writing is not None:
+            await settle(self._writing)
         try:
-            flusher.result()
+            if self.outcomes:  # the flusher was cancelled or gave up: write what it left, once more
+                batch, self.outcomes = self.outcomes, []
+                await settle(asyncio.ensure_future(
+                    asyncio.to_thread(self.ledger.record_outcomes, batch, namespace=self.namespace)))
+            if not flusher.cancelled() and flusher.exception() is not None:
+                raise flusher.exception()
         finally:
-            await asyncio.to_thread(self.ledger.release, self.owner)
+            await settle(asyncio.ensure_future(asyncio.to_thread(self.ledger.release, self.owner)))
         if cancelled:
             raise asyncio.CancelledError
 
@@ -908,12 +940,24 @@ def write_payloads(
     client: Any,
     tokens: Mapping[str, str],
     ledger: Ledger,
+    *,
+    close_timeout_s: float = 60.0,
     **options: Any,
 ) -> WriteReport:
-    """Sync wrapper of ``awrite_payloads``: runs its own event loop (in a fresh thread when the caller's
-    thread already runs one, e.g. inside an async Dagster op or Jupyter)."""
+    """Sync wrapper of ``awrite_payloads``: runs its event loop in a thread of its own and waits for it.
+
+    Why a thread even when the caller runs no loop: an interrupt (Dagster raises one in the run worker's main
+    thread on SIGTERM or a cancelled run; Ctrl-C) must not land inside the event loop's machinery, where it
+    can leave a future unresolved and the run hung. It lands here instead; the run is then cancelled
+    cleanly (every outcome into the ledger, claims given back; at most ``close_timeout_s``) and the
+    interrupt re-raised.
+    """
+    box: dict[str, Any] = {}
+    ready = threading.Event()
 
     async def main() -> WriteReport:
+        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        ready.set()
         try:
             return await awrite_payloads(payloads, client, tokens, ledger, **options)
         finally:
@@ -924,9 +968,31 @@ def write_payloads(
                     with contextlib.suppress(Exception):
                         await aclose()
 
+    done = concurrent.futures.Future()
+
+    def run_loop() -> None:
+        try:
+            done.set_result(asyncio.run(main()))
+        except BaseException as e:  # handed to the caller's thread
+            done.set_exception(e)
+        finally:
+            ready.set()
+
+    threading.Thread(target=run_loop, name="trackstar-writer", daemon=True).start()
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackstar-writer") as pool:
-        return pool.submit(asyncio.run, main()).result()
+        return done.result()
+    except BaseException:
+        if not done.done():
+            ready.wait(close_timeout_s)
+            loop, task = box.get("loop"), box.get("task")
+            if loop is not None and task is not None:
+                with contextlib.suppress(RuntimeError):  # the loop may have just ended
+                    loop.call_soon_threadsafe(task.cancel)
+            deadline = time.monotonic() + close_timeout_s
+            while not done.done() and time.monotonic() < deadline:
+                with contextlib.suppress(BaseException):  # a second interrupt: keep closing, within the bound
+                    concurrent.futures.wait([done], timeout=max(0.0, deadline - time.monotonic()))
+            if not done.done():
+                _log.error("Trackstar writer: the run did not close within %.0f s of the interrupt; records in "
+                           "flight stay intents and are looked up by the next run", close_timeout_s)
+        raise
