@@ -168,3 +168,33 @@ def test_writer_killed_mid_run_then_run_again(tmp_path):
         again = write_payloads(payloads, CountingClient(make_client(sb)), {WMS: WMS_TOKEN}, ledger, namespace=NS)
         assert again.counts["unchanged"] == n
         assert json.loads(payloads.iloc[0]["body"])["order_number"] == "SO-o0"
+
+
+@pytest.mark.parametrize("rebuild", ["never", "auto"])
+def test_a_connection_answering_500_to_everything_is_stopped_with_one_message(tmp_path, rebuild):
+    """One connection's server is down (every request 500), another's is fine: the first is stopped after
+    a bounded number of consecutive 5xx with one clear message, quickly; the other is written in full."""
+    from tests.writer import frame, order_body
+
+    with run_sandbox(write_rate=1000.0, read_rate=1000.0) as down, \
+            run_sandbox(write_rate=1000.0, read_rate=1000.0) as fine:
+        down.configure(faults={"error_5xx": 1.0, "applies_to": "all", "seed": 9})
+        rows = [(f"d{i}", WMS, "create_order", order_body(WMS, f"d{i}")) for i in range(40)]
+        rows += [(f"f{i}", "other", "create_order", order_body("other", f"f{i}")) for i in range(40)]
+        clients = {WMS: make_client(down, timeout=0.5), "other": make_client(fine, timeout=0.5)}
+        started = time.monotonic()
+        report = write_payloads(frame(rows), clients, {WMS: WMS_TOKEN, "other": WMS_TOKEN},
+                                Ledger(tmp_path / "l.sqlite"), namespace=NS, concurrency=8, max_consecutive_5xx=10,
+                                rebuild=rebuild)
+        elapsed = time.monotonic() - started
+        by_conn = report.results.groupby("connection")["status"].value_counts().unstack(fill_value=0)
+        assert by_conn.loc["other", "created"] == 40 and by_conn.loc[WMS, "failed"] == 40
+        assert elapsed < 30, elapsed
+        message = report.stopped_connections[WMS]
+        if rebuild == "never":
+            assert "10 consecutive 5xx answers" in message and "stopped this connection" in message
+        else:  # the ledger knows nothing of it, and what Trackstar holds cannot be listed: nothing is sent
+            assert "could not list its orders" in message
+        outcome = FailurePolicy().evaluate(report)
+        assert not outcome.ok and message in outcome.message
+        assert len(fine.records("orders", token=WMS_TOKEN)) == 40

@@ -45,6 +45,7 @@ class _Reconcile:
         def _backoff(self, attempt: int) -> float: ...
         def _note_retry_after(self, err: TrackstarError) -> None: ...
         def _requeue(self, lane: _Lane, item: _Item) -> None: ...
+        def _server_error(self, lane: _Lane, err: TrackstarError) -> bool: ...
 
     async def lookup(self, lane: _Lane, item: _Item) -> dict[str, Any] | None:
         """The record carrying this record's tag, or None (raises TrackstarError when the read fails).
@@ -103,11 +104,12 @@ class _Reconcile:
                 self._finish(lane, item, "failed", error=self._stop(lane, e), http_status=e.status)
                 return True
             except TrackstarError as e:
-                if tries >= self.max_attempts or waited > self.max_wait_s:
+                if self._server_error(lane, e) or tries >= self.max_attempts or waited > self.max_wait_s:
                     self._note_retry_after(e)
                     self._finish(
                         lane, item, "failed", http_status=e.status, origin=e.origin, request_id=e.request_id,
-                        error=f"outcome unknown: the request may have been stored, and the look-up failed: {e}",
+                        error=f"outcome unknown: the request may have been stored, and the look-up failed: "
+                              f"{lane.stop_reason or e}",
                     )
                     return True
                 wait = e.retry_after or self._backoff(tries)

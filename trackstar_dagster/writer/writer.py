@@ -89,6 +89,7 @@ Mode = Literal["create_only", "upsert"]
 MODES = ("create_only", "upsert")
 
 PACE_SHARE = 0.99  # of the client's write rate: a little headroom against the server's own window
+MAX_CONSECUTIVE_5XX = 20  # then the connection is stopped: Trackstar or the integration is down
 DEFAULT_CONCURRENCY = 64  # ~ 50 writes/s x 0.5 s latency x 1.5, then rounded up
 CLAIM_TTL_S = 60.0  # a claim not renewed for this long (database clock) belongs to a dead run
 _log = logging.getLogger("trackstar_dagster.writer")
@@ -153,6 +154,7 @@ class _Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     unfinished: int = 0
     stop_reason: str | None = None
+    server_errors: int = 0  # consecutive 5xx answers (writes and look-ups); any other answer resets it
     pacer: _Pacer = field(default_factory=lambda: _Pacer(None))
     client: Any = None
 
@@ -217,7 +219,9 @@ class _Run(_Reconcile):
         backoff_max: float,
         progress_every_s: float,
         logger: Any,
+        max_consecutive_5xx: int = MAX_CONSECUTIVE_5XX,
     ) -> None:
+        self.max_consecutive_5xx = max(1, int(max_consecutive_5xx))
         self.payloads = payloads
         self.client = client
         self.tokens = tokens
@@ -318,6 +322,23 @@ class _Run(_Reconcile):
         item.stage = "send"
         lane.pending.appendleft(item)
         lane.wake.set()
+
+    def _server_error(self, lane: _Lane, err: TrackstarError) -> bool:
+        """Count consecutive 5xx of a connection; True once it is stopped for them (one clear message,
+        instead of every record waiting out its retries against a server that is down)."""
+        if err.status is None or err.status < 500:
+            if err.status is not None:
+                lane.server_errors = 0
+            return lane.stop_reason is not None
+        lane.server_errors += 1
+        if lane.server_errors >= self.max_consecutive_5xx and lane.stop_reason is None:
+            lane.stop_reason = (
+                f"{lane.connection}: {lane.server_errors} consecutive 5xx answers (the last {err.status}); stopped this "
+                f"connection (Trackstar or the integration is down); its remaining records were not sent and are "
+                f"picked up by the next run")
+            self.stopped[lane.connection] = lane.stop_reason
+            self.log.error(f"Trackstar writer: {lane.stop_reason}")
+        return lane.stop_reason is not None
 
     def _stop(self, lane: _Lane, err: TrackstarError) -> str:
         if lane.stop_reason is None:
@@ -437,9 +458,11 @@ class _Run(_Reconcile):
             found = await find_tagged(lane.client, spec, lane.token, by_tag, self.rebuild_since)
         except TrackstarError as e:
             # cannot learn: sending blind could duplicate what a lost ledger had written
-            self.log.error(f"Trackstar writer: could not list {spec.resource} of {lane.connection!r} to rebuild "
-                           f"its ledger ({e}); its records are not sent this run")
-            self._stop(lane, e)
+            lane.stop_reason = (f"{lane.connection}: could not list its {spec.resource} to learn what Trackstar "
+                                f"already holds (the ledger has no history of it): {e}; its records were not sent "
+                                f"(sending blind could store them twice)")
+            self.stopped[lane.connection] = lane.stop_reason
+            self.log.error(f"Trackstar writer: {lane.stop_reason}")
             return
         held: dict[str, Held] = {}
         for tag, records in found.items():
@@ -639,6 +662,9 @@ class _Run(_Reconcile):
                 )
                 return
             except TrackstarError as e:
+                if self._server_error(lane, e):
+                    self._fail(lane, item, e, prefix=lane.stop_reason or "stopped")
+                    return
                 collided = isinstance(e, TrackstarConflictError) or _key_reused(e)
                 if not (e.outcome_unknown or collided or (e.status is None)):
                     self._reject(lane, item, e)
@@ -655,6 +681,7 @@ class _Run(_Reconcile):
                 if item.unknown and item.operation == "create" and await self.reconcile(lane, item):
                     return
                 continue
+            lane.server_errors = 0
             latency = time.monotonic() - t0
             self.latencies.append(latency)
             item.trackstar_id = resp.id or item.trackstar_id
@@ -874,6 +901,7 @@ async def awrite_payloads(
     backoff_base: float = 0.25,
     backoff_max: float = 8.0,
     progress_every_s: float = 5.0,
+    max_consecutive_5xx: int = MAX_CONSECUTIVE_5XX,
     logger: Any = None,
 ) -> WriteReport:
     """Write every payload exactly once (see the module docstring); returns a report, never raises for
@@ -885,7 +913,8 @@ async def awrite_payloads(
 
     ``concurrency`` is per connection (default 64: enough to keep 50 writes/s going at ~0.5 s per write);
     the client's per-token limiter keeps each connection within its own rate. ``max_attempts`` bounds the
-    sends of one record whose outcomes were unknown; ``max_wait_s`` bounds waiting out 429s per record.
+    sends of one record whose outcomes were unknown; ``max_wait_s`` bounds waiting out 429s per record;
+    ``max_consecutive_5xx`` 5xx answers in a row stop a connection (the others go on).
     ``pace`` (writes/s per connection; "auto" = 99% of the client's ``write_rate``, None = off) spaces the
     sends evenly ahead of the client's limiter, which stays the hard limit.
 
@@ -917,6 +946,7 @@ async def awrite_payloads(
         backoff_max=backoff_max,
         progress_every_s=progress_every_s,
         logger=logger,
+        max_consecutive_5xx=max_consecutive_5xx,
     )
     return await run.run()
 
