@@ -27,7 +27,7 @@ from trackstar_dagster.previews import preview_bodies, top_reject_reasons
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
 from trackstar_dagster.validation import PayloadsModel, RejectsModel
-from trackstar_dagster.writer.report import STATUSES
+from trackstar_dagster.writer.report import FAILURE_COLUMNS, STATUSES
 from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
 
 RowLoader = Callable[[dg.AssetExecutionContext, dg.TimeWindow | None], pd.DataFrame]
@@ -203,6 +203,51 @@ def tag_frame(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# metadata: each partition its own figures
+
+
+def results_metadata(results: pd.DataFrame, report: Any = None) -> dict[str, Any]:
+    """The figures of a write-results frame (of a run, or of one partition of it): counts per status (every
+    status every time, so the UI plots continuous series), failures; the run's rates when given."""
+    counts = results["status"].value_counts().to_dict() if len(results) else {}
+    metadata: dict[str, Any] = {
+        **frame_metadata(results),
+        **{f"status_{k}": dg.MetadataValue.int(int(counts.get(k, 0))) for k in (*STATUSES, "dry_run")},
+        "dry_run_records": dg.MetadataValue.int(int(counts.get("dry_run", 0))),
+    }
+    if report is not None:
+        metadata.update({
+            "writes_per_s": dg.MetadataValue.float(float(report.writes_per_s or 0.0)),
+            "latency_p50_s": dg.MetadataValue.float(float(report.p50_latency_s or 0.0)),
+            "latency_p95_s": dg.MetadataValue.float(float(report.p95_latency_s or 0.0)),
+        })
+    if len(results) and "status" in results.columns:
+        failures = results[results["status"].isin(["failed", "rejected", "in_flight_elsewhere"])]
+        if len(failures):
+            cols = [c for c in FAILURE_COLUMNS if c in failures.columns]
+            metadata["failures"] = dg.MetadataValue.md(markdown_table(failures[cols], max_rows=25))
+    return metadata
+
+
+def stamp_partitions(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, frame: pd.DataFrame,
+                     figures: Callable[[pd.DataFrame], dict[str, Any]]) -> bool:
+    """Each partition of the run gets the figures of its own rows (Dagster copies ``Output`` metadata onto
+    every partition of a range: a 30-day backfill would show the range's totals on each day). False when
+    the asset is not partitioned (then the caller puts the figures on the ``Output``)."""
+    if not context.has_partition_key_range and not context.has_partition_key:
+        return False
+    keys = list(context.partition_keys)
+    groups = dict(tuple(frame.groupby(PARTITION_COLUMN, sort=False))) if (
+        PARTITION_COLUMN in frame.columns and len(frame)) else {}
+    if PARTITION_COLUMN not in frame.columns and len(keys) == 1:
+        groups = {keys[0]: frame}
+    for key in keys:
+        context.add_asset_metadata(figures(groups.get(key, frame.iloc[0:0])), asset_key=asset_key,
+                                   partition_key=key)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------
 # the write step, shared by the sync's asset and the plain op
 
 
@@ -215,9 +260,12 @@ def run_writes(
     mode: str,
     max_failed_share: float,
     namespace: str | None = None,
+    sink: Callable[[pd.DataFrame], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Send the payloads (dry ones are reported, not sent); return results and metadata; raise on policy breach
-    (``RetryRequested`` when records are being written by another run, or Trackstar asked to wait)."""
+    (``RetryRequested`` when records are being written by another run, or Trackstar asked to wait).
+
+    ``sink`` gets the results before the policy is applied: a failed step's outcomes reach the warehouse too."""
     dry_mask = payloads["dry_run"].to_numpy(dtype=bool) if "dry_run" in payloads.columns else np.zeros(len(payloads), bool)
     if dry_run:
         dry_mask[:] = True
@@ -242,27 +290,15 @@ def run_writes(
         frames.append(dry[cols].assign(status="dry_run"))
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["key", "connection", "action", "status"])
 
-    counts = results["status"].value_counts().to_dict() if len(results) else {}
-    metadata: dict[str, Any] = {
-        **frame_metadata(results),
-        # every status every time, so the UI plots each one as a continuous series over runs
-        **{f"status_{k}": dg.MetadataValue.int(int(counts.get(k, 0))) for k in (*STATUSES, "dry_run")},
-        "dry_run_records": dg.MetadataValue.int(int(dry_mask.sum())),
-    }
+    if sink is not None:
+        sink(results)
+    metadata = results_metadata(results, report)
     if report is not None:
-        metadata.update(
-            {
-                "writes_per_s": dg.MetadataValue.float(float(report.writes_per_s or 0.0)),
-                "latency_p50_s": dg.MetadataValue.float(float(report.p50_latency_s or 0.0)),
-                "latency_p95_s": dg.MetadataValue.float(float(report.p95_latency_s or 0.0)),
-            }
-        )
-        if len(report.failures):
-            metadata["failures"] = dg.MetadataValue.md(markdown_table(report.failures, max_rows=25))
         for conn, reason in (report.stopped_connections or {}).items():
             metadata[f"stopped_{conn}"] = dg.MetadataValue.text(str(reason))
         outcome = FailurePolicy(max_failed_share=max_failed_share).evaluate(report)
         metadata["failed_share"] = dg.MetadataValue.float(float(outcome.failed_share))
+        context.log.info(f"Trackstar write: {outcome.message}")
         if not outcome.ok:
             # every result is already in the ledger (and the failed records are picked up by key next run)
             if outcome.retryable and outcome.retry_after_s:
@@ -347,28 +383,37 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
             sync.results_sink(context, "rejects", rejects)
 
         n_records, n_rejected = batch.records, batch.rejected_records
-        per_conn = payloads.groupby("connection").size().to_dict() if len(payloads) else {}
-        yield dg.Output(
-            payloads,
-            output_name=sync.payloads_key.to_python_identifier(),
-            metadata={
-                **frame_metadata(payloads),
-                "source_rows": dg.MetadataValue.int(len(frame)),
-                "dry_run_records": dg.MetadataValue.int(int(payloads["dry_run"].sum()) if len(payloads) else 0),
+        source_parts = pd.Series(row_parts if row_parts is not None else [], dtype=object).value_counts().to_dict()
+
+        def payload_figures(part: pd.DataFrame) -> dict[str, Any]:
+            per_conn = part.groupby("connection").size().to_dict() if len(part) else {}
+            key = part[PARTITION_COLUMN].iloc[0] if PARTITION_COLUMN in part.columns and len(part) else None
+            return {
+                **frame_metadata(part),
+                "source_rows": dg.MetadataValue.int(int(source_parts.get(key, 0)) if row_parts is not None
+                                                    else len(frame)),
+                "dry_run_records": dg.MetadataValue.int(int(part["dry_run"].sum()) if len(part) else 0),
                 **{f"records_{c}": dg.MetadataValue.int(int(n)) for c, n in sorted(per_conn.items())},
                 **({"fields_left_out": dg.MetadataValue.json(batch.dropped_fields)} if batch.dropped_fields else {}),
-                "preview": dg.MetadataValue.md(preview_bodies(payloads)),
-            },
-        )
-        yield dg.Output(
-            rejects,
-            output_name=sync.rejects_key.to_python_identifier(),
-            metadata={
-                **frame_metadata(rejects),
-                "rejected_records": dg.MetadataValue.int(n_rejected),
-                "top_reasons": dg.MetadataValue.md(top_reject_reasons(rejects)),
-            },
-        )
+                "preview": dg.MetadataValue.md(preview_bodies(part)),
+            }
+
+        def reject_figures(part: pd.DataFrame) -> dict[str, Any]:
+            return {
+                **frame_metadata(part),
+                "rejected_records": dg.MetadataValue.int(int(part["key"].nunique()) if len(part) else 0),
+                "top_reasons": dg.MetadataValue.md(top_reject_reasons(part)),
+            }
+
+        context.log.info(f"Trackstar payloads: {len(frame)} source rows, {n_records} records: "
+                         f"{len(payloads)} payloads, {n_rejected} rejected")
+        by_partition = stamp_partitions(context, sync.payloads_key, payloads, payload_figures)
+        stamp_partitions(context, sync.rejects_key, rejects, reject_figures)
+        yield dg.Output(payloads, output_name=sync.payloads_key.to_python_identifier(),
+                        metadata=None if by_partition else payload_figures(payloads))
+        yield dg.Output(rejects, output_name=sync.rejects_key.to_python_identifier(),
+                        metadata=None if by_partition else {**reject_figures(rejects),
+                                                            "rejected_records": dg.MetadataValue.int(n_rejected)})
         yield rows_valid_result(sync.payloads_key, ROWS_VALID_CHECK, batch.checks, n_rows=len(frame),
                                 n_records=n_records, n_rejected=n_rejected)
         yield reject_share_result(sync.payloads_key, REJECT_SHARE_CHECK, n_rejected, n_records, sync.max_reject_share)
@@ -394,9 +439,12 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
             mode=config.mode_or(sync.mode),
             max_failed_share=sync.max_failed_share,
             namespace=sync.name,
+            sink=(lambda frame: sync.results_sink(context, "write_results", frame)) if sync.results_sink else None,
         )
-        if sync.results_sink is not None:
-            sync.results_sink(context, "write_results", results)
+        run_figures = {k: v for k, v in metadata.items() if k in ("writes_per_s", "latency_p50_s", "latency_p95_s")}
+        if stamp_partitions(context, sync.results_key, results,
+                            lambda part: {**results_metadata(part), **run_figures}):
+            return dg.Output(results)
         return dg.Output(results, metadata=metadata)
 
     return [_payloads, _results]

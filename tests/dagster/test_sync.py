@@ -160,3 +160,43 @@ def test_write_orders_op_in_a_plain_job(sandbox, instance, resources):
     assert result.success
     out = result.output_for_node("write_orders")
     assert set(out["status"]) == {"created"} and len(out) == 4
+
+
+def three_days() -> pd.DataFrame:
+    return pd.concat([rows(3, day="2026-11-18"), rows(5, day="2026-11-19").assign(order_id=lambda f: f["order_id"] + "-b"),
+                      rows(7, day="2026-11-20").assign(order_id=lambda f: f["order_id"] + "-c")], ignore_index=True)
+
+
+RANGE = {"dagster/asset_partition_range_start": "2026-11-18", "dagster/asset_partition_range_end": "2026-11-20"}
+
+
+def test_each_partition_of_a_single_run_backfill_carries_its_own_figures(sandbox, instance, resources):
+    """3 days with 3, 5 and 7 orders in one run: each day's materializations say 3, 5 and 7 (not 15 each)."""
+    sync = make_sync(three_days(), date_column="order_date",
+                     partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01"))
+    result = run(sync, instance, resources, selection=dg.AssetSelection.assets(sync.payloads_key, sync.rejects_key,
+                                                                              sync.results_key), tags=RANGE)
+    assert result.success
+    expected = {"2026-11-18": 3, "2026-11-19": 5, "2026-11-20": 7}
+    figures = {(m.asset_key, m.partition): m.metadata for n in ("s__write_results", "s_payloads")
+               for m in result.asset_materializations_for_node(n)}
+
+    def of(key, name):
+        return {p: md[name].value for (k, p), md in figures.items() if k == key}
+
+    assert of(sync.results_key, "dagster/row_count") == expected
+    assert of(sync.results_key, "status_created") == expected
+    assert of(sync.payloads_key, "dagster/row_count") == expected
+    assert of(sync.payloads_key, "records_acme") == expected
+    assert of(sync.payloads_key, "source_rows") == {p: 2 * n for p, n in expected.items()}
+    assert of(sync.rejects_key, "dagster/row_count") == dict.fromkeys(expected, 0)
+
+
+def test_a_failed_write_step_still_sends_its_results_to_the_sink(sandbox, instance, resources):
+    sunk: list[pd.DataFrame] = []
+    sandbox.configure(faults={"error_5xx": 1.0})
+    sync = make_sync(rows(3), results_sink=lambda context, name, frame: sunk.append(frame) if name == "write_results"
+                     else None)
+    result = run(sync, instance, resources, raise_on_error=False)
+    assert not result.success
+    assert len(sunk) == 1 and set(sunk[0]["status"]) == {"failed"} and len(sunk[0]) == 3
