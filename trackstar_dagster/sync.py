@@ -375,6 +375,11 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
         RejectsModel.validate(batch.rejects)
         for conn, dropped in batch.dropped_fields.items():
             context.log.info(f"{conn}: its integration's schema has no {', '.join(dropped)}; left out of its bodies")
+        if batch.untagged_connections:
+            context.log.warning(
+                f"bodies for {', '.join(batch.untagged_connections)} carry no key tag (key_tag off, or the schema has "
+                f"no trackstar_tags): an unknown outcome cannot be proven and a lost ledger cannot be rebuilt for "
+                f"them; exactly once then rests on the ledger and Trackstar honouring Idempotency-Key")
         keys = list(context.partition_keys) if sync.partitions_def is not None else []
         row_parts = partition_of_rows(frame, sync.date_column, sync.partitions_def, keys)
         payloads = tag_frame(batch.payloads, frame, row_parts, sync.date_column, sync.write_from_ts)
