@@ -30,3 +30,13 @@ def test_demo_backfills_twice_and_leaves_no_process(tmp_path):
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     assert not left
+    # what the UI plots: each day's write_results figures, which sum to the run's total
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(tmp_path / "demo" / "dagster_home")) as instance:
+        key = next(k for k in instance.get_asset_keys() if k.path[-1] == "write_results")
+        records = instance.fetch_materializations(key, limit=1000).records  # newest first
+        first_run = records[-1].run_id
+        per_day = [r.asset_materialization.metadata["status_created"].value for r in records
+                   if r.run_id == first_run]
+    assert len(per_day) >= 28 and sum(per_day) == int(created.group(1)) and max(per_day) < sum(per_day)

@@ -93,19 +93,29 @@ def run_demo(sandbox) -> int:
 
 
 def print_summary(result) -> None:
-    mats = {}
+    """The run's totals: the sum of each day's own figures (as the UI's per-partition plots show them)."""
+    from trackstar_dagster.previews import top_reject_reasons
+
+    totals: dict[str, dict[str, float]] = {}
+    rates: dict[str, float] = {}
+    rejects_key = None
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        mats[mat.asset_key.path[-1]] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-    res = mats.get("write_results", {})
-    statuses = {k.removeprefix("status_"): v for k, v in res.items() if k.startswith("status_") and v}
+        name = mat.asset_key.path[-1]
+        rejects_key = mat.asset_key if name == "rejects" else rejects_key
+        for k, v in mat.metadata.items():
+            value = getattr(v, "value", v)
+            if k.startswith("status_") or k == "rejected_records":
+                totals.setdefault(name, {})[k] = totals.get(name, {}).get(k, 0) + value
+            elif k in ("writes_per_s", "latency_p50_s"):
+                rates[k] = value
+    statuses = {k.removeprefix("status_"): v for k, v in totals.get("write_results", {}).items() if v}
     log("  write results: " + ", ".join(f"{k}={v}" for k, v in sorted(statuses.items())))
-    if res.get("writes_per_s"):
-        log(f"  writes/s: {res['writes_per_s']:.1f}  p50 latency: {res.get('latency_p50_s', 0):.3f}s")
-    rej = mats.get("rejects", {})
-    log(f"  rejected records: {rej.get('rejected_records', 0)}")
-    top = rej.get("top_reasons")
-    if top:
+    if rates.get("writes_per_s") and statuses.get("created"):
+        log(f"  writes/s: {rates['writes_per_s']:.1f}  p50 latency: {rates.get('latency_p50_s', 0):.3f}s")
+    log(f"  rejected records: {totals.get('rejects', {}).get('rejected_records', 0)}")
+    if rejects_key is not None:
+        top = top_reject_reasons(result.asset_value(rejects_key))
         log("  top reject reasons:\n" + "\n".join("    " + line for line in str(top).splitlines()[:8]))
 
 
