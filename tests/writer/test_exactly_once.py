@@ -364,3 +364,27 @@ def test_sigterm_mid_run_leaves_every_outcome_in_the_ledger(tmp_path, attempt):
     assert len(unaccounted) <= 8  # at most the requests in flight (concurrency)
     assert set(entries["status"]) <= {"created", "intent"}
     assert entries["claim_owner"].isna().all()
+
+
+class FilterIgnoringClient(CountingClient):
+    """A server that ignores list filters (answers every record): the tag is still checked here."""
+
+    async def alist_records(self, path, token, filters=None, limit=1000):
+        self.reads += 1
+        return await self.client.alist_records(path, token, filters=None, limit=limit)
+
+
+def test_a_server_that_ignores_look_up_filters_cannot_make_us_adopt_a_stranger(sb, tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    others = orders(5, prefix="x", ns="another_sync")
+    write(sb, others, Ledger(tmp_path / "other.sqlite"), namespace="another_sync")
+    mine = orders(3)
+    sb.configure(faults={"error_5xx": 1.0, "seed": 11})
+    client = FilterIgnoringClient(make_client(sb, timeout=1.0))
+    report = write_payloads(mine, client, {WMS: WMS_TOKEN}, ledger, namespace=NS, max_attempts=2,
+                            backoff_base=0.01, rebuild="never")
+    sb.configure(faults=CLEAR)
+    assert set(report.results["status"]) == {"failed"} and report.results["trackstar_id"].isna().all()
+    again, _ = write(sb, mine, ledger)
+    assert set(again.results["status"]) == {"created"}
+    assert_exactly_once(sb, pd.concat([others, mine], ignore_index=True))
