@@ -12,8 +12,24 @@ here.
 Choices where the docs are silent (kept simple, and relied on by tests):
 
 - Order of checks on a data request: API key, token (401) -> per-token rate limit (429) -> route (404/501)
-  -> disabled action (403) -> Idempotency-Key (replay/409/400) -> latency -> injected fault -> 404 unknown
-  id -> 422 validation -> store. Replays, 4xx before the key check and rate-limit 429s skip the latency.
+  -> disabled action (403) -> body size (413) and JSON (422: not JSON, nested too deep) -> Idempotency-Key
+  (replay/409/400) -> latency -> injected fault -> 404 unknown id -> 422 validation -> store. Replays, 4xx
+  before the key check and rate-limit 429s skip the latency.
+- Body limits (Trackstar's docs name none): a data write's body is at most 1 MiB (``MAX_WRITE_BODY``), an
+  admin body (``/_sandbox/write-info``, ``/_sandbox/configure``) 4 MiB (``MAX_ADMIN_BODY``). A real order
+  is a few KB (one with a thousand line items about 100 KB) and the largest shipped write-info document
+  48 KB: the limits sit far above anything real and far below what strains a local process (a body is
+  held in memory, parsed, judged and copied several times). Over the limit is a 413 ``{"error",
+  "origin"}``, answered from ``Content-Length`` before the body is read, or for a chunked body as soon as
+  the bytes read pass the limit; uvicorn discards the rest and the connection stays usable. JSON nested
+  more than 64 levels (``MAX_JSON_DEPTH``; real bodies nest about 5, write-info documents 11) is a 422
+  ``{"_schema": ["JSON nested more than 64 levels deep."]}`` (a cancel ignores its body, as it does
+  invalid JSON): deeper data would reach Python's recursion limit in the parser, the judge, the store or
+  the answer.
+- ``PUT /_sandbox/write-info/{name}`` (and ``set_write_info``) takes a document only when writes can be
+  judged with it (``judge.check_write_info``: an object whose ``paths`` is an object of path items, valid
+  JSON Schema bodies, local ``$ref``s that resolve, at most 64 levels); else 400 ``Bad write-info
+  document: ...`` (``ValueError`` from Python) and the previous document stays.
 - Idempotency keys are scoped per access token and kept 24 h. Any non-2xx answer releases the key, except
   commit-then-fail: the record was stored, so the key stays bound to that success and a retry with the same
   key replays the 200 (``Idempotent-Replayed: true``) instead of writing twice. Hangs and drops release it.
@@ -60,7 +76,7 @@ from trackstar_dagster.sandbox.data_routes import VERTICALS as VERTICALS
 from trackstar_dagster.sandbox.data_routes import WRITE_METHODS as WRITE_METHODS
 from trackstar_dagster.sandbox.data_routes import DataRoutes
 from trackstar_dagster.sandbox.faults import FaultConfig, FaultInjector
-from trackstar_dagster.sandbox.judge import FORMAT_CHECKER, _doc_with_enums
+from trackstar_dagster.sandbox.judge import FORMAT_CHECKER, _doc_with_enums, check_write_info
 from trackstar_dagster.sandbox.judge import PLACEHOLDER as PLACEHOLDER
 from trackstar_dagster.sandbox.judge import dotted as dotted
 from trackstar_dagster.sandbox.judge import null_path as null_path
@@ -70,8 +86,18 @@ from trackstar_dagster.sandbox.queries import encode_page_token as encode_page_t
 from trackstar_dagster.sandbox.queries import paginate, parse_limit
 from trackstar_dagster.sandbox.queries import tag_matches as tag_matches
 from trackstar_dagster.sandbox.ratelimits import RateLimits, Verdict
+from trackstar_dagster.sandbox.responses import (
+    MAX_ADMIN_BODY,
+    error,
+    not_found,
+    parse_json,
+    read_body,
+    request_id,
+    validation_error,
+)
+from trackstar_dagster.sandbox.responses import MAX_JSON_DEPTH as MAX_JSON_DEPTH
+from trackstar_dagster.sandbox.responses import MAX_WRITE_BODY as MAX_WRITE_BODY
 from trackstar_dagster.sandbox.responses import NoResponse as NoResponse
-from trackstar_dagster.sandbox.responses import error, not_found, request_id, validation_error
 from trackstar_dagster.sandbox.state import (
     SANDBOX_INTEGRATION,
     Connection,
@@ -254,7 +280,9 @@ class Sandbox(DataRoutes):
         }
 
     def set_write_info(self, name: str, doc: dict[str, Any]) -> None:
-        """Schema drift: replace an integration's write-info document while running."""
+        """Schema drift: replace an integration's write-info document while running. ``ValueError`` (the
+        document kept) unless writes can be judged with it (``judge.check_write_info``)."""
+        check_write_info(doc)
         canon = canonical_integration(name)
         self.docs[canon] = copy.deepcopy(doc)
         self.doc_version[canon] = self.doc_version.get(canon, 0) + 1
@@ -404,8 +432,11 @@ class Sandbox(DataRoutes):
     async def admin_configure(self, request: Request) -> Response:
         if (bad := self.check_key(request)) is not None:
             return bad
+        raw = await read_body(request, MAX_ADMIN_BODY)
+        if isinstance(raw, Response):
+            return raw
         try:
-            body = await request.json()
+            body = parse_json(raw)
             allowed = {"latency", "jitter", "write_rate", "read_rate", "faults", "catalog_limit", "rates"}
             return JSONResponse(self.configure(**{k: v for k, v in body.items() if k in allowed}))
         except Exception as exc:  # a bad admin call: say why
@@ -414,7 +445,17 @@ class Sandbox(DataRoutes):
     async def admin_write_info(self, request: Request) -> Response:
         if (bad := self.check_key(request)) is not None:
             return bad
-        self.set_write_info(request.path_params["integration_name"], await request.json())
+        raw = await read_body(request, MAX_ADMIN_BODY)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            doc = parse_json(raw)
+        except ValueError as exc:
+            return error(400, f"Bad write-info document: not valid JSON ({exc}).")
+        try:
+            self.set_write_info(request.path_params["integration_name"], doc)
+        except ValueError as exc:  # the previous document stays
+            return error(400, str(exc))
         return JSONResponse({"ok": True})
 
     async def admin_records(self, request: Request) -> Response:

@@ -2,9 +2,10 @@
 
 Split out of ``app.py`` so that module keeps the app factory, the management/catalog/admin routes and the
 middleware, while this one holds what a data request goes through: auth and per-token rate limit, route
-resolution against the connection's write-info document, Idempotency-Key handling around writes, latency,
-injected faults, 422 judging and the store. The order of these checks and the idempotency rules are
-described in ``app.py``'s module docstring. ``app.py`` re-exports the public names defined here.
+resolution against the connection's write-info document, the body limits (413, too deep), Idempotency-Key
+handling around writes, latency, injected faults, 422 judging and the store. The order of these checks, the
+limits and the idempotency rules are described in ``app.py``'s module docstring. ``app.py`` re-exports the
+public names defined here.
 
 ``DataRoutes`` holds no state of its own: it uses the ``Sandbox``'s (declared below for readers and type
 checkers) and imports nothing from ``app.py``.
@@ -33,7 +34,16 @@ from trackstar_dagster.sandbox.queries import (
     parse_limit,
 )
 from trackstar_dagster.sandbox.ratelimits import RateLimits
-from trackstar_dagster.sandbox.responses import NoResponse, error, not_found, validation_error
+from trackstar_dagster.sandbox.responses import (
+    MAX_WRITE_BODY,
+    JSONTooDeep,
+    NoResponse,
+    error,
+    not_found,
+    parse_json,
+    read_body,
+    validation_error,
+)
 from trackstar_dagster.sandbox.state import Connection, Store, fingerprint, utc_now_iso
 from trackstar_dagster.schema.openapi import action_for, operations
 
@@ -212,14 +222,17 @@ class DataRoutes:
             return error(501, f"Endpoint {action} is not implemented for {display}")
         if action in conn.disabled_actions:
             return error(403, f"{action} is disabled for this connection")
-        raw = await request.body()
+        raw = await read_body(request, MAX_WRITE_BODY)
+        if isinstance(raw, Response):
+            return raw  # 413
         body: Any = None
         if raw.strip():
             try:
-                body = json.loads(raw)
-            except ValueError:
+                body = parse_json(raw)
+            except ValueError as exc:  # a cancel ignores its body, whatever it is
                 if not is_cancel:
-                    return validation_error({"_schema": ["Invalid JSON body."]})
+                    message = str(exc) if isinstance(exc, JSONTooDeep) else "Invalid JSON body."
+                    return validation_error({"_schema": [message]})
         if body is None and not is_cancel:
             return validation_error({"_schema": ["A JSON object body is required."]})
 

@@ -1,8 +1,9 @@
 """Judging a write body against a connection's write-info document, as the sandbox answers with a 422.
 
 Split out of ``app.py`` so the routes stay about HTTP: this module owns the JSON Schema format checks
-(``date``, ``date-time``), the 422 detail keys (``dotted``/``null_path``), ``judge_body`` itself, and the
-write-info document as one connection sees it (its warehouse ids and return causes in the enums).
+(``date``, ``date-time``), the 422 detail keys (``dotted``/``null_path``), ``judge_body`` itself, the
+write-info document as one connection sees it (its warehouse ids and return causes in the enums), and
+``check_write_info``: whether a document replacing one while running is one writes can be judged with.
 """
 
 from __future__ import annotations
@@ -10,12 +11,22 @@ from __future__ import annotations
 import copy
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import SchemaError
 
 from trackstar_dagster.nulls import find_null_like
+from trackstar_dagster.sandbox.responses import MAX_JSON_DEPTH, exceeds_depth
 from trackstar_dagster.sandbox.state import Connection
-from trackstar_dagster.schema.openapi import is_placeholder_enum, json_types
+from trackstar_dagster.schema.openapi import (
+    REF_PREFIX,
+    WRITE_METHODS,
+    is_placeholder_enum,
+    json_types,
+    normalise_schema,
+    operations,
+)
 from trackstar_dagster.schema.validator import FORMAT_CHECKS
 
 PLACEHOLDER = "N/A - Connect an account to see options"
@@ -116,3 +127,107 @@ def _doc_with_enums(doc: dict[str, Any], conn: Connection | None) -> dict[str, A
 
     walk(doc)
     return doc
+
+
+# -- write-info documents replaced while running ---------------------------------------------------------
+def check_write_info(doc: Any) -> None:
+    """``ValueError("Bad write-info document: ...")`` unless ``doc`` can replace a write-info document.
+
+    That is: an object (OpenAPI) whose ``paths`` is an object of path items; its write operations, request
+    bodies, media types and component schemas objects where OpenAPI says so; nested at most
+    ``MAX_JSON_DEPTH`` levels; and every write operation's normalised body schema a valid JSON Schema whose
+    ``$ref``s resolve inside it. Everything a later write or ``GET .../write-info`` does with the document is
+    tried here once, so a document that passes cannot make them fail.
+    """
+    def bad(why: str) -> ValueError:
+        return ValueError(f"Bad write-info document: {why}")
+
+    if not isinstance(doc, dict):
+        raise bad(f"expected an OpenAPI object with 'paths', got a JSON {_json_kind(doc)}.")
+    if not isinstance(doc.get("paths"), dict):
+        raise bad("'paths' must be an object of path items.")
+    if exceeds_depth(doc, MAX_JSON_DEPTH):
+        raise bad(f"nested more than {MAX_JSON_DEPTH} levels deep.")
+    for path, item in doc["paths"].items():
+        if not isinstance(item, dict):
+            raise bad(f"paths[{path!r}] must be an object.")
+        for method, op in item.items():
+            if method.lower() not in WRITE_METHODS:
+                continue
+            where = f"{method.upper()} {path}"
+            if not isinstance(op, dict):
+                raise bad(f"{where} must be an object.")
+            request_body = op.get("requestBody", {})
+            if not isinstance(request_body, dict) or not isinstance(request_body.get("content", {}), dict):
+                raise bad(f"{where}: requestBody and its content must be objects.")
+            for media_type, media in request_body.get("content", {}).items():
+                if not isinstance(media, dict) or not isinstance(media.get("schema", {}), dict):
+                    raise bad(f"{where}: content[{media_type!r}] and its schema must be objects.")
+    components = doc.get("components", {})
+    if not isinstance(components, dict) or not isinstance(components.get("schemas", {}), dict):
+        raise bad("'components' and 'components.schemas' must be objects.")
+    try:
+        _doc_with_enums(doc, None)
+        # one schema holding every write's normalised body (one check_schema: it is slow, ~50 ms a call)
+        combined: dict[str, Any] = {"$defs": {}, "properties": {}}
+        for op in operations(doc):
+            schema = normalise_schema(doc, op.action)
+            combined["$defs"] = schema.pop("$defs")
+            schema.pop("$schema", None)
+            combined["properties"][f"{op.method} {op.path}"] = schema
+        Draft202012Validator.check_schema(combined)
+        _check_refs(combined)
+    except SchemaError as exc:
+        raise bad(f"not a valid JSON Schema at {_schema_place(exc.absolute_path)}: {exc.message}.") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise bad(str(exc)) from None
+
+
+def _schema_place(path: Any) -> str:
+    """Where a SchemaError of ``check_write_info``'s combined schema is, in the document's terms."""
+    parts = [str(p) for p in path]
+    if parts[:1] == ["$defs"]:
+        return ".".join(["components.schemas", *parts[1:]])
+    if parts[:1] == ["properties"] and len(parts) > 1:
+        return " ".join([f"the {parts[1]} body schema", ".".join(parts[2:])]).strip()
+    return ".".join(parts) or "the root"
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _check_refs(schema: dict[str, Any]) -> None:
+    """Every ``$ref`` in ``schema`` a JSON pointer (``#/...``) that resolves inside it (ValueError if not):
+    the validator would otherwise fail, or try to fetch a remote document, on the first body that reaches it."""
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            try:
+                _resolve_pointer(schema, ref)
+            except ValueError as exc:  # say it the way the document does
+                raise ValueError(str(exc).replace("#/$defs/", REF_PREFIX)) from None
+        stack.extend(v for k, v in node.items() if k not in ("enum", "const"))
+
+
+def _resolve_pointer(root: Any, ref: str) -> Any:
+    if ref != "#" and not ref.startswith("#/"):
+        raise ValueError(f"$ref {ref!r} is not local (only #/components/schemas/... is read)")
+    node = root
+    for part in ref[2:].split("/") if ref != "#" else []:
+        key = unquote(part).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            raise ValueError(f"$ref {ref!r} does not resolve")
+    return node

@@ -1,12 +1,14 @@
-"""The sandbox's answer shapes: Trackstar's error bodies and the empty answer of a dropped connection.
+"""The sandbox's answer shapes (Trackstar's error bodies, the empty answer of a dropped connection) and the
+request-body limits (size, JSON nesting depth) every route that reads a body goes through.
 
 A module of its own so that both ``app.py`` (management and admin routes) and ``data_routes.py`` (the
 ``/{vertical}/...`` routes) can build the same answers without importing each other; ``app.py`` re-exports
-these names.
+these names. The limits and why they are what they are: ``app.py``'s module docstring.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
@@ -39,3 +41,62 @@ class NoResponse(Response):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         return None
+
+
+# -- request bodies --------------------------------------------------------------------------------------
+MIB = 1024 * 1024
+MAX_WRITE_BODY = MIB  # a data write (POST/PUT/PATCH/DELETE /{vertical}/...)
+MAX_ADMIN_BODY = 4 * MIB  # an admin body (/_sandbox/write-info/{name}, /_sandbox/configure)
+MAX_JSON_DEPTH = 64  # objects and arrays nested in one another, the outermost counting 1
+
+
+def body_too_large(limit: int) -> JSONResponse:
+    size = f"{limit // MIB} MiB ({limit} bytes)" if limit % MIB == 0 else f"{limit} bytes"
+    return error(413, f"Request body too large: the limit is {size}.")
+
+
+async def read_body(request: Request, limit: int) -> bytes | JSONResponse:
+    """The body, or a 413 once it is known to pass ``limit``: from ``Content-Length`` before anything is read,
+    else (chunked) as soon as the bytes read pass it. What is left unread is discarded by uvicorn."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return body_too_large(limit)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            return body_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class JSONTooDeep(ValueError):
+    """A JSON document nested more than ``MAX_JSON_DEPTH`` levels."""
+
+    def __init__(self, limit: int = MAX_JSON_DEPTH) -> None:
+        super().__init__(f"JSON nested more than {limit} levels deep.")
+
+
+def exceeds_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when dicts/lists are nested more than ``limit`` deep in ``value`` (iterative: any depth is safe)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def parse_json(raw: bytes, limit: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` that refuses documents nested more than ``limit`` levels (``JSONTooDeep``, also for
+    ones too deep for Python's parser); ``ValueError`` for anything else that is not JSON."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise JSONTooDeep(limit) from None
+    if exceeds_depth(value, limit):
+        raise JSONTooDeep(limit)
+    return value
