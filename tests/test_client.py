@@ -123,9 +123,13 @@ def test_catalog_write_info_connections(sandbox: Any) -> None:
         assert "/wms/orders" in doc["paths"]
         conns = client.list_connections()
         assert {c["integration_name"] for c in conns} == {"wms_sandbox", "shiphero", "shipbob"}
-        conn = client.get_connection("sandbox-token-shipbob")
+        conn = client.lookup_connection_by_token("sandbox-token-shipbob")
         assert conn["integration_name"] == "shipbob" and conn["integration_type"] == "wms"
         assert conn["connection_id"]
+        by_id = client.get_connection_by_id(conn["connection_id"])
+        assert by_id["integration_name"] == "shipbob" and by_id["connection_id"] == conn["connection_id"]
+        with pytest.raises(TrackstarNotFoundError):
+            client.get_connection_by_id("conn_does_not_exist")
 
 
 def test_write_then_read_back(sandbox: Any) -> None:
@@ -154,7 +158,10 @@ def test_async_twins(sandbox: Any) -> None:
             one = await client.aget_record("/wms/orders", results[0].id, WMS)
             assert one["id"] == results[0].id
             assert len(await client.aget_integrations("wms")) == 20
-            assert (await client.aget_connection(WMS))["integration_name"] == "wms_sandbox"
+            found = await client.alookup_connection_by_token(WMS)
+            assert found["integration_name"] == "wms_sandbox"
+            by_id = await client.aget_connection_by_id(found["connection_id"])
+            assert by_id["integration_name"] == "wms_sandbox"
             assert "paths" in await client.aget_write_info("wms", "wms_sandbox", WMS)
             assert len(await client.alist_connections()) == 3
 
@@ -516,7 +523,7 @@ def test_secrets_never_in_logs_reprs_or_errors(sandbox: Any, caplog: pytest.LogC
     client = make_client(sandbox, max_retries=1)
     texts: list[str] = [repr(client), str(client)]
     client.get_integrations("wms")
-    client.get_connection(secret_token)  # the token travels in the query string here
+    client.lookup_connection_by_token(secret_token)  # the token travels in the query string here
     client.list_records("/wms/orders", secret_token, {"reference_id": "r"})
     res = client.write("POST", "/wms/orders", order(1), WMS)
     texts += [repr(res), res.model_dump_json()]
@@ -531,7 +538,7 @@ def test_secrets_never_in_logs_reprs_or_errors(sandbox: Any, caplog: pytest.LogC
             call()
         errors.append(exc.value)
     texts += [str(e) for e in errors] + [repr(e) for e in errors] + [str(e.to_dict()) for e in errors]
-    asyncio.run(client.aget_connection(secret_token))
+    asyncio.run(client.alookup_connection_by_token(secret_token))
     client.close()
     # client-side loggers only: the in-process sandbox server (uvicorn.*, trackstar_dagster.sandbox) is not ours
     texts += [r.getMessage() for r in caplog.records if not r.name.startswith(("uvicorn", "trackstar_dagster.sandbox"))]
@@ -548,3 +555,32 @@ def test_redact_helper() -> None:
     assert "very-secret-key-1" not in redact("key very-secret-key-1 here")
     assert redact("GET /connections?access_token=abc&limit=5") == "GET /connections?access_token=***&limit=5"
     assert redact("page_token=abc") == "page_token=abc"
+    # a DSN's password, wherever it is in a line of text
+    assert (redact("ledger at postgresql+psycopg://ledger:pw-Xy9@db.example:5432/trackstar, retrying")
+            == "ledger at postgresql+psycopg://ledger:***@db.example:5432/trackstar, retrying")
+    assert redact("sqlite:////tmp/ledger.sqlite") == "sqlite:////tmp/ledger.sqlite"
+    assert redact("https://production.trackstarhq.com/wms/orders") == "https://production.trackstarhq.com/wms/orders"
+
+
+def test_mask_url_password() -> None:
+    from trackstar_dagster.redaction import mask_url_password
+
+    assert mask_url_password("postgresql+psycopg://user:secret@host/db") == "postgresql+psycopg://user:***@host/db"
+    # an unencoded '@' or '/' in the password is still hidden whole
+    assert mask_url_password("postgresql://u:p@ss/w0rd@host:5432/db?sslmode=require") == (
+        "postgresql://u:***@host:5432/db?sslmode=require"
+    )
+    for plain in ("postgresql://user@host/db", "sqlite:////abs/ledger.sqlite", "sqlite://", None, ""):
+        assert mask_url_password(plain) == plain
+
+
+def test_connection_lookup_by_id_keeps_the_token_out_of_urls(sandbox: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """GET /connections/{connection_id}: API key only, no access token anywhere in the request."""
+    seen: list[httpx.Request] = []
+    caplog.set_level(logging.INFO, logger="httpx")
+    with make_client(sandbox) as client:
+        conn_id = next(c["connection_id"] for c in client.list_connections() if c["integration_name"] == "shipbob")
+        client.http.event_hooks["request"].append(seen.append)
+        assert client.get_connection_by_id(conn_id)["integration_name"] == "shipbob"
+    assert [str(r.url.path) for r in seen] == [f"/connections/{conn_id}"]
+    assert not seen[0].url.query and "x-trackstar-access-token" not in seen[0].headers

@@ -97,6 +97,13 @@ def _write_info_path(integration_type: str, integration_name: str) -> str:
     return f"/integrations/{_seg(integration_type)}/{_seg(integration_name)}/write-info"
 
 
+def _connection_path(connection_id: str) -> str:
+    """``/connections/{connection_id}`` (the id is one path segment, whatever it holds)."""
+    if not str(connection_id or "").strip():
+        raise ValueError("connection_id is empty")
+    return f"/connections/{_seg(connection_id)}"
+
+
 def _record_path(resource_path: str, record_id: str) -> str:
     return f"{_clean_path(resource_path).rstrip('/')}/{_seg(record_id)}"
 
@@ -149,20 +156,19 @@ def _next_token(body: Any) -> str | None:
     return None
 
 
-def _one_connection(body: Any) -> dict[str, Any]:
+def _one_connection(body: Any, path: str = "/connections") -> dict[str, Any]:
+    """The connection in a ``GET /connections?access_token=`` or ``GET /connections/{id}`` answer."""
     if isinstance(body, dict) and "data" in body:
         data = body["data"]
         if isinstance(data, list):
             if not data:
-                raise TrackstarNotFoundError(
-                    "no connection for this access token", status=404, path="/connections"
-                )
+                raise TrackstarNotFoundError("no such connection", status=404, path=path)
             return data[0]
         if isinstance(data, dict):
             return data
     if isinstance(body, dict) and body:
         return body
-    raise TrackstarNotFoundError("no connection for this access token", status=404, path="/connections")
+    raise TrackstarNotFoundError("no such connection", status=404, path=path)
 
 
 def _write_response(response: httpx.Response, attempts: int, elapsed: float, key: str) -> WriteResponse:

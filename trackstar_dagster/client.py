@@ -29,6 +29,7 @@ from trackstar_dagster.api_shapes import (
     WriteResponse,
     _body,
     _clean_path,
+    _connection_path,
     _data_dict,
     _data_list,
     _integrations_path,
@@ -441,20 +442,31 @@ class TrackstarClient:
     async def alist_connections(self, limit: int = 1000) -> list[dict[str, Any]]:
         return [c async for c in self._aiter_pages("/connections", None, None, limit)]
 
-    def get_connection(self, access_token: str) -> dict[str, Any]:
-        """The connection an access token belongs to (``integration_name``, ``integration_type``, ...).
+    def get_connection_by_id(self, connection_id: str) -> dict[str, Any]:
+        """``GET /connections/{connection_id}`` (API key only): ``integration_name``, ``integration_type``, ...
 
-        Trackstar looks a token up with ``GET /connections?access_token=...``. The token is in the URL
-        there, so httpx's INFO line is redacted by the log filter installed on import.
+        The way to learn a connection's integration without its token leaving the headers.
+        """
+        path = _connection_path(connection_id)
+        return _one_connection(self._get(path), path)
+
+    async def aget_connection_by_id(self, connection_id: str) -> dict[str, Any]:
+        path = _connection_path(connection_id)
+        return _one_connection(await self._aget(path), path)
+
+    def lookup_connection_by_token(self, access_token: str) -> dict[str, Any]:
+        """The connection an access token belongs to, with ``GET /connections?access_token=...``.
+
+        Avoid it where you can: the token is in the URL there, and URLs end up in the access logs of
+        proxies and of the server. Our own log lines are redacted (the filter installed on import), other
+        machines' are not. Prefer ``get_connection_by_id`` or a configured ``integration_name``.
         """
         _register_secret(access_token)
-        body = self._get("/connections", params={"access_token": access_token})
-        return _one_connection(body)
+        return _one_connection(self._get("/connections", params={"access_token": access_token}))
 
-    async def aget_connection(self, access_token: str) -> dict[str, Any]:
+    async def alookup_connection_by_token(self, access_token: str) -> dict[str, Any]:
         _register_secret(access_token)
-        body = await self._aget("/connections", params={"access_token": access_token})
-        return _one_connection(body)
+        return _one_connection(await self._aget("/connections", params={"access_token": access_token}))
 
     # -- records -------------------------------------------------------------------------------------
 

@@ -23,12 +23,14 @@ from trackstar_dagster.sync import TrackstarSync, build_trackstar_sync_assets, t
 
 
 class ConnectionModel(dg.Model, dg.Resolvable):
-    """A Trackstar connection: its access token is read from the environment variable named here."""
+    """A Trackstar connection: its access token is read from the environment variable named here. Give its
+    ``integration_name``, or its ``connection_id`` to look the integration up with the API key."""
 
     name: str
     access_token_env: str = Field(description="Name of the environment variable holding the access token.")
     integration_type: str = "wms"
     integration_name: str | None = None
+    connection_id: str | None = Field(default=None, description="Looked up when integration_name is not given.")
 
 
 class SourceModel(dg.Model, dg.Resolvable):
@@ -74,6 +76,10 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
     base_url: str = PRODUCTION_URL
     base_url_env: str | None = Field(default=None, description="Environment variable overriding base_url when set.")
     connections: list[ConnectionModel] = Field(default_factory=list)
+    lookup_integration_by_token: bool = Field(
+        default=False,
+        description="Look up a connection's integration by its token (the token goes in a URL; not recommended).",
+    )
     source: SourceModel
     mapping: dict[str, Any] | None = Field(default=None, description="Inline mapping config (see MappingConfig).")
     mapping_file: str | None = Field(default=None, description="Mapping YAML, relative to this defs.yaml.")
@@ -108,9 +114,11 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
                     access_token=dg.EnvVar(c.access_token_env),
                     integration_type=c.integration_type,
                     integration_name=c.integration_name,
+                    connection_id=c.connection_id,
                 )
                 for c in self.connections
             ],
+            lookup_integration_by_token=self.lookup_integration_by_token,
         )
 
     def build_sync(self, context: dg.ComponentLoadContext) -> TrackstarSync:

@@ -2,8 +2,9 @@
 
 Why a module of its own: the secret registry and the logging filter are process-wide and used by more than
 the HTTP plumbing (error messages are redacted in the retry policy; the client registers each key and token
-it sees). httpx logs full request URLs at INFO, and Trackstar's connection lookup puts the token in the
-query string, so the filter is installed on the httpx/httpcore loggers (and ours) on import.
+it sees). httpx logs full request URLs at INFO, and Trackstar's token look-up (only when a resource opts in
+with ``lookup_integration_by_token``) puts the token in the query string, so the filter is installed on the
+httpx/httpcore loggers (and ours) on import. Database URLs (the ledger's) have their password masked too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import re
 import threading
 
-__all__ = ["install_log_redaction", "redact"]
+__all__ = ["install_log_redaction", "mask_url_password", "redact"]
 
 # ---------------------------------------------------------------------------------------------------------
 # Secret redaction (logs of httpx/httpcore and our own messages)
@@ -24,6 +25,25 @@ _QUERY_SECRET_RE = re.compile(
     r"(?i)((?<![A-Za-z0-9_])(?:access_token|api_key|apikey|token|auth_code|key)=)[^&\s\"'#]+"
 )
 _REDACTED = "***"
+# ``scheme://user:password@`` inside any text (log lines, messages): the password up to the next '@'
+_URL_PASSWORD_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^:@/\s]*:)[^@\s]+@")
+# one whole URL: ``scheme://user:`` then everything up to the last '@' (a password may hold '/' or '@')
+_ONE_URL_PASSWORD_RE = re.compile(r"(?is)^([a-z][a-z0-9+.\-]*://[^:@/\s]*:)(.*)@([^@]*)$")
+
+
+def mask_url_password(url: str | None) -> str | None:
+    """``postgresql+psycopg://user:***@host/db``: a URL with its password (if any) masked, for display."""
+    if not url or "://" not in url:
+        return url
+    match = _ONE_URL_PASSWORD_RE.match(url)
+    if match is None or not match.group(2):
+        return url
+    return f"{match.group(1)}{_REDACTED}@{match.group(3)}"
+
+
+def url_has_password(url: str | None) -> bool:
+    """Whether a URL carries a password (``scheme://user:password@host``)."""
+    return bool(url) and mask_url_password(url) != url
 
 
 def _register_secret(value: str | None) -> None:
@@ -38,6 +58,7 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _QUERY_SECRET_RE.sub(r"\1" + _REDACTED, text)
+    text = _URL_PASSWORD_RE.sub(r"\1" + _REDACTED + "@", text)
     with _SECRETS_LOCK:
         secrets = sorted(_SECRETS, key=len, reverse=True)
     for secret in secrets:
@@ -73,6 +94,10 @@ _REDACTED_LOGGERS = (
     "httpcore.socks",
     "trackstar_dagster",
     "trackstar_dagster.client",  # the client's own logger
+    "trackstar_dagster.resource",
+    "trackstar_dagster.writer",
+    "trackstar_dagster.pools",
+    "trackstar_dagster.payload_builder",
 )
 
 

@@ -1,28 +1,54 @@
 """Dagster resource holding the Trackstar API key and the connections (access tokens) a project writes to.
 
-Keys and tokens should come from ``EnvVar`` so Dagster shows the variable's name, never its value; the
-resource's repr masks them anyway.
+Keys and tokens should come from ``EnvVar`` so Dagster shows and stores the variable's name, never its value:
+a plain string lands in Dagster's run storage and UI, so putting one in definitions raises a
+``PlainSecretWarning`` (once per field and process). The resource's repr masks the key, the tokens and the
+ledger URL's password anyway.
+
+A connection's integration is either configured (``integration_name``) or looked up by its
+``connection_id`` (``GET /connections/{connection_id}``, the API key only). Looking it up by the token
+(``GET /connections?access_token=...``) puts the token in a URL, where proxies and servers log it: only with
+``lookup_integration_by_token=True``, and with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import Config, ConfigurableResource, InitResourceContext
-from pydantic import Field, PrivateAttr
+from dagster import Config, ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import Field, PrivateAttr, model_validator
 
 from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient
 from trackstar_dagster.errors import ConfigError
 from trackstar_dagster.ratelimit import fingerprint
+from trackstar_dagster.redaction import mask_url_password, url_has_password
 from trackstar_dagster.schema.store import SchemaStore
 from trackstar_dagster.writer.ledger import Ledger
 
-__all__ = ["ResolvedConnection", "TrackstarConnection", "TrackstarResource"]
+__all__ = ["PlainSecretWarning", "ResolvedConnection", "TrackstarConnection", "TrackstarResource"]
+
+logger = logging.getLogger(__name__)
 
 _MASK = "**********"
+
+
+class PlainSecretWarning(UserWarning):
+    """A secret (API key, access token, a ledger URL with a password) was given to Dagster as a plain string.
+
+    Dagster keeps a resource's plain config values in its run storage and shows them in the UI; an
+    ``EnvVar`` is kept and shown by its variable's name, and read from the environment at run time.
+    """
+
+
+# (field path) -> warned already, so each field warns once per process
+_PLAIN_SECRETS_WARNED: set[tuple[str, ...]] = set()
+_PLAIN_SECRETS_LOCK = threading.Lock()
 
 # Process-wide: access token fingerprint -> (integration_type, integration_name), so runs in one process
 # look each token up once. Keyed by fingerprints, never by the secrets.
@@ -51,7 +77,12 @@ class TrackstarConnection(Config):
     integration_type: str = Field(default="wms", description="wms, cart, carrier, freight.")
     integration_name: str | None = Field(
         default=None,
-        description="Trackstar's integration name (e.g. 'shipbob'); looked up via GET /connections when empty.",
+        description="Trackstar's integration name (e.g. 'shipbob'). Give it, or connection_id to look it up.",
+    )
+    connection_id: str | None = Field(
+        default=None,
+        description="Trackstar's id of the connection (dashboard, or /link/exchange's answer): its integration "
+        "is looked up with GET /connections/{connection_id}, the API key only. Not needed with integration_name.",
     )
 
     def __repr_args__(self) -> Any:
@@ -81,7 +112,13 @@ class TrackstarResource(ConfigurableResource):
     ledger_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the write ledger (e.g. PostgreSQL when runs span machines); "
-        "default a SQLite file in state_dir.",
+        "default a SQLite file in state_dir. With a password in it, use EnvVar('...').",
+    )
+    lookup_integration_by_token: bool = Field(
+        default=False,
+        description="Look up the integration of a connection with neither integration_name nor connection_id by "
+        "its access token (GET /connections?access_token=...). Puts the token in a URL, where proxies' and "
+        "servers' access logs keep it: prefer integration_name or connection_id.",
     )
 
     _client: TrackstarClient | None = PrivateAttr(default=None)
@@ -89,7 +126,29 @@ class TrackstarResource(ConfigurableResource):
 
     def __repr_args__(self) -> Any:
         for key, value in super().__repr_args__():
-            yield key, (_MASK if key == "api_key" else value)
+            if key == "api_key":
+                yield key, _MASK
+            elif key == "ledger_url" and isinstance(value, str) and not isinstance(value, EnvVar):
+                yield key, mask_url_password(value)
+            else:
+                yield key, value
+
+    # -- validation (when definitions load, and again when a run builds the resource) ------------------
+
+    @model_validator(mode="after")
+    def _every_connection_resolvable(self) -> TrackstarResource:
+        if not self.lookup_integration_by_token:
+            missing = [c.name for c in self.connections if not c.integration_name and not c.connection_id]
+            if missing:
+                raise ConfigError(_unresolvable_message(missing))
+        return self
+
+    def get_resource_definition(self) -> Any:
+        """Dagster turns the resource into its definition here, from the values given in definitions (still
+        ``EnvVar``s where they were; at run time the resource is rebuilt from resolved values without passing
+        here): the place to tell about secrets given as plain strings."""
+        _warn_plain_secrets(self)
+        return super().get_resource_definition()
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -143,17 +202,40 @@ class TrackstarResource(ConfigurableResource):
         return matches[0]
 
     def connection(self, name: str) -> ResolvedConnection:
-        """The named connection with its integration; looked up (once per process) when not configured."""
+        """The named connection with its integration: configured, or looked up (once per process)."""
         conf = self._configured(name)
         if not conf.access_token:
             raise ConfigError(f"Trackstar connection {name!r} has an empty access_token (is its EnvVar set?)")
         if conf.integration_name:
             return ResolvedConnection(name, conf.access_token, conf.integration_type, conf.integration_name)
-        key = (self.base_url, fingerprint(self.api_key), fingerprint(conf.access_token))
+        lookup: Callable[[], dict[str, Any]]
+        if conf.connection_id:
+            connection_id = conf.connection_id
+            key = (self.base_url, fingerprint(self.api_key), f"id:{connection_id}")
+
+            def lookup() -> dict[str, Any]:
+                return self.get_client().get_connection_by_id(connection_id)
+
+        elif self.lookup_integration_by_token:
+            key = (self.base_url, fingerprint(self.api_key), fingerprint(conf.access_token))
+
+            def lookup() -> dict[str, Any]:
+                logger.warning(
+                    "Trackstar connection %r: looking its integration up by its access token "
+                    "(lookup_integration_by_token=True) sends the token in a URL "
+                    "(GET /connections?access_token=...), and URLs are kept in the access logs of proxies "
+                    "and servers on the way. Set the connection's integration_name, or its connection_id, "
+                    "and turn lookup_integration_by_token off.",
+                    name,
+                )
+                return self.get_client().lookup_connection_by_token(conf.access_token)
+
+        else:  # validation normally stops this when definitions load; never fall back to the token
+            raise ConfigError(_unresolvable_message([name]))
         with _LOOKUPS_LOCK:
             cached = _LOOKUPS.get(key)
         if cached is None:
-            found = self.get_client().get_connection(conf.access_token)
+            found = lookup()
             integration_name = found.get("integration_name")
             if not integration_name:
                 raise ConfigError(f"Trackstar did not name the integration of connection {name!r}")
@@ -169,3 +251,49 @@ class TrackstarResource(ConfigurableResource):
         if duplicates:
             raise ConfigError(f"Trackstar connection names configured more than once: {duplicates}")
         return [self.connection(n) for n in names]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _unresolvable_message(names: list[str]) -> str:
+    which = ", ".join(repr(n) for n in names)
+    plural = "s" if len(names) > 1 else ""
+    return (
+        f"Trackstar connection{plural} {which}: the integration is unknown. Give each connection either "
+        "integration_name (e.g. integration_name='shipbob', as the Trackstar dashboard shows it) or "
+        "connection_id (its integration is then looked up with GET /connections/{connection_id}, "
+        "the API key only). lookup_integration_by_token=True on the resource looks it up by the access token "
+        "instead, which puts the token in a URL where access logs keep it: not recommended."
+    )
+
+
+def _is_plain(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and not isinstance(value, EnvVar)
+
+
+def _warn_plain_secrets(resource: TrackstarResource) -> None:
+    """A ``PlainSecretWarning`` per secret field given as a plain string (once per field and process)."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    if _is_plain(resource.api_key):
+        found.append((("api_key",), "TrackstarResource.api_key is a plain string; use "
+                                     "api_key=dg.EnvVar('TRACKSTAR_API_KEY')."))
+    for conn in resource.connections:
+        if _is_plain(conn.access_token):
+            found.append((("connection", conn.name, "access_token"),
+                          f"Trackstar connection {conn.name!r}: access_token is a plain string; use "
+                          "access_token=dg.EnvVar('<VARIABLE>') (access_token_env in the component)."))
+    if _is_plain(resource.ledger_url) and url_has_password(resource.ledger_url):
+        found.append((("ledger_url",), "TrackstarResource.ledger_url holds a password and is a plain string; "
+                                       "use ledger_url=dg.EnvVar('<VARIABLE>')."))
+    for key, message in found:
+        with _PLAIN_SECRETS_LOCK:
+            if key in _PLAIN_SECRETS_WARNED:
+                continue
+            _PLAIN_SECRETS_WARNED.add(key)
+        warnings.warn(
+            f"{message} Dagster keeps plain config values in its run storage and shows them in the UI; "
+            "an EnvVar is kept by its name and read from the environment at run time.",
+            PlainSecretWarning,
+            stacklevel=3,
+        )

@@ -51,3 +51,38 @@ def test_process_serves_401_and_200(tmp_path) -> None:
     assert stdout == b""  # logs never go to stdout
     log_text = log_file.read_text()
     assert "GET /integrations/wms 200" in log_text and "secret-key-123" not in log_text
+
+
+def test_run_sandbox_subprocess_keeps_key_and_tokens_off_the_command_line() -> None:
+    """``ps`` shows every user's command lines: the key and tokens travel in the child's environment."""
+    import psutil
+
+    from trackstar_dagster.sandbox.server import run_sandbox
+
+    key, token = "ps-visible-key-4e1d", "ps-visible-token-9c2a"
+    spec = {"integration_name": "shipbob", "warehouse_ids": ["wh-a"], "connection_id": "conn_ps_test"}
+    with run_sandbox(api_key=key, connections={token: spec, "second-token-77b0": "shiphero"},
+                     subprocess=True) as sb:
+        assert sb.process is not None and sb.process.poll() is None
+        cmdline = " ".join(psutil.Process(sb.process.pid).cmdline())
+        with open(f"/proc/{sb.process.pid}/cmdline", "rb") as f:
+            raw = f.read().decode(errors="replace")
+        # the child really serves those connections (the settings did reach it)
+        r = httpx.get(f"{sb.base_url}/connections/conn_ps_test", headers={"x-trackstar-access-token": token,
+                                                                           "x-trackstar-api-key": key})
+        assert r.status_code == 200 and r.json()["integration_name"] == "shipbob"
+        r = httpx.get(f"{sb.base_url}/wms/orders", headers={"x-trackstar-access-token": "second-token-77b0",
+                                                            "x-trackstar-api-key": key})
+        assert r.status_code == 200
+    assert "trackstar_dagster.sandbox" in cmdline
+    for secret in (key, token, "second-token-77b0"):
+        assert secret not in cmdline and secret not in raw, secret
+
+
+def test_connections_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("TRACKSTAR_SANDBOX_CONNECTIONS_JSON",
+                       '{"env-token-1": {"integration_name": "shipbob"}, "env-token-2": "shiphero"}')
+    s = settings_from_args(build_parser().parse_args(["--connection", "cli-token=sandbox"]))
+    assert s.connections is not None
+    assert {t: (c if isinstance(c, str) else c.integration_name) for t, c in s.connections.items()} == {
+        "env-token-1": "shipbob", "env-token-2": "shiphero", "cli-token": "sandbox"}

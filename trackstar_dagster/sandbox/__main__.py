@@ -15,7 +15,7 @@ from pathlib import Path
 
 from trackstar_dagster.sandbox.app import DEFAULT_API_KEY, DEFAULT_CONNECTIONS, Sandbox, SandboxSettings
 from trackstar_dagster.sandbox.faults import FaultConfig
-from trackstar_dagster.sandbox.server import bind_socket, make_server
+from trackstar_dagster.sandbox.server import API_KEY_ENV, CONNECTIONS_ENV, bind_socket, make_server
 from trackstar_dagster.sandbox.state import ConnectionSpec
 
 log = logging.getLogger("trackstar_dagster.sandbox")
@@ -39,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     p.add_argument("--port", type=int, default=8787, help="port (0 = a free port)")
     p.add_argument("--api-key", default=None,
-                   help=f"the API key clients must send (default: $TRACKSTAR_SANDBOX_API_KEY, else {DEFAULT_API_KEY})")
+                   help=f"the API key clients must send (default: ${API_KEY_ENV}, else {DEFAULT_API_KEY}; "
+                        "a command line shows in `ps`: prefer the variable)")
     p.add_argument("--connection", action="append", type=_connection, metavar="TOKEN=INTEGRATION_NAME",
-                   help=f"a connection (repeatable); when none is given: {default_conns}")
+                   help=f"a connection (repeatable; also ${CONNECTIONS_ENV}, JSON token -> integration "
+                        f"name); when none is given: {default_conns}")
     p.add_argument("--latency-ms", type=float, default=0.0, help="fixed latency on every data request")
     p.add_argument("--jitter-ms", type=float, default=0.0, help="extra uniform(0, jitter) latency")
     p.add_argument("--write-rate", type=float, default=50.0, help="writes per second per token (0 = unlimited)")
@@ -65,15 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", help="logging level")
     # used by run_sandbox(subprocess=True)
     p.add_argument("--ready-file", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--connections-json", default=None, help=argparse.SUPPRESS)
     p.add_argument("--faults-json", default=None, help=argparse.SUPPRESS)
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
     connections: dict[str, ConnectionSpec | str] | None = None
-    if args.connections_json:
-        connections = {t: ConnectionSpec(**s) for t, s in json.loads(args.connections_json).items()}
+    from_env = os.environ.get(CONNECTIONS_ENV)
+    if from_env:  # run_sandbox(subprocess=True) passes tokens here: a command line is visible in `ps`
+        connections = {t: (s if isinstance(s, str) else ConnectionSpec(**s)) for t, s in json.loads(from_env).items()}
     if args.connection:
         connections = {**(connections or {}), **dict(args.connection)}
     faults = FaultConfig(
@@ -84,7 +86,7 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
     if args.faults_json:
         faults = FaultConfig(**{**faults.model_dump(), **json.loads(args.faults_json)})
     return SandboxSettings(
-        api_key=args.api_key or os.environ.get("TRACKSTAR_SANDBOX_API_KEY") or DEFAULT_API_KEY,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY,
         connections=connections, latency=args.latency_ms / 1000.0,
         jitter=args.jitter_ms / 1000.0, write_rate=args.write_rate or None, read_rate=args.read_rate or None,
         catalog_limit=args.catalog_limit, faults=faults, state_file=args.state, data_dir=args.data,

@@ -3,7 +3,8 @@
 In-thread mode runs ``uvicorn.Server`` in a daemon thread on a socket bound before the thread starts (so
 ``port=0`` gives a free port with no race) and talks to the ``Sandbox`` object directly, marshalling calls
 onto its event loop. Subprocess mode (``subprocess=True``, for benchmarks and the demo, where the sandbox
-must not share the caller's GIL) runs ``python -m trackstar_dagster.sandbox`` and uses the admin routes.
+must not share the caller's GIL) runs ``python -m trackstar_dagster.sandbox`` and uses the admin routes; the
+API key and the connections' tokens reach it through its environment, never its command line.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from trackstar_dagster.sandbox.faults import FaultConfig
 from trackstar_dagster.sandbox.state import ConnectionSpec
 
 START_TIMEOUT_S = 20.0
+#: environment variables the sandbox process reads its secrets from (kept off its command line)
+API_KEY_ENV = "TRACKSTAR_SANDBOX_API_KEY"
+CONNECTIONS_ENV = "TRACKSTAR_SANDBOX_CONNECTIONS_JSON"
 
 
 class _Server(uvicorn.Server):
@@ -255,18 +259,26 @@ def _run_thread(settings: SandboxSettings, host: str, port: int, tokens: dict[st
         sandbox.store.close()
 
 
+def cli_env(settings: SandboxSettings) -> dict[str, str]:
+    """The secret half of ``settings``, for the child's environment: the API key and the connections (their
+    access tokens), which on a command line anyone on the machine could read in the process list (``ps``).
+    A process's environment is readable by its own user (and root) only."""
+    env = {API_KEY_ENV: settings.api_key}
+    if settings.connections is not None:
+        specs = {t: (asdict(s) if isinstance(s, ConnectionSpec) else {"integration_name": s})
+                 for t, s in settings.connections.items()}
+        env[CONNECTIONS_ENV] = json.dumps(specs)
+    return env
+
+
 def cli_args(settings: SandboxSettings, host: str, port: int, log_file: str | Path | None) -> list[str]:
-    """The ``python -m trackstar_dagster.sandbox`` arguments that reproduce ``settings`` (the API key goes in
-    the environment, ``TRACKSTAR_SANDBOX_API_KEY``, so it is not visible in the process list)."""
+    """The ``python -m trackstar_dagster.sandbox`` arguments that reproduce ``settings``, but for the API key
+    and the connections: those go in the environment (``cli_env``), never on the command line."""
     args = ["--host", host, "--port", str(port),
             "--latency-ms", str(settings.latency * 1000), "--jitter-ms", str(settings.jitter * 1000),
             "--write-rate", str(settings.write_rate or 0), "--read-rate", str(settings.read_rate or 0)]
     if settings.catalog_limit:
         args.append("--catalog-limit")
-    if settings.connections is not None:
-        specs = {t: (asdict(s) if isinstance(s, ConnectionSpec) else {"integration_name": s})
-                 for t, s in settings.connections.items()}
-        args += ["--connections-json", json.dumps(specs)]
     if settings.faults is not None:
         f = settings.faults.model_dump() if isinstance(settings.faults, FaultConfig) else dict(settings.faults)
         f.pop("latency", None)
@@ -291,7 +303,8 @@ def _run_subprocess(
         ready = Path(tmp) / "ready"
         cmd = [sys.executable, "-m", "trackstar_dagster.sandbox", *cli_args(settings, host, port, log_file),
                "--ready-file", str(ready)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TRACKSTAR_SANDBOX_API_KEY": settings.api_key}
+        inherited = {k: v for k, v in os.environ.items() if k not in (API_KEY_ENV, CONNECTIONS_ENV)}
+        env = {**inherited, "PYTHONUNBUFFERED": "1", **cli_env(settings)}
         proc = sp.Popen(cmd, stdout=sp.DEVNULL, stdin=sp.DEVNULL, env=env)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
