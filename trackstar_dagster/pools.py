@@ -22,7 +22,9 @@ for the pool forever. So the sync looks after its pool itself:
   its own run's write step (``hold_pool``), checking again while it waits. Dagster's claim for the write step
   finds that slot already claimed, adopts it, and frees it when the write step ends. So a run holds the pool from
   the start of its payloads step to the end of its write step: the DuckDB results sink (rejects written by the
-  payloads step, results by the write step) still has one writer at a time.
+  payloads step, results by the write step) still has one writer at a time. It never waits for a slot its own
+  run holds (two syncs given one pool, in one run: in-process steps run one at a time); its write step then
+  claims the slot through Dagster when it runs.
 - **Waiting later.** While the run is in progress, the heartbeat thread also frees dead holders whenever its
   run has a step queued for the pool (a write step retried after ``RetryRequested``); when it sees its run
   finished it frees any slot the run still holds (a write step skipped by a blocking check leaves the slot
@@ -403,6 +405,11 @@ def hold_pool(context: dg.AssetExecutionContext | dg.OpExecutionContext, pool: s
         with InstanceConcurrencyContext(instance, run) as concurrency:
             noted = 0.0
             while not concurrency.claim(pool, step_key):
+                own = _own_steps_holding(instance, pool, run.run_id)
+                if own:  # never wait for this run itself: in-process, its steps run one at a time
+                    context.log.info(f"Pool {pool} is held by this run's {', '.join(own)}: not waiting; "
+                                     f"{step_key} claims it when it runs")
+                    break
                 if time.monotonic() - noted > WAIT_NOTE_EVERY_S:
                     noted = time.monotonic()
                     context.log.info(f"Waiting for a slot in pool {pool} for {step_key}; held by "
@@ -415,6 +422,11 @@ def hold_pool(context: dg.AssetExecutionContext | dg.OpExecutionContext, pool: s
         _HOLDING.discard(run.run_id)
     return any(s.run_id == run.run_id and s.step_key == step_key
                for s in instance.event_log_storage.get_concurrency_info(pool).claimed_slots)
+
+
+def _own_steps_holding(instance: dg.DagsterInstance, pool: str, run_id: str) -> list[str]:
+    return [s.step_key for s in instance.event_log_storage.get_concurrency_info(pool).claimed_slots
+            if s.run_id == run_id]
 
 
 def _describe_holders(instance: dg.DagsterInstance, pool: str, settings: PoolSettings, exclude: str) -> str:

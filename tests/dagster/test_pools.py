@@ -233,3 +233,17 @@ def test_pools_command_lists_and_frees_dead_runs(instance, monkeypatch, capsys):
 
     monkeypatch.delenv("DAGSTER_HOME")
     assert cli.main(["pools", "list"]) == 2
+
+
+def test_two_syncs_sharing_a_pool_in_one_run_do_not_wait_for_each_other(sandbox, instance, tmp_path):
+    """In-process steps run one at a time: a payloads step waiting for its own run's slot would wait forever."""
+    first = make_sync(rows(2), pool="trackstar_shared")
+    second = dataclasses.replace(make_sync(rows(2).assign(order_id=lambda f: f["order_id"] + "-2"), pool="trackstar_shared"),
+                                 name="t")
+    resources = sync_resources(sandbox.base_url, sandbox.api_key, tmp_path)
+    assets = [*build_trackstar_sync_assets(first), *build_trackstar_sync_assets(second)]
+    result, _ = run_within(BOUND_S, lambda: dg.materialize(assets, instance=instance, resources=resources))
+    assert result is not None, "the run waited for a slot its own other step held"
+    assert result.success
+    info = instance.event_log_storage.get_concurrency_info("trackstar_shared")
+    assert info.claimed_slots == [] and info.pending_steps == []
