@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
+from trackstar_dagster.ledger_commands import LedgerCommandError, add_ledger_commands
 from trackstar_dagster.pools import PoolSettings, free_run, judge_run, pool_holders, pools_of
 from trackstar_dagster.version import __version__
 
@@ -130,7 +131,7 @@ def _free_run_id(instance: dg.DagsterInstance, args: argparse.Namespace) -> int:
 # the command line
 
 
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_pools_commands]
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_pools_commands, add_ledger_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CommandError as exc:
+    except (CommandError, LedgerCommandError) as exc:
         print(f"trackstar-dagster: {exc}", file=sys.stderr)
         return 2
 

@@ -29,7 +29,7 @@ def resource(sandbox, tmp_path):
         base_url=sandbox.base_url,
         state_dir=str(tmp_path / "state"),
         connections=[
-            TrackstarConnection(name="acme", access_token="sandbox-token-wms"),
+            TrackstarConnection(name="acme", access_token="sandbox-token-wms", integration_name="wms_sandbox"),
             TrackstarConnection(name="globex", access_token="sandbox-token-shiphero", integration_name="shiphero"),
         ],
     )

@@ -65,7 +65,9 @@ def resources(sandbox, tmp_path):
             api_key=sandbox.api_key,
             base_url=sandbox.base_url,
             state_dir=str(tmp_path / "state"),
-            connections=[TrackstarConnection(name="acme", access_token="sandbox-token-wms")],
+            connections=[
+                TrackstarConnection(name="acme", access_token="sandbox-token-wms", integration_name="wms_sandbox")
+            ],
         ),
         **trackstar_io_manager_resources(str(tmp_path / "io")),
     }
