@@ -25,7 +25,7 @@ from trackstar_dagster.errors import (
     TrackstarTransportError,
     TrackstarValidationError,
 )
-from trackstar_dagster.io_manager import TrackstarFrameIOManager
+from trackstar_dagster.io_manager import TrackstarFrameIOManager, read_frames
 from trackstar_dagster.mapping import MappingConfig, PayloadBatch, Target, build_payloads, key_tag
 from trackstar_dagster.nulls import NULL_LIKE_STRINGS, drop_empty, is_null_like
 from trackstar_dagster.resource import ResolvedConnection, TrackstarConnection, TrackstarResource
@@ -73,6 +73,7 @@ __all__ = [
     "TrackstarDagsterError",
     "TrackstarError",
     "TrackstarFrameIOManager",
+    "read_frames",
     "TrackstarNotFoundError",
     "TrackstarNotImplementedError",
     "TrackstarRateLimitError",

@@ -19,7 +19,7 @@ import pandas as pd
 from trackstar_dagster.assets import WRITE_INFO_KEY
 from trackstar_dagster.checks import reject_share_result, rows_valid_result
 from trackstar_dagster.errors import ConfigError
-from trackstar_dagster.io_manager import PARTITION_COLUMN, TrackstarFrameIOManager
+from trackstar_dagster.io_manager import PARTITION_COLUMN, TrackstarFrameIOManager, read_frames
 from trackstar_dagster.keys import check_namespace
 from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
 from trackstar_dagster.metadata import frame_metadata, markdown_table
@@ -92,6 +92,16 @@ class TrackstarSync:
     @property
     def prefix(self) -> list[str]:
         return [*self.key_prefix, self.name]
+
+    def ledger_entries(self, trackstar: TrackstarResource) -> pd.DataFrame:
+        """This sync's rows of the write ledger (status, Trackstar id, last error per record)."""
+        with trackstar.ledger() as ledger:
+            return ledger.entries(namespace=self.name)
+
+    def read_results(self, partitions: list[str] | None = None, *, base_dir: str | None = None,
+                     instance: dg.DagsterInstance | None = None) -> pd.DataFrame:
+        """The stored ``write_results`` frames (every partition, or those named)."""
+        return read_frames(self.results_key, partitions, base_dir=base_dir, instance=instance)
 
     @property
     def tagged_mapping(self) -> MappingConfig:
@@ -275,8 +285,8 @@ def run_writes(
     frames = []
     if len(to_send):
         tokens = {name: trackstar.connection(name).access_token for name in sorted(set(to_send["connection"]))}
-        with trackstar.get_client() as client:
-            report = write_payloads(to_send, client, tokens, trackstar.ledger(), mode=mode, namespace=namespace,
+        with trackstar.get_client() as client, trackstar.ledger() as ledger:
+            report = write_payloads(to_send, client, tokens, ledger, mode=mode, namespace=namespace,
                                     run_label=context.run_id, logger=context.log)
         results = report.results
         if PARTITION_COLUMN in to_send.columns:

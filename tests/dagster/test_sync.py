@@ -116,6 +116,11 @@ def test_rerun_sends_nothing_and_reports_unchanged(sandbox, instance, resources)
     results = second.asset_value(dg.AssetKey(["s", "write_results"]))
     assert set(results["status"]) == {"unchanged"}
     assert len(sandbox.records("orders", token="sandbox-token-wms")) == 6
+    # read back without building paths: the stored results and this sync's ledger rows
+    stored = sync.read_results(base_dir=resources["trackstar_io_manager"].base_dir)
+    assert sorted(stored["key"]) == sorted(results["key"]) and set(stored["status"]) == {"unchanged"}
+    ledger = sync.ledger_entries(resources["trackstar"])
+    assert len(ledger) == 6 and set(ledger["status"]) == {"created"} and set(ledger["namespace"]) == {"s"}
 
 
 def test_dry_run_and_write_from_send_nothing_before_the_date(sandbox, instance, resources):
