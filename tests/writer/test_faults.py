@@ -101,7 +101,8 @@ def test_commit_then_fail_is_adopted_not_duplicated(sb, tmp_path):
 def test_transient_trouble_outliving_retries_is_failed_then_picked_up(sb, tmp_path):
     sb.configure(faults={"error_5xx": 1.0, "seed": 8})
     payloads = orders(10)
-    report, _, ledger = run(sb, tmp_path, payloads, max_attempts=2, backoff_base=0.01)
+    # (below the consecutive-5xx stop: that one is a connection down, a failure with its own message)
+    report, _, ledger = run(sb, tmp_path, payloads, max_attempts=2, backoff_base=0.01, max_consecutive_5xx=100)
     assert report.counts["failed"] == 10
     outcome = FailurePolicy().evaluate(report)
     assert not outcome.ok and outcome.retryable and outcome.failed_share == 1.0
