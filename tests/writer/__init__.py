@@ -15,6 +15,9 @@ from trackstar_dagster.keys import has_tag, key_tag
 WMS = "wms"  # connection name used in the tests
 WMS_TOKEN = "sandbox-token-wms"
 NS = "orders_sync"  # the sync (tag namespace) the tests write as
+#: every sandbox fault off (``configure(faults=CLEAR)`` after a test that injected some)
+CLEAR = {"error_5xx": 0.0, "burst_429": 0, "share_429": 0.0, "hang": 0.0, "drop": 0.0, "commit_then_fail": 0.0,
+         "ignore_idempotency_key": False}
 
 
 def order_body(connection: str, key: str, *, reference: bool = True, ns: str | None = NS, **extra: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.writer import (
+    CLEAR,
     NS,
     WMS,
     WMS_TOKEN,
@@ -31,21 +32,6 @@ from trackstar_dagster.writer.ledger import Ledger
 from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
 
 ROOT = Path(__file__).resolve().parents[2]
-CLEAR = {"error_5xx": 0.0, "commit_then_fail": 0.0, "ignore_idempotency_key": False}
-
-
-@pytest.fixture(scope="module")
-def server():
-    with run_sandbox(write_rate=1000.0, read_rate=1000.0) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server):
-    server.reset()
-    server.configure(latency=0.0, jitter=0.0, faults=CLEAR)
-    yield server
-    server.configure(faults=CLEAR)
 
 
 def write(sb, payloads, ledger, **options):

@@ -16,28 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.writer import NS, WMS, WMS_TOKEN, CountingClient, assert_exactly_once, make_client, orders
+from tests.writer import CLEAR, NS, WMS, WMS_TOKEN, CountingClient, assert_exactly_once, make_client, orders
 from trackstar_dagster.sandbox.server import run_sandbox
 from trackstar_dagster.writer.ledger import Ledger, wait_db_clock
 from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
 
 N = 150
 ROOT = Path(__file__).resolve().parents[2]
-CLEAR = {"error_5xx": 0.0, "burst_429": 0, "share_429": 0.0, "hang": 0.0, "drop": 0.0, "commit_then_fail": 0.0}
-
-
-@pytest.fixture(scope="module")
-def server():
-    with run_sandbox(write_rate=1000.0, read_rate=1000.0) as sb:
-        yield sb
-
-
-@pytest.fixture
-def sb(server):
-    server.reset()
-    server.configure(latency=0.0, jitter=0.0, faults=CLEAR)
-    yield server
-    server.configure(faults=CLEAR)
 
 
 def run(sb, tmp_path, payloads, **options):

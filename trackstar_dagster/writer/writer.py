@@ -456,6 +456,15 @@ class _Run(_Reconcile):
         started = time.monotonic()
         try:
             found = await find_tagged(lane.client, spec, lane.token, by_tag, self.rebuild_since)
+        except (TrackstarNotImplementedError, TrackstarAuthError) as e:
+            if e.status == 401:
+                self._stop(lane, e)
+                return
+            # this connection cannot list (501) or read (403) its records: nothing to learn, nothing to prove
+            self.log.warning(f"Trackstar writer: {lane.connection!r} cannot list its {spec.resource} ({e.status}); "
+                             f"a lost ledger cannot be rebuilt for it: exactly once rests on the ledger and on "
+                             f"Trackstar honouring Idempotency-Key")
+            return
         except TrackstarError as e:
             # cannot learn: sending blind could duplicate what a lost ledger had written
             lane.stop_reason = (f"{lane.connection}: could not list its {spec.resource} to learn what Trackstar "
