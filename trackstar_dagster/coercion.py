@@ -10,14 +10,18 @@ Decisions (documented in the README's mapping section):
   A value that is null-like after stripping (the one rule in :mod:`trackstar_dagster.nulls`) is left out.
 - Numeric strings into number/integer fields are read as numbers (``"12.50"`` -> ``12.5``): warehouse
   exports are often text. A string that is not a number is a reject naming the field.
-- Integer fields stay integers: ``2.0`` -> ``2``; ``2.5`` (or ``inf``) is a reject naming the field.
+- Integer fields stay integers: ``2.0`` -> ``2``; ``2.5`` (or ``inf``) is a reject naming the field. An integer
+  outside the signed 64-bit range (``2**70``, ``1e19``) is a reject too, in integer and number fields: JSON
+  writers and the pandera checks stop there, and no warehouse quantity or price is that large.
 - ``Decimal`` -> ``float`` for number fields, ``int`` for integer fields when integral.
 - Timestamps -> ISO 8601 in UTC with ``Z`` for ``format: date-time``, for string fields without a format, and
   for date-like untyped fields; naive timestamps are taken as UTC. ``format: date`` -> ``YYYY-MM-DD`` (the wall
   date of the timestamp, in its own time zone). Strings into date/date-time fields are parsed and rewritten in
-  the same forms; unparseable ones are rejects.
+  the same forms; unparseable ones are rejects. ``numpy.datetime64`` values in an object column are timestamps.
 - Booleans: ``True/False``, and the strings/numbers ``true/false/yes/no/1/0`` into boolean fields.
 - Categorical columns are read as their category values.
+- Nothing a cell holds raises: a value that cannot be written as JSON text (a lone surrogate in a string,
+  bytes, a set, an integer beyond 64 bits inside a list) is found by ``unwritable`` and refused by the caller.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from trackstar_dagster.nulls import NULL_LIKE_STRINGS, drop_empty, is_null_like
@@ -37,6 +42,7 @@ _MAX_NULL_LEN = max(len(s) for s in NULL_LIKE_STRINGS)
 _TRUE = frozenset({"true", "yes", "y", "1", "t"})
 _FALSE = frozenset({"false", "no", "n", "0", "f"})
 JSON_TYPES = ("string", "integer", "number", "boolean", "object", "array")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -124,8 +130,45 @@ def _object_array(series: pd.Series) -> np.ndarray:
     """The column as an object array with None for every missing value (NaN, NA, NaT)."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(series.cat.categories.dtype if series.cat.categories.dtype != object else object)
-    arr = series.to_numpy(dtype=object, na_value=None)
+    try:
+        arr = series.to_numpy(dtype=object, na_value=None)
+    except ArithmeticError:  # decimal.InvalidOperation: pandas' NA test trips on a signaling NaN Decimal
+        arr = series.to_numpy(dtype=object).copy()
+        arr[na_mask(series)] = None
+    try:
+        np.equal(arr, None)  # every caller asks this; a cell holding an array has no single answer
+    except ValueError:
+        arr = obj_array([_plain_cell(x) for x in arr.tolist()])
     return arr
+
+
+def _plain_cell(x: Any) -> Any:
+    """An array-like cell as a list (its JSON form); anything else ``== None`` cannot answer, as its text."""
+    if isinstance(x, np.ndarray | pd.Series | pd.Index):
+        return x.tolist()
+    try:
+        bool(x == None)  # noqa: E711 - the very comparison ``np.equal(arr, None)`` makes
+    except Exception:  # its __eq__ answers with an array (or fails): only its text can go on
+        return str(x)
+    return x
+
+
+def _is_na(v: Any) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    if isinstance(v, float | np.floating):
+        return bool(v != v)
+    if isinstance(v, Decimal):
+        return v.is_nan()  # quiet and signaling NaN alike
+    return isinstance(v, np.datetime64 | np.timedelta64) and bool(np.isnat(v))
+
+
+def na_mask(series: pd.Series) -> np.ndarray:
+    """``series.isna()`` as a bool array, also where a cell is a signaling NaN ``Decimal`` (pandas raises)."""
+    try:
+        return series.isna().to_numpy(dtype=bool)
+    except ArithmeticError:
+        return np.fromiter((_is_na(v) for v in series.to_numpy(dtype=object)), dtype=bool, count=len(series))
 
 
 def obj_array(items: list[Any]) -> np.ndarray:
@@ -217,7 +260,19 @@ def _format_datetime_objects(arr: np.ndarray, fmt: str | None, spec: FieldSpec,
     return out
 
 
+def _timestamp(v: Any) -> Any:
+    """A ``numpy.datetime64`` as a ``pd.Timestamp`` (None when it is NaT or out of range); other values as they are."""
+    if isinstance(v, np.datetime64):
+        try:
+            ts = pd.Timestamp(v)
+        except (ValueError, OverflowError):
+            return None
+        return None if ts is pd.NaT else ts
+    return v
+
+
 def _date_part(v: Any) -> Any:
+    v = _timestamp(v)
     if isinstance(v, dt.datetime):
         return v.date().isoformat()
     if isinstance(v, dt.date):
@@ -231,6 +286,7 @@ def _date_part(v: Any) -> Any:
 
 
 def _dt_text(v: Any) -> Any:
+    v = _timestamp(v)
     if isinstance(v, dt.datetime | pd.Timestamp):
         ts = pd.Timestamp(v)
         return (ts if ts.tzinfo else ts.tz_localize("UTC")).isoformat()
@@ -243,7 +299,7 @@ def _dt_text(v: Any) -> Any:
 
 def _to_number(v: Any) -> float | int | None:
     """One non-missing object value to a number, None when it is not one."""
-    if isinstance(v, bool | np.bool_):
+    if isinstance(v, bool | np.bool_ | np.timedelta64):  # numpy counts a timedelta64 as an integer
         return None
     if isinstance(v, int | np.integer):
         return int(v)
@@ -274,16 +330,29 @@ def _numbers(series: pd.Series, spec: FieldSpec) -> tuple[np.ndarray, np.ndarray
         return np.full(n, None, dtype=object), null, bad, reasons
     if pd.api.types.is_integer_dtype(dtype):
         null = series.isna().to_numpy(dtype=bool)
-        values = obj_array(series.to_numpy(dtype=np.int64, na_value=0).tolist())
-        values[null] = None
-        return values, null, np.zeros(n, dtype=bool), reasons
+        bad = np.zeros(n, dtype=bool)
+        if pd.api.types.is_unsigned_integer_dtype(dtype):  # uint64 may pass the signed range
+            raw = series.to_numpy(dtype=np.uint64, na_value=0)
+            bad = ~null & (raw > np.uint64(INT64_MAX))
+            raw = np.where(bad, 0, raw)
+        else:
+            raw = series.to_numpy(dtype=np.int64, na_value=0)
+        values = obj_array(raw.astype(np.int64).tolist())
+        values[null | bad] = None
+        for pos in np.flatnonzero(bad):
+            reasons[int(pos)] = _range_reason(spec)
+        return values, null, bad, reasons
     if pd.api.types.is_float_dtype(dtype):
         f = series.to_numpy(dtype=np.float64, na_value=np.nan)
         null = np.isnan(f)
         finite = np.isfinite(f)
         bad = ~null & ~finite
+        out_of_range = np.zeros(n, dtype=bool)
         if want_int:
             integral = finite & (np.floor(f) == f)
+            # 2**63 itself is a float that no int64 holds: the range is [-2**63, 2**63)
+            out_of_range = integral & ((f < float(INT64_MIN)) | (f >= -float(INT64_MIN)))
+            integral &= ~out_of_range
             bad |= finite & ~integral
             with np.errstate(invalid="ignore"):
                 ints = np.where(integral, f, 0).astype(np.int64)
@@ -293,7 +362,7 @@ def _numbers(series: pd.Series, spec: FieldSpec) -> tuple[np.ndarray, np.ndarray
             values = obj_array(f.tolist())
             values[~finite] = None
         for pos in np.flatnonzero(bad):
-            reasons[int(pos)] = _number_reason(spec, f[pos])
+            reasons[int(pos)] = _range_reason(spec) if out_of_range[pos] else _number_reason(spec, f[pos])
         return values, null, bad, reasons
     # object / string / categorical / other: one pass in Python over the non-missing values
     arr = _object_array(series)
@@ -320,12 +389,20 @@ def _numbers(series: pd.Series, spec: FieldSpec) -> tuple[np.ndarray, np.ndarray
             num = int(num)
         elif not want_int and isinstance(v, Decimal):
             num = float(v)
+        if isinstance(num, int) and not INT64_MIN <= num <= INT64_MAX:
+            bad[pos] = True
+            reasons[int(pos)] = _range_reason(spec)
+            continue
         values[pos] = num
     return values, null, bad, reasons
 
 
 def _a(word: str | None) -> str:
     return f"an {word}" if word and word[0] in "aeiou" else f"a {word}"
+
+
+def _range_reason(spec: FieldSpec) -> str:
+    return f"{spec.path}: beyond the 64-bit integer range"
 
 
 def _number_reason(spec: FieldSpec, value: float) -> str:
@@ -356,7 +433,8 @@ def _booleans(series: pd.Series, spec: FieldSpec) -> tuple[np.ndarray, np.ndarra
             else:
                 bad[pos] = True
                 reasons[int(pos)] = f"{spec.path}: text is not a boolean"
-        elif isinstance(v, int | np.integer | float | np.floating) and v in (0, 1):
+        elif isinstance(v, int | np.integer | float | np.floating) and not isinstance(v, np.timedelta64) \
+                and v in (0, 1):
             values[pos] = bool(v)
         elif isinstance(v, float | np.floating) and math.isnan(v):
             null[pos] = True
@@ -372,6 +450,8 @@ def _generic(v: Any) -> Any:
         return _clean_any(v)
     if isinstance(v, bool | np.bool_):
         return bool(v)
+    if isinstance(v, np.timedelta64):  # numpy counts it as an integer: left as it is, for ``unwritable``
+        return v
     if isinstance(v, np.integer):
         return int(v)
     if isinstance(v, float | np.floating):
@@ -379,6 +459,9 @@ def _generic(v: Any) -> Any:
         return f if math.isfinite(f) else None
     if isinstance(v, Decimal):
         return (int(v) if v == v.to_integral_value() else float(v)) if v.is_finite() else None
+    if isinstance(v, np.datetime64):
+        ts = _timestamp(v)
+        return v if ts is None else _generic(ts)  # out of range: left as it is, for ``unwritable`` to refuse
     if isinstance(v, pd.Timestamp | dt.datetime):
         ts = pd.Timestamp(v)
         if ts is pd.NaT:
@@ -559,8 +642,13 @@ def _as_text(v: Any, spec: FieldSpec) -> str | None:
     """A non-string scalar as the text a string field gets (``2134.0`` -> ``"2134"``)."""
     if isinstance(v, bool | np.bool_):
         return "true" if v else "false"
+    if isinstance(v, np.timedelta64):  # numpy counts it as an integer
+        return None
     if isinstance(v, int | np.integer):
-        return str(int(v))
+        try:
+            return str(int(v))
+        except ValueError:  # more digits than Python writes as text (sys.get_int_max_str_digits)
+            return None
     if isinstance(v, float | np.floating):
         f = float(v)
         if not math.isfinite(f):
@@ -568,11 +656,55 @@ def _as_text(v: Any, spec: FieldSpec) -> str | None:
         return str(int(f)) if f.is_integer() and abs(f) < 1e16 else repr(f)
     if isinstance(v, Decimal):
         return format(v, "f") if v.is_finite() else None
-    if isinstance(v, pd.Timestamp | dt.datetime | dt.date):
+    if isinstance(v, pd.Timestamp | dt.datetime | dt.date | np.datetime64):
         g = _generic(v)
-        if spec.format == "date" and isinstance(g, str):
+        if not isinstance(g, str):
+            return None
+        if spec.format == "date":
             return g[:10]
         return g
     if isinstance(v, str):
         return v
     return None
+
+
+_WRITABLE_SCALARS = (type(None), bool, int, float)
+
+
+def unwritable(values: np.ndarray, kind: str) -> dict[int, str]:
+    """Positions of coerced values that cannot be written as JSON text, with why (e.g. a lone surrogate).
+
+    Coercion guarantees numbers, booleans and strings of the right type; what can still be in a value is text
+    that is not valid Unicode (``"\\ud800"`` from a broken export), or in an object/array/untyped field a
+    type JSON has no form for (bytes, a set) or an integer beyond 64 bits. Numeric and boolean kinds are
+    range-checked by coercion and skipped here; all-valid text is screened in one pass.
+    """
+    if kind in ("integer", "number", "boolean") or not len(values):
+        return {}
+    present = values[~np.equal(values, None)].tolist()
+    try:
+        "".join(present).encode("utf-8")
+        return {}
+    except (TypeError, UnicodeEncodeError):  # a non-string (checked below) or a lone surrogate somewhere
+        pass
+    out: dict[int, str] = {}
+    for pos, v in enumerate(values.tolist()):
+        t = type(v)
+        if t is str:
+            if not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    out[pos] = "text with a lone surrogate (not valid Unicode)"
+        elif t in _WRITABLE_SCALARS:
+            if t is int and not INT64_MIN <= v <= 2**64 - 1:
+                out[pos] = "an integer beyond the 64-bit range"
+        else:
+            try:
+                orjson.dumps(v, option=orjson.OPT_SORT_KEYS)
+            except TypeError as exc:  # orjson.JSONEncodeError is one
+                msg = str(exc)
+                out[pos] = ("holds text with a lone surrogate (not valid Unicode)" if "surrogate" in msg
+                            else "holds an integer beyond the 64-bit range" if "64-bit" in msg
+                            else f"{t.__name__} is not a JSON value ({msg})")
+    return out

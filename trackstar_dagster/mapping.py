@@ -6,6 +6,14 @@ ends up either in ``payloads`` (key, connection, action, body JSON, body hash, s
 
 How a body is made, and the decisions behind it:
 
+- the mapping is checked against the targets' write-info schemas before any row is read: a target (mapped
+  field, constant, connection constant) no connection's schema has is a typo, a ``ConfigError`` naming it and
+  the closest real field; one only some schemas lack is left out of those connections' bodies (mapped value
+  and constant alike, ``unknown_fields: drop``, listed in ``PayloadBatch.dropped_fields``) or rejects their
+  records (``reject``). Missing columns, and columns the mapping reads that the frame has twice, are
+  ``ConfigError``s too;
+- nothing a cell holds raises: a value its field cannot take (``2**70``, ``1e19`` into an integer, a lone
+  surrogate, bytes) rejects its own record, the reject showing the source cell as it was (``"NULL"``, not NaN);
 - header fields come from the record's rows (the first non-null value); two different non-null values of one
   header field across the rows of a record reject the whole record, naming the field;
 - items (``items_path``, ``line_items`` for orders) come one per row; an item whose fields are all empty is

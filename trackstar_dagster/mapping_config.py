@@ -55,9 +55,9 @@ class MappingConfig(BaseModel):
     )
     unknown_fields: Literal["drop", "reject"] = Field(
         default="drop",
-        description="A mapped field the target integration's schema lacks: left out of that connection's bodies "
-        "(drop, listed in PayloadBatch.dropped_fields) or the record rejected (reject). One table can feed "
-        "integrations with different schemas.",
+        description="A mapped field or constant some connection's schema lacks: left out of that connection's "
+        "bodies (drop, listed in PayloadBatch.dropped_fields) or the record rejected (reject). One table can feed "
+        "integrations with different schemas. A target no connection's schema has is a typo: ConfigError.",
     )
 
     @field_validator("connection_values", mode="before")
@@ -138,11 +138,13 @@ class PayloadBatch:
     """What ``build_payloads`` returns: what would be sent, what was refused and why, and check outcomes."""
 
     payloads: pd.DataFrame
+    #: one row per (record, field, reason): a record refused for three reasons has three rows. Count records
+    #: with ``rejected_records``, rows with ``reject_rows`` (``reject_counts`` gives both, metadata-ready).
     rejects: pd.DataFrame
     checks: list[v.CheckOutcome] = field(default_factory=list)
     records: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, for profiling
-    #: per connection, the mapped fields its integration's schema lacks, left out of its bodies
+    #: per connection, the mapped fields and constants its integration's schema lacks, left out of its bodies
     dropped_fields: dict[str, list[str]] = field(default_factory=dict)
     #: connections whose bodies carry no key tag (``key_tag`` off, or no ``trackstar_tags`` in their schema):
     #: an unknown write outcome cannot be proven for them and a lost ledger cannot be rebuilt from Trackstar
@@ -150,9 +152,20 @@ class PayloadBatch:
 
     @property
     def rejected_records(self) -> int:
+        """Records refused (each counted once, whatever the number of its reasons): what the checks count."""
         if not len(self.rejects):
             return 0
         return int(self.rejects[["connection", "key", "source_rows"]].astype(str).drop_duplicates().shape[0])
+
+    @property
+    def reject_rows(self) -> int:
+        """Rows of the rejects frame: one per (record, field, reason), so at least ``rejected_records``."""
+        return len(self.rejects)
+
+    @property
+    def reject_counts(self) -> dict[str, int]:
+        """``{"rejected_records": ..., "reject_rows": ...}``: both counts, named for asset metadata."""
+        return {"rejected_records": self.rejected_records, "reject_rows": self.reject_rows}
 
 
 def _flatten_constants(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -167,3 +180,11 @@ def _flatten_constants(values: Mapping[str, Any], prefix: str = "") -> dict[str,
             if cleaned is not None:
                 out[path] = cleaned
     return out
+
+
+def _constants_for(config: MappingConfig, connection: str, unknown: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A connection's constants as dotted leaves: the general ones, its own on top, less the paths its schema
+    lacks (``unknown``: set only with ``unknown_fields: drop``)."""
+    consts = {**_flatten_constants(config.constants),
+              **_flatten_constants(config.connection_constants.get(connection, {}))}
+    return {p: x for p, x in consts.items() if p not in unknown} if unknown else consts

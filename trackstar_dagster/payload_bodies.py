@@ -19,8 +19,9 @@ from trackstar_dagster import validation as v
 from trackstar_dagster.body_templates import _ESCAPE, _encode, _json_text, _text_builder
 from trackstar_dagster.coercion import obj_array
 from trackstar_dagster.keys import KEY_ID_MAX, LEGACY_TAG_MAX, key_tag
-from trackstar_dagster.mapping_config import _flatten_constants
+from trackstar_dagster.mapping_config import _constants_for
 from trackstar_dagster.payload_rejects import _Rejects, _truncate
+from trackstar_dagster.previews import mask_body
 
 
 def _groups_of(codes: np.ndarray, k: int) -> list[np.ndarray]:
@@ -106,10 +107,8 @@ class _Bodies(_Rejects):
         """
         cfg = self.config
         ip = self.items_path
-        general = _flatten_constants(cfg.constants)
         conn_names = cfg.connections()
-        conn_consts = {c: {**general, **_flatten_constants(cfg.connection_constants.get(c, {}))}
-                       for c in conn_names}
+        conn_consts = {c: _constants_for(cfg, c, self.groups[self.conn_group[c]].unknown) for c in conn_names}
         head_consts = {c: {p: x for p, x in cc.items() if not (ip and p.startswith(ip + "."))}
                        for c, cc in conn_consts.items()}
         item_consts = {c: {p[len(ip) + 1:]: x for p, x in cc.items() if ip and p.startswith(ip + ".")}
@@ -242,8 +241,8 @@ class _Bodies(_Rejects):
                     val = _value_at(body, fld)
                     self._reject(rec, fld, f"{fld}: {msg}", val)
                     problems_seen.append(pd.DataFrame({
-                        "check": [f"{fld}: {msg}"], "column": [fld],
-                        "failure_case": [_truncate(val)],
+                        "check": [f"{fld}: {msg}"], "column": [fld],  # an object's personal leaves masked
+                        "failure_case": [_truncate(mask_body(val, fld) if isinstance(val, dict | list) else val)],
                         "index": [int(self.src_sorted[self.starts[rec]])]}))
         if problems_seen:
             self.failures.setdefault("bodies", []).extend(problems_seen)

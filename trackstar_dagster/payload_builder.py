@@ -8,8 +8,10 @@ routing into records, run the column stages (``payload_columns``), build and val
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +20,16 @@ import numpy as np
 import pandas as pd
 
 from trackstar_dagster import validation as v
-from trackstar_dagster.coercion import FieldSpec, canonical_codes, coerce_codes, obj_array
+from trackstar_dagster.coercion import FieldSpec, canonical_codes, coerce_codes, na_mask, obj_array
 from trackstar_dagster.errors import ConfigError
 from trackstar_dagster.keys import key_problem
-from trackstar_dagster.mapping_config import MappingConfig, PayloadBatch, Target, _flatten_constants
+from trackstar_dagster.mapping_config import (
+    MappingConfig,
+    PayloadBatch,
+    Target,
+    _constants_for,
+    _flatten_constants,
+)
 from trackstar_dagster.payload_bodies import _Bodies
 from trackstar_dagster.payload_columns import _Columns, _key_codes
 from trackstar_dagster.schema.openapi import find_operation
@@ -53,14 +61,55 @@ class _Group:
     unknown: frozenset[str] = frozenset()  # mapped paths this integration's schema lacks (dropped)
 
 
+_SURROGATE_KEY = "key holds a lone surrogate (not valid Unicode text), which no body, tag or ledger can carry"
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _key_problems(key_texts: np.ndarray) -> dict[int, str]:
-    """``keys.key_problem`` of each distinct key text that has one, by position (None = no key)."""
+    """``keys.key_problem`` of each distinct key text that has one (or a lone surrogate), by position."""
     texts = key_texts.tolist()
     present = [k for k in texts if k is not None] if None in texts else texts
-    # cleaned keys are stripped, so only a NUL (or an empty text) can be wrong: screen the lot in one pass first
-    if "\x00" not in "".join(present) and "" not in present:
+    # cleaned keys are stripped, so only a NUL, an empty text or a lone surrogate can be wrong: screen the lot
+    joined = "".join(present)
+    if "\x00" not in joined and "" not in present and (joined.isascii() or _utf8(joined)):
         return {}
-    return {i: why for i, k in enumerate(texts) if k is not None and (why := key_problem(k))}
+    return {i: why for i, k in enumerate(texts)
+            if k is not None and (why := key_problem(k) or (None if _utf8(k) else _SURROGATE_KEY))}
+
+
+def _shown(text: str) -> str:
+    """A key as readable, storable text: NUL and lone surrogates written as escapes."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _hashable_keys(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``frame`` with every key cell that cannot be hashed (a list, a dict, a signaling NaN) as None: a record
+    without a key, refused as such, instead of an exception out of the join."""
+    def ok(v: Any) -> bool:
+        try:
+            hash(v)
+        except (TypeError, ArithmeticError):
+            return False
+        return True
+
+    out = frame.copy()
+    for k in keys:
+        if out[k].dtype == object:
+            out[k] = pd.Series([v if ok(v) else None for v in out[k].tolist()], index=out.index, dtype=object)
+    return out
+
+
+def _duplicated(frame: pd.DataFrame, wanted: list[str]) -> list[str]:
+    """The columns of ``wanted`` that ``frame`` has more than once (``frame[c]`` would be a frame)."""
+    names = Counter(str(c) for c in frame.columns)
+    return [c for c in dict.fromkeys(wanted) if names[c] > 1]
 
 
 class _Build(_Columns, _Bodies):
@@ -98,6 +147,12 @@ class _Build(_Columns, _Bodies):
             missing.append(cfg.connection_column) if cfg.connection_column not in missing else None
         if missing:
             raise ConfigError(f"mapped column(s) missing from the source table: {', '.join(missing)}")
+        twice = _duplicated(frame, cfg.source_columns())
+        if items is not None:
+            twice += [f"{c} (in items)" for c in _duplicated(items, [*cfg.key_columns, *cfg.fields.values()])]
+        if twice:
+            raise ConfigError(f"the source table has duplicate column(s) the mapping reads: {', '.join(twice)}; "
+                              "rename or drop the copies")
         unknown = [c for c in cfg.connections() if c not in self.targets]
         unknown += [c for c in cfg.connection_constants if c not in self.targets and c not in unknown]
         if unknown:
@@ -111,6 +166,8 @@ class _Build(_Columns, _Bodies):
         self.groups: list[_Group] = []
         self.conn_group: dict[str, int] = {}
         seen: dict[tuple[str, str, int], int] = {}
+        targets = self._target_paths()
+        lacking: list[frozenset[str]] = []  # per group: the targets its schema lacks
         for name in cfg.connections():
             t = self.targets[name]
             gk = (t.integration_type, t.integration_name, id(t.doc))
@@ -118,17 +175,55 @@ class _Build(_Columns, _Bodies):
                 seen[gk] = len(self.groups)
                 specs, required, complete = v.field_specs(t.doc, t.integration_type, t.integration_name,
                                                           self.action, list(cfg.fields))
-                unknown = frozenset(v.unknown_paths(t.doc, t.integration_type, t.integration_name, self.action,
-                                                    list(cfg.fields))) if cfg.unknown_fields == "drop" else frozenset()
+                lacks = frozenset(v.unknown_paths(t.doc, t.integration_type, t.integration_name, self.action,
+                                                  list(targets)))
+                lacking.append(lacks)
+                unknown = lacks if cfg.unknown_fields == "drop" else frozenset()
                 self.groups.append(_Group(t.integration_type, t.integration_name, t.doc, specs, required,
                                           complete, v.has_property(t.doc, self.action, "trackstar_tags"), unknown))
             self.conn_group[name] = seen[gk]
+        self._check_targets(targets, lacking)
         self.items_path = self._items_path()
         ip = self.items_path
         self.item_paths = [p for p in cfg.fields if ip and p.startswith(ip + ".")]
         self.header_paths = [p for p in cfg.fields if p not in self.item_paths]
         if ip and any(p == ip for p in cfg.fields):
             raise ConfigError(f"{ip!r} is the items path; map its fields ({ip}.sku, ...) instead")
+
+    def _target_paths(self) -> dict[str, list[str]]:
+        """Every target path the mapping writes (mapped fields, constants, connection constants) -> where it is
+        set (``fields``, ``constants``, ``connection_constants.<connection>``)."""
+        cfg = self.config
+        out: dict[str, list[str]] = {}
+        for path in cfg.fields:
+            out.setdefault(path, []).append("fields")
+        for path in _flatten_constants(cfg.constants):
+            out.setdefault(path, []).append("constants")
+        for conn, consts in cfg.connection_constants.items():
+            for path in _flatten_constants(consts):
+                out.setdefault(path, []).append(f"connection_constants.{conn}")
+        return out
+
+    def _check_targets(self, targets: dict[str, list[str]], lacking: list[frozenset[str]]) -> None:
+        """A target no connection's schema has is a typo: one ``ConfigError`` naming each, with the closest field
+        any of the schemas has. (One only some lack is left out for those, or rejected: ``unknown_fields``.)"""
+        if not lacking:
+            return
+        typos = [p for p in targets if all(p in lacks for lacks in lacking)]
+        if not typos:
+            return
+        known: list[str] = []
+        for g in self.groups:
+            known += v.fields_for(g.doc, g.integration_type, g.integration_name, self.action)["field"].tolist()
+        known = list(dict.fromkeys(known))
+        lines = []
+        for p in typos:
+            close = difflib.get_close_matches(p, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(f"{p!r} (in {', '.join(targets[p])}{hint})")
+        schemas = sorted({g.integration_name for g in self.groups})
+        raise ConfigError(f"no connection's {self.action} schema ({', '.join(schemas)}) has the target field(s) "
+                          + ", ".join(lines))
 
     def _items_path(self) -> str | None:
         cfg = self.config
@@ -160,8 +255,16 @@ class _Build(_Columns, _Bodies):
         left = frame[head_cols].copy()
         left["__src"] = np.arange(len(frame))
         right = items[list(dict.fromkeys([*keys, *item_cols]))]
-        right = right[~right[keys].isna().any(axis=1)]
-        merged = left.merge(right, on=keys, how="left", sort=False)
+        right_na = np.zeros(len(right), dtype=bool)
+        for k in keys:
+            right_na |= na_mask(right[k])
+        right = right[~right_na]
+        try:
+            merged = left.merge(right, on=keys, how="left", sort=False)
+        except (TypeError, ArithmeticError):  # a key cell that cannot be hashed (a list, a signaling NaN)
+            left, right = _hashable_keys(left, keys), _hashable_keys(right, keys)
+            right = right[~right[keys].isna().any(axis=1)]  # items whose key was refused belong to no order
+            merged = left.merge(right, on=keys, how="left", sort=False)
         src = merged.pop("__src").to_numpy()
         return merged, src
 
@@ -236,7 +339,9 @@ class _Build(_Columns, _Bodies):
         if bad_key:
             for r in np.flatnonzero(np.isin(kc, list(bad_key))).tolist():
                 key = self.rec_key[r]
-                self._reject(r, key_label, bad_key[int(kc[r])], key.replace("\x00", "\\x00"))
+                self._reject(r, key_label, bad_key[int(kc[r])], _shown(key))
+                if not _utf8(key):  # no frame can hold it: the refused record's key column shows the escapes
+                    self.rec_key[r] = key.encode("utf-8", "backslashreplace").decode("utf-8")
             alive &= ~np.isin(kc, list(bad_key))
         for r in np.flatnonzero(np.equal(self.rec_conn, None) & ~np.equal(self.rec_key, None)):
             raw = self.rec_raw_conn[r]
@@ -302,8 +407,13 @@ class _Build(_Columns, _Bodies):
         rejects = self._rejects_frame(src_list)
         checks = self._checks(len(good))
         self._lap("rejects and checks")
-        dropped = {name: sorted(self.groups[gi].unknown) for name, gi in self.conn_group.items()
-                   if self.groups[gi].unknown}
+        dropped = {}
+        for name, gi in self.conn_group.items():
+            unknown = self.groups[gi].unknown
+            if unknown:  # the mapped fields and this connection's constants its schema lacks
+                used = [*self.config.fields, *_constants_for(self.config, name)]
+                if left_out := sorted({p for p in used if p in unknown}):
+                    dropped[name] = left_out
         return PayloadBatch(payloads=payloads, rejects=rejects, checks=checks, records=self.R,
                             timings=self.timings, dropped_fields=dropped,
                             untagged_connections=self._untagged_connections())

@@ -15,6 +15,7 @@ import pandas as pd
 
 from trackstar_dagster import validation as v
 from trackstar_dagster.coercion import (
+    Coerced,
     FieldSpec,
     canonical_codes,
     clean_strings,
@@ -22,9 +23,11 @@ from trackstar_dagster.coercion import (
     coerce_column,
     obj_array,
     typed_series,
+    unwritable,
 )
 from trackstar_dagster.keys import encode_key
-from trackstar_dagster.mapping_config import _flatten_constants
+from trackstar_dagster.mapping_config import _constants_for
+from trackstar_dagster.nulls import is_null_like
 from trackstar_dagster.payload_rejects import _Rejects, _truncate
 
 
@@ -105,6 +108,29 @@ def _key_codes(frame: pd.DataFrame, columns: list[str],
     return out, uniques
 
 
+def _missing(cell: Any) -> bool:
+    """A source cell with nothing in it (None, NaN, NA, NaT); text, even null-like text, is something."""
+    if cell is None or cell is pd.NA or cell is pd.NaT:
+        return True
+    if isinstance(cell, float | np.floating):
+        return bool(cell != cell)
+    return isinstance(cell, np.datetime64) and bool(np.isnat(cell))
+
+
+def _writable(c: Coerced, path: str) -> Coerced:
+    """``c`` with every value ``unwritable`` finds refused (bad, with its reason, None): a copy if any."""
+    found = unwritable(c.values, c.kind)
+    if not found:
+        return c
+    at = list(found)
+    values, bad, null = c.values.copy(), c.bad.copy(), c.null.copy()
+    values[at] = None
+    bad[at] = True
+    null[at] = False
+    reasons = {**c.reasons, **{p: f"{path}: {why}" for p, why in found.items()}}
+    return Coerced(values, null, bad, reasons, c.kind, c.distinct, path)
+
+
 class _Columns(_Rejects):
     """The column stages of ``_Build`` (state set up by ``_Build``: work frame, sorted rows, groups)."""
 
@@ -133,19 +159,21 @@ class _Columns(_Rejects):
         for spec, group_ids in self._spec_groups(path):
             if row_group is None:
                 rows = None
-                c = coerce_column(series, spec)
+                c = _writable(coerce_column(series, spec), path)
                 out = c.values
             else:
                 rows = np.flatnonzero(np.isin(row_group, group_ids))
                 if not len(rows):
                     continue
-                c = coerce_column(series.iloc[rows].reset_index(drop=True), spec)
+                c = _writable(coerce_column(series.iloc[rows].reset_index(drop=True), spec), path)
                 out[rows] = c.values
             if spec.type is not None:  # an untyped (or, dropped, unknown) field does not decide the kind
                 kinds.add(c.kind)
             if c.bad.any():
                 pos = np.flatnonzero(c.bad)
                 at = pos if rows is None else rows[pos]
+                keep = self._uses(at, path)
+                pos, at = pos[keep], at[keep]
                 self._row_failures("coercion", self.inv_order[at], path, [c.reasons[int(p)] for p in pos],
                                    series.iloc[at].tolist())
         return out[self.order], kinds.pop() if len(kinds) == 1 else "object"
@@ -204,14 +232,24 @@ class _Columns(_Rejects):
         series = self.work[col]
         spec = self._spec_groups(path)[0][0]
         codes, u = self._cached_codes(col, spec)
+        u = _writable(u, path)  # a copy when a value is refused: the cached one also serves the key columns
         if u.bad.any():
             bad_rows = np.flatnonzero((codes >= 0) & np.append(u.bad, False)[codes])
+            bad_rows = bad_rows[self._uses(bad_rows, path)]
             self._row_failures("coercion", self.inv_order[bad_rows], path,
                                [u.reasons[int(codes[r])] for r in bad_rows.tolist()],
                                series.iloc[bad_rows].tolist())
         valid = np.append(~np.equal(u.values, None), False)
         codes = np.where(valid[codes], codes, -1)[self.order]
         return u.values, codes, u.kind, u.distinct
+
+    def _uses(self, rows: np.ndarray, path: str) -> np.ndarray:
+        """Which of these (work-order) rows' connections carry ``path``: a value a connection leaves out is
+        not refused for it (mask over ``rows``)."""
+        groups = [gi for gi, g in enumerate(self.groups) if path in g.unknown]
+        if not groups or not len(rows):
+            return np.ones(len(rows), dtype=bool)
+        return ~np.isin(self.rec_group[self.rec_of_row[rows]], groups)
 
     def _unknown_rows(self, path: str) -> np.ndarray | None:
         """Sorted rows whose connection's schema lacks ``path`` (its value is left out), or None."""
@@ -233,10 +271,9 @@ class _Columns(_Rejects):
         """Constants fill the mapped fields a record leaves empty (connection constants first), so the flat
         checks see what the body will hold."""
         cfg = self.config
-        general = _flatten_constants(cfg.constants)
         conn_names = cfg.connections()
         for conn in conn_names:
-            consts = {**general, **_flatten_constants(cfg.connection_constants.get(conn, {}))}
+            consts = _constants_for(cfg, conn, self.groups[self.conn_group[conn]].unknown)
             cid = conn_names.index(conn)
             for path, value in consts.items():
                 if path in self.hu:
@@ -301,9 +338,9 @@ class _Columns(_Rejects):
         fields = [str(c) for c in fc["column"].tolist()]
         reason_of = {pair: v.check_reason(pair[0], pair[1], integration) for pair in set(zip(checks, fields, strict=True))}
         reasons = [reason_of[pair] for pair in zip(checks, fields, strict=True)]
-        cases = fc["failure_case"].tolist()
         whole = pd.isna(fc["index"]).to_numpy(dtype=bool)
         pos = np.where(whole, 0, pd.to_numeric(fc["index"], errors="coerce").fillna(0).to_numpy()).astype(np.int64)
+        cases = self._source_values(fields, pos, whole, level, fc["failure_case"].tolist())
         recs_of = pos if level == "record" else self.rec_sorted[pos]
         src_index = self.src_sorted[self.starts[pos]] if level == "record" else self.src_sorted[pos]
         for i, (rec, fld, why, case, w) in enumerate(zip(recs_of.tolist(), fields, reasons, cases,
@@ -318,3 +355,31 @@ class _Columns(_Rejects):
             "check": reasons, "column": fields,
             "failure_case": obj_array([_truncate(x) for x in cases]), "index": src_index,
         }))
+
+    def _source_values(self, fields: list[str], pos: np.ndarray, whole: np.ndarray, level: str,
+                       checked: list[Any]) -> list[Any]:
+        """The source cell behind each pandera failure, so a reject shows what the row held (``"NULL"``,
+        ``" 0 "``), not the cleaned value (None, 0): an item's own cell; for a header field, the first
+        non-missing cell among the record's rows. The checked value stays where every cell is empty, where
+        a constant filled a null-like cell (the constant is what failed) and for frame-level failures."""
+        out = list(checked)
+        by_field: dict[str, list[int]] = {}
+        for i, (fld, w) in enumerate(zip(fields, whole.tolist(), strict=True)):
+            if not w and fld in self.config.fields:
+                by_field.setdefault(fld, []).append(i)
+        for fld, idx in by_field.items():
+            series = self.work[self.config.fields[fld]]
+            at = pos[idx]
+            if level == "row":
+                starts, lens = at, np.ones(len(at), dtype=np.int64)
+            else:
+                starts, lens = self.starts[at], self.ends[at] - self.starts[at]
+            # every sorted row of the failures, in one gather: range k covers starts[k] .. starts[k] + lens[k]
+            ends = np.cumsum(lens)
+            sorted_rows = np.repeat(starts - (ends - lens), lens) + np.arange(int(ends[-1]) if len(ends) else 0)
+            cells = series.iloc[self.order[sorted_rows]].tolist()
+            for i, s, e in zip(idx, (ends - lens).tolist(), ends.tolist(), strict=True):
+                cell = next((c for c in cells[s:e] if not _missing(c)), None)
+                if cell is not None and (_missing(out[i]) or not is_null_like(cell)):
+                    out[i] = cell
+        return out

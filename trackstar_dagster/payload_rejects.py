@@ -3,6 +3,11 @@
 Why a module of its own: every stage of the build (routing, columns, pandera, body validation) refuses
 records the same way; this base class of ``_Build`` holds that bookkeeping and turns it into the
 ``rejects`` frame and the ``CheckOutcome`` list, so the stages only say what failed and why.
+
+What a reject shows: the source cell as it was (``"NULL"``, ``" 0 "``, ``1e+19``), as text (``_truncate``:
+never raising, lone surrogates escaped, cut at ``VALUE_MAX``). The rejects frame is data (it goes where the
+source rows are) and keeps personal values; the check outcomes become Dagster metadata and mask them
+(``previews.mask_value``), as the previews of the rejects do.
 """
 
 from __future__ import annotations
@@ -15,18 +20,49 @@ import pandas as pd
 
 from trackstar_dagster import validation as v
 from trackstar_dagster.coercion import obj_array
+from trackstar_dagster.previews import mask_value
 
 VALUE_MAX = 80
 
 
 def _truncate(value: Any) -> str | None:
+    """A value as the text a reject or a failure case shows: never raising, always valid Unicode, cut at
+    ``VALUE_MAX``. A lone surrogate is written as its escape (``\\ud800``), so the rejects frame can be stored."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, float) and value != value:
         return None
-    text = value if isinstance(value, str) else (
-        orjson.dumps(value, default=str).decode() if isinstance(value, dict | list) else str(value))
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, dict | list):
+        try:
+            text = orjson.dumps(value, default=str).decode()
+        except TypeError:  # a lone surrogate, an integer beyond 64 bits: Python's own form
+            text = _text(value)
+    else:
+        text = _text(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= VALUE_MAX else text[: VALUE_MAX - 1] + "…"
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # an int with more digits than Python writes, an object whose str() fails
+        return f"(an integer of {value.bit_length()} bits)" if isinstance(value, int) else "(no text form)"
+
+
+def _masked(columns: list[Any], cases: list[Any]) -> np.ndarray:
+    """Failure cases with the values of personal fields masked (``previews.mask_value``), per column once."""
+    personal = {c for c in set(map(str, columns)) if mask_value(c, "x") != "x"}
+    if not personal:
+        return obj_array(cases)
+    return obj_array([mask_value(str(c), x) if str(c) in personal else x
+                      for c, x in zip(columns, cases, strict=True)])
 
 
 class _Rejects:
@@ -106,6 +142,8 @@ class _Rejects:
         for name in dict.fromkeys(names):
             frames = self.failures.get(name, [])
             fc = pd.concat(frames, ignore_index=True) if frames else v.empty_failures()
+            if len(fc):  # outcomes become asset-check metadata, kept forever: personal values masked
+                fc["failure_case"] = _masked(fc["column"].tolist(), fc["failure_case"].tolist())
             out.append(v.CheckOutcome(
                 name=name.replace(" ", "_"), passed=not len(fc), severity="WARN",
                 description=descriptions.get(name, f"{name.split(' ')[0]} write-info rules on the flat rows"),

@@ -243,38 +243,47 @@ def test_orders_and_items_from_two_tables_joined_on_the_key(targets, config):
     assert list(batch.payloads.set_index("key").loc["O2", "source_rows"]) == [2]
 
 
+ACME_HERO = {"connection_column": "customer", "connection_values": {"ACME": "acme", "HERO": "hero"}}
+
+
 def test_a_field_the_integration_does_not_accept_is_left_out_and_listed(targets):
-    fields = dict(ORDER_FIELDS)
-    fields["line_items.colour"] = "colour"
-    cfg = MappingConfig(key="order_id", connection="acme", fields=fields)
-    batch = build_payloads(order_rows(1, 1, colour=["red"]), cfg, targets)
+    fields = {**ORDER_FIELDS, "line_items.warehouse_id": "wh"}  # shiphero's items have it, the sandbox's not
+    cfg = MappingConfig(key="order_id", **ACME_HERO, fields=fields)
+    batch = build_payloads(order_rows(1, 1, wh=["w1"]), cfg, targets)
     assert len(batch.payloads) == 1 and not len(batch.rejects)
-    assert "colour" not in batch.payloads["body"].iloc[0]
-    assert batch.dropped_fields == {"acme": ["line_items.colour"]}
+    assert "warehouse_id" not in batch.payloads["body"].iloc[0]
+    assert batch.dropped_fields["acme"] == ["line_items.warehouse_id"]
 
 
 def test_a_field_the_integration_does_not_accept_rejects_when_asked(targets):
-    fields = dict(ORDER_FIELDS)
-    fields["line_items.colour"] = "colour"
-    cfg = MappingConfig(key="order_id", connection="acme", fields=fields, unknown_fields="reject")
-    batch = build_payloads(order_rows(1, 1, colour=["red"]), cfg, targets)
+    fields = {**ORDER_FIELDS, "line_items.warehouse_id": "wh"}
+    cfg = MappingConfig(key="order_id", **ACME_HERO, fields=fields, unknown_fields="reject")
+    batch = build_payloads(order_rows(1, 1, wh=["w1"]), cfg, targets)
     assert not len(batch.payloads)
-    assert "colour" in batch.rejects["field"].iloc[0]
+    assert "warehouse_id" in batch.rejects["field"].iloc[0]
+
+
+def test_a_field_no_integration_accepts_is_a_config_error(targets):
+    cfg = MappingConfig(key="order_id", connection="acme", fields={**ORDER_FIELDS, "line_items.colour": "colour"})
+    with pytest.raises(ConfigError, match="line_items.colour"):
+        build_payloads(order_rows(1, 1, colour=["red"]), cfg, targets)
 
 
 def test_one_table_feeds_integrations_with_different_schemas(targets):
     """A 3PL's one table: each connection's bodies keep only what its own integration accepts."""
 
-    fields = dict(ORDER_FIELDS)
-    fields["line_items.colour"] = "colour"  # in no schema: dropped everywhere
-    frame = order_rows(4, 2, colour=["red"] * 8)
-    frame["customer"] = ["a", "a", "b", "b", "a", "a", "b", "b"]
-    cfg = MappingConfig(key="order_id", connection_column="customer", connection_values={"a": "acme", "b": "acme2"},
-                        fields=fields)
+    fields = {**ORDER_FIELDS, "line_items.sku": "sku", "packing_note": "note", "channel": "chan"}
+    frame = order_rows(4, 2, sku=["s"] * 8, note=["fragile"] * 8, chan=["web"] * 8)
+    frame["customer"] = ["a", "a", "b", "b", "a", "a", "c", "c"]
+    cfg = MappingConfig(key="order_id", connection_column="customer",
+                        connection_values={"a": "acme", "b": "acme2", "c": "hero"}, fields=fields)
     targets = {**targets, "acme2": Target("acme2", "wms", "wms_sandbox", targets["acme"].doc)}
     batch = build_payloads(frame, cfg, targets)
     assert len(batch.payloads) == 4 and not len(batch.rejects)
-    assert all("colour" not in json.dumps(json.loads(b)) for b in batch.payloads["body"])
+    for conn, text in zip(batch.payloads["connection"], batch.payloads["body"], strict=True):
+        body = json.loads(text)
+        assert body_validator(targets[conn].doc, "create_order")(body) == []
+        assert ("packing_note" in body) == (conn == "hero") and ("channel" in body) == (conn != "hero")
 
 
 def test_required_fields_missing_from_the_mapping_reject_with_the_field(targets):
@@ -295,9 +304,15 @@ def test_each_integration_gets_its_own_schema(targets):
     )
     frame = order_rows(2, 1, customer=["ACME", "HERO"], sku=["s1", "s2"])
     batch = build_payloads(frame, cfg, targets, validate_bodies="all")
-    # the sandbox needs product_id (a constant gives it); shiphero has no product_id on items
-    assert "O0" in set(batch.payloads["key"])
-    assert "O1" in set(batch.rejects["key"])
+    # the sandbox needs product_id (a constant gives it); shiphero has no product_id on items: left out for it
+    assert set(batch.payloads["key"]) == {"O0", "O1"}
+    b = bodies(batch)
+    assert b["O0"]["line_items"][0]["product_id"] == "ignored" and "product_id" not in b["O1"]["line_items"][0]
+    assert batch.dropped_fields["hero"] == ["line_items.product_id"]
+    # asked to reject instead, shiphero's record is refused for it
+    batch = build_payloads(frame, cfg.model_copy(update={"unknown_fields": "reject"}), targets,
+                           validate_bodies="all")
+    assert list(batch.payloads["key"]) == ["O0"] and set(batch.rejects["key"]) == {"O1"}
 
 
 def test_shape_validation_agrees_with_validating_every_body(targets, config):

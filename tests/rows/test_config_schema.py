@@ -1,0 +1,96 @@
+"""The mapping is checked against the connections' write-info schemas before anything is built: a target no
+connection's schema has is a typo (a ``ConfigError`` naming it and the closest real field); one only some
+connections lack is left out of their bodies (mapped fields and constants alike) and listed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trackstar_dagster.errors import ConfigError
+from trackstar_dagster.mapping import MappingConfig, build_payloads
+
+from .conftest import ORDER_FIELDS, order_rows
+from .test_mapping import ExplodingFrame
+
+
+def bodies(batch) -> dict[str, dict]:
+    return {k: json.loads(b) for k, b in zip(batch.payloads["key"], batch.payloads["body"], strict=True)}
+
+
+TWO = {"connection_column": "customer", "connection_values": {"ACME": "acme", "HERO": "hero"}}
+HERO_FIELDS = {**{k: v for k, v in ORDER_FIELDS.items() if k != "line_items.product_id"}, "line_items.sku": "sku"}
+
+
+@pytest.mark.parametrize(("where", "typo", "closest"), [
+    ("fields", "refrence_id", "reference_id"),
+    ("fields", "ship_to_adress.city", "ship_to_address.city"),
+    ("fields", "line_items.quantiy", "line_items.quantity"),
+    ("constants", "ship_to_adress.city", "ship_to_address.city"),
+    ("constants", "invoice_curency_code", "invoice_currency_code"),
+    ("connection_constants", "shiping_method_name", "shipping_method_name"),
+])
+def test_a_target_no_schema_has_is_a_config_error_naming_the_closest_field(targets, where, typo, closest):
+    fields = dict(HERO_FIELDS)
+    extra: dict = {}
+    if where == "fields":
+        fields[typo] = "city"
+    elif where == "constants":
+        extra["constants"] = {typo: "x"}
+    else:
+        extra["connection_constants"] = {"hero": {typo: "x"}}
+    for unknown_fields in ("drop", "reject"):
+        cfg = MappingConfig(key="order_id", **TWO, fields=fields, unknown_fields=unknown_fields, **extra)
+        frame = ExplodingFrame(order_rows(1, 1, sku=["s"], customer=["HERO"]))
+        with pytest.raises(ConfigError, match=typo.replace(".", r"\.")) as info:
+            build_payloads(frame, cfg, targets)
+        assert repr(closest) in str(info.value)
+
+
+def test_several_typos_are_named_at_once(targets):
+    cfg = MappingConfig(key="order_id", connection="acme", fields={**ORDER_FIELDS, "refrence_id": "city"},
+                        constants={"chanel": "web"})
+    with pytest.raises(ConfigError) as info:
+        build_payloads(order_rows(1, 1), cfg, targets)
+    assert "refrence_id" in str(info.value) and "chanel" in str(info.value)
+    assert "'reference_id'" in str(info.value) and "'channel'" in str(info.value)
+
+
+def test_a_field_only_some_connections_lack_is_left_out_for_them_and_listed(targets):
+    fields = {**HERO_FIELDS, "line_items.product_id": "product_id", "packing_note": "note", "channel": "chan"}
+    cfg = MappingConfig(key="order_id", **TWO, fields=fields)
+    frame = order_rows(2, 1, sku=["s0", "s1"], note=["fragile"] * 2, chan=["web"] * 2, customer=["ACME", "HERO"])
+    batch = build_payloads(frame, cfg, targets)
+    assert not len(batch.rejects), batch.rejects.to_dict("records")
+    b = bodies(batch)
+    assert b["O0"]["channel"] == "web" and "packing_note" not in b["O0"]  # acme: wms_sandbox
+    assert b["O1"]["packing_note"] == "fragile" and "channel" not in b["O1"]  # hero: shiphero
+    assert "product_id" not in b["O1"]["line_items"][0]
+    assert batch.dropped_fields == {"acme": ["packing_note"], "hero": ["channel", "line_items.product_id"]}
+
+
+def test_constants_a_connection_lacks_are_left_out_for_it(targets):
+    """The README's own example: a currency constant in a mapping feeding an integration without that field."""
+    fields = {**HERO_FIELDS, "line_items.product_id": "product_id"}
+    cfg = MappingConfig(key="order_id", **TWO, fields=fields, constants={"invoice_currency_code": "USD"},
+                        connection_constants={"hero": {"packing_note": "handle with care"},
+                                              "acme": {"packing_note": "ignored here"}})
+    frame = order_rows(2, 1, sku=["s0", "s1"], customer=["ACME", "HERO"])
+    batch = build_payloads(frame, cfg, targets, validate_bodies="all")
+    assert not len(batch.rejects), batch.rejects.to_dict("records")
+    b = bodies(batch)
+    assert b["O0"]["invoice_currency_code"] == "USD" and "packing_note" not in b["O0"]
+    assert "invoice_currency_code" not in b["O1"] and b["O1"]["packing_note"] == "handle with care"
+    assert batch.dropped_fields == {"acme": ["packing_note"],
+                                    "hero": ["invoice_currency_code", "line_items.product_id"]}
+
+
+def test_with_reject_a_field_a_connection_lacks_rejects_its_records(targets):
+    fields = {**HERO_FIELDS, "line_items.product_id": "product_id"}
+    cfg = MappingConfig(key="order_id", **TWO, fields=fields, constants={"invoice_currency_code": "USD"},
+                        unknown_fields="reject")
+    frame = order_rows(2, 1, sku=["s0", "s1"], customer=["ACME", "HERO"])
+    batch = build_payloads(frame, cfg, targets)
+    assert list(batch.payloads["key"]) == ["O0"] and set(batch.rejects["key"]) == {"O1"}
+    assert batch.dropped_fields == {}
