@@ -681,12 +681,15 @@ def unwritable(values: np.ndarray, kind: str) -> dict[int, str]:
     """
     if kind in ("integer", "number", "boolean") or not len(values):
         return {}
-    present = values[~np.equal(values, None)].tolist()
-    try:
-        "".join(present).encode("utf-8")
-        return {}
-    except (TypeError, UnicodeEncodeError):  # a non-string (checked below) or a lone surrogate somewhere
-        pass
+    if kind == "string":  # str or None only: screen all the text at once
+        try:
+            text = "".join(filter(None, values.tolist()))
+            if text.isascii():
+                return {}
+            text.encode("utf-8")
+            return {}
+        except (TypeError, UnicodeEncodeError):  # a lone surrogate somewhere (or, defensively, a non-string)
+            pass
     out: dict[int, str] = {}
     for pos, v in enumerate(values.tolist()):
         t = type(v)

@@ -274,3 +274,17 @@ def test_an_odd_key_in_an_items_table_raises_nothing(targets, config, value):
     odd_orders = with_cells(orders, "order_id", [1], value)  # the order itself has the odd key
     batch = build_payloads(odd_orders, config, targets, items=items)
     assert list(batch.payloads["key"]) == ["O0", "O2"] and len(batch.rejects)
+
+
+@pytest.mark.parametrize("value", [b"", set(), frozenset(), bytearray(), np.array([]), 0, False, ""])
+def test_empty_and_falsy_odd_values_in_an_array_field_raise_nothing(targets, value):
+    hero = {"hero": targets["hero"], "acme": targets["acme"]}
+    fields = {**{k: v for k, v in ORDER_FIELDS.items() if k != "line_items.product_id"}, "line_items.sku": "sku",
+              "tags": "tags"}
+    cfg = MappingConfig(key="order_id", connection_column="customer",
+                        connection_values={"HERO": "hero", "ACME": "acme"}, fields=fields)
+    frame = with_cells(order_rows(3, 1, customer=["HERO"] * 3, sku=["s"] * 3, tags=[["a"], ["b"], ["c"]]),
+                       "tags", [1], value)
+    batch = build_payloads(frame, cfg, hero)
+    assert {"O0", "O2"} <= set(batch.payloads["key"])
+    assert batch.records == 3 and len(batch.payloads) + batch.rejected_records == 3
