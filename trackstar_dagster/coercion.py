@@ -681,12 +681,12 @@ def unwritable(values: np.ndarray, kind: str) -> dict[int, str]:
     """
     if kind in ("integer", "number", "boolean") or not len(values):
         return {}
-    if kind == "string":  # str or None only: screen all the text at once
+    if kind == "string":  # str or None only: ASCII (the usual case) is known per string, else one encode
         try:
-            text = "".join(filter(None, values.tolist()))
-            if text.isascii():
+            texts = list(filter(None, values.tolist()))
+            if all(map(str.isascii, texts)):
                 return {}
-            text.encode("utf-8")
+            "".join(texts).encode("utf-8")
             return {}
         except (TypeError, UnicodeEncodeError):  # a lone surrogate somewhere (or, defensively, a non-string)
             pass

@@ -378,8 +378,12 @@ class _Columns(_Rejects):
             ends = np.cumsum(lens)
             sorted_rows = np.repeat(starts - (ends - lens), lens) + np.arange(int(ends[-1]) if len(ends) else 0)
             cells = series.iloc[self.order[sorted_rows]].tolist()
-            for i, s, e in zip(idx, (ends - lens).tolist(), ends.tolist(), strict=True):
-                cell = next((c for c in cells[s:e] if not _missing(c)), None)
-                if cell is not None and (_missing(out[i]) or not is_null_like(cell)):
+            if len(cells) == len(idx):  # one cell per failure (items, one-row records)
+                firsts = cells
+            else:
+                firsts = [next((c for c in cells[s:e] if not _missing(c)), None)
+                          for s, e in zip((ends - lens).tolist(), ends.tolist(), strict=True)]
+            for i, cell in zip(idx, firsts, strict=True):
+                if not _missing(cell) and (_missing(out[i]) or not is_null_like(cell)):
                     out[i] = cell
         return out
