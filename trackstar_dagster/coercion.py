@@ -208,7 +208,7 @@ def _strings_of(series: pd.Series) -> np.ndarray:
 
 
 def _iso_utc(values: pd.Series) -> np.ndarray:
-    """datetime64 Series -> ISO 8601 UTC strings with Z (seconds, or microseconds when present)."""
+    """datetime64 Series -> ISO 8601 UTC strings with Z (seconds, or microseconds where a value has them)."""
     s = values
     if getattr(s.dt, "tz", None) is not None:
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -216,10 +216,15 @@ def _iso_utc(values: pd.Series) -> np.ndarray:
     nat = np.isnat(raw)
     out = np.full(len(raw), None, dtype=object)
     if (~nat).any():
+        # each value on its own (as the value-by-value path writes them): seconds, or microseconds when it has
+        # them; never per batch, which made a record's body (and hash) depend on the other rows of the build
         good = raw[~nat]
         frac = good.astype(np.int64) % 1_000_000 != 0
-        unit = "us" if frac.any() else "s"
-        txt = np.datetime_as_string(good, unit=unit)
+        txt = np.empty(len(good), dtype=object)
+        if (~frac).any():
+            txt[~frac] = np.datetime_as_string(good[~frac], unit="s")
+        if frac.any():
+            txt[frac] = np.datetime_as_string(good[frac], unit="us")
         out[~nat] = obj_array([t + "Z" for t in txt.tolist()])
     return out
 

@@ -66,6 +66,18 @@ def test_timestamps_become_iso_utc_with_z_for_date_time_fields():
     assert list(coerce(aware, type="string", format="date-time").values) == ["2024-03-01T17:30:00Z"]
 
 
+def test_each_timestamp_is_written_on_its_own_whatever_its_neighbours():
+    """One format whatever the dtype and whatever else is in the build: a whole second is ``...:00Z`` beside a
+    fractional value too (it was ``.000000Z`` then, so a record's body depended on the other rows)."""
+    mixed = pd.Series(pd.to_datetime(["2024-03-01 04:30:00", "2024-03-01 04:30:00.5"], format="ISO8601"))
+    alone = pd.Series(pd.to_datetime(["2024-03-01 04:30:00"]))
+    objects = pd.Series([pd.Timestamp("2024-03-01 04:30:00"), np.datetime64("2024-03-01T04:30:00.5")], dtype=object)
+    want = ["2024-03-01T04:30:00Z", "2024-03-01T04:30:00.500000Z"]
+    assert list(coerce(mixed, type="string", format="date-time").values) == want
+    assert list(coerce(objects, type="string", format="date-time").values) == want
+    assert list(coerce(alone, type="string", format="date-time").values) == want[:1]
+
+
 def test_timestamps_become_plain_dates_for_date_fields():
     ts = pd.Series(pd.to_datetime(["2024-03-01 23:30:00"]))
     assert list(coerce(ts, type="string", format="date").values) == ["2024-03-01"]

@@ -61,3 +61,42 @@ def test_upgrade_over_a_first_release_ledger_sends_nothing(upgraded):
     entries = ledger.entries(namespace="orders_sync")
     assert len(entries) == WRITTEN and set(entries["encoding"]) == {ENCODING}
     assert len(ledger.entries(namespace="")) == 0  # every row moved into the sync's namespace
+
+
+def test_a_first_release_body_with_batch_chosen_microseconds_is_recognised(sb, tmp_path):
+    """The first release wrote a whole-second date-time as ``.000000Z`` when another row of the build had a
+    fraction; this one writes ``Z``. Such a record is ``unchanged`` (and re-hashed), not updated."""
+    import hashlib
+    import json
+
+    import sqlalchemy as sa
+
+    from tests.writer import NS, WMS, WMS_TOKEN, frame, order_body
+    from trackstar_dagster.keys import key_tag, legacy_key_tag
+
+    body = order_body(WMS, "k1", required_ship_date="2024-03-01T04:30:00Z")
+    new = frame([("k1", WMS, "create_order", body)])
+    old_text = json.dumps({**body, "required_ship_date": "2024-03-01T04:30:00.000000Z",
+                           "trackstar_tags": [legacy_key_tag("create_order", "k1")]}, sort_keys=True,
+                          separators=(",", ":"))
+    assert body["trackstar_tags"] == [key_tag("create_order", "k1", NS)]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'l.sqlite'}")
+    with engine.begin() as conn:  # the first release's table, as it wrote it
+        conn.exec_driver_sql(
+            f"CREATE TABLE {LEGACY_TABLE} (connection VARCHAR(255), action VARCHAR(64), key VARCHAR(512), "
+            "body_hash VARCHAR(128), written_hash VARCHAR(128), trackstar_id VARCHAR(255), status VARCHAR(16) NOT NULL, "
+            "operation VARCHAR(16), idempotency_key VARCHAR(255), outcome_unknown BOOLEAN NOT NULL, attempts INTEGER "
+            "NOT NULL, http_status INTEGER, request_id VARCHAR(255), last_error TEXT, last_attempt_at DATETIME, "
+            "updated_at DATETIME, PRIMARY KEY (connection, action, key))")
+        h = hashlib.sha256(old_text.encode()).hexdigest()
+        conn.exec_driver_sql(f"INSERT INTO {LEGACY_TABLE} VALUES ('{WMS}', 'create_order', 'k1', '{h}', '{h}', "
+                             "'ord_1', 'created', 'create', 'x', 0, 1, 200, NULL, NULL, NULL, NULL)")
+    engine.dispose()
+    ledger = Ledger(tmp_path / "l.sqlite")
+    client = CountingClient(TrackstarClient(sb.api_key, sb.base_url, write_rate=1000.0, read_rate=1000.0))
+    for mode in ("upsert", "upsert"):
+        report = write_payloads(new, client, {WMS: WMS_TOKEN}, ledger, namespace=NS, mode=mode)
+        assert report.counts["unchanged"] == 1 and client.writes == 0 and report.body_changed == 0
+    entry = ledger.get(WMS, "create_order", "k1", NS)
+    assert entry.encoding == ENCODING and entry.written_hash == new.iloc[0]["body_hash"]
+    assert sb.records("orders", token=WMS_TOKEN) == []

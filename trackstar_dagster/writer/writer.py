@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -184,17 +185,20 @@ def _json_variants(text: str) -> set[str]:
     return {json.dumps(text), json.dumps(text, ensure_ascii=False), orjson.dumps(text).decode()}
 
 
+_WHOLE_SECOND = re.compile(r'(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)Z"')
+
+
 def legacy_body_hashes(item: _Item) -> set[str]:
-    """The hashes the first release may have given this body: the same text with its tag (no namespace) in
-    place of this release's. Empty when the body carries no tag of ours."""
-    if item.tag is None:
-        return set()
-    old = legacy_key_tag(item.action, item.key)
-    return {
-        hashlib.sha256(item.text.replace(new_text, old_text, 1).encode("utf-8")).hexdigest()
-        for new_text in _json_variants(item.tag) if new_text in item.text
-        for old_text in _json_variants(old)
-    }
+    """The hashes the first release may have given this body's text: its tag without a namespace, and its
+    whole-second date-times written with six zero digits (it chose the unit per batch of rows)."""
+    texts = {item.text}
+    if item.tag is not None:
+        old = legacy_key_tag(item.action, item.key)
+        texts |= {item.text.replace(new, old_text, 1) for new in _json_variants(item.tag) if new in item.text
+                  for old_text in _json_variants(old)}
+    texts |= {_WHOLE_SECOND.sub(r'\1.000000Z"', t) for t in texts}
+    texts.discard(item.text)
+    return {hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts}
 
 
 class _Run(_Reconcile):
