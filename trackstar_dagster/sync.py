@@ -416,7 +416,9 @@ def build_trackstar_sync_assets(sync: TrackstarSync) -> list[dg.AssetsDefinition
         def reject_figures(part: pd.DataFrame) -> dict[str, Any]:
             return {
                 **frame_metadata(part),
+                # records refused (the reject_share check counts these) vs rows of the rejects table
                 "rejected_records": dg.MetadataValue.int(int(part["key"].nunique()) if len(part) else 0),
+                "reject_rows": dg.MetadataValue.int(len(part)),
                 "top_reasons": dg.MetadataValue.md(top_reject_reasons(part)),
             }
 
