@@ -113,11 +113,6 @@ class LedgerEntry:
     claim_expires: float | None
 
     @property
-    def held(self) -> bool:
-        """Trackstar holds this record (we know its id)."""
-        return self.trackstar_id is not None and self.status in ("created", "updated", "failed", "intent")
-
-    @property
     def needs_reconcile(self) -> bool:
         """A create may have taken effect without us knowing its id: look it up before sending again."""
         if self.trackstar_id is not None:
