@@ -250,9 +250,9 @@ def overlapping_runs(tmp_path, ledger_url):
             assert r["status"] in ("created", "unchanged", "in_flight_elsewhere"), r
             if r["status"] in ("created", "unchanged"):
                 assert r["trackstar_id"] in held
+    # a key one run found claimed was written by the run holding it: every key is reported written by one
     reported = {r["key"] for res in results for r in res if r["status"] in ("created", "unchanged")}
-    assert reported == {f"o{i}" for i in range(450)} or any(
-        r["status"] == "in_flight_elsewhere" for res in results for r in res)
+    assert reported == {f"o{i}" for i in range(450)}
     return results
 
 

@@ -309,11 +309,16 @@ class Ledger:
             old.drop(conn)
 
     def adopt_legacy(self, namespace: str, connection: str, action: str, kids: Sequence[str]) -> int:
-        """Move first-release rows of these key ids into ``namespace`` (when it has none of its own)."""
+        """Move first-release rows of these key ids into ``namespace`` (a row the namespace already has wins).
+        One cheap query when the connection has no first-release rows left, the usual case."""
         if namespace == LEGACY_NAMESPACE or not kids:
             return 0
         t = ledger_table
         moved = 0
+        with self.engine.connect() as conn:
+            if conn.execute(sa.select(t.c.key).where(t.c.namespace == LEGACY_NAMESPACE, t.c.connection == connection,
+                                                     t.c.action == action).limit(1)).first() is None:
+                return 0
         with self._lock, self.engine.begin() as conn:
             for i in range(0, len(kids), _CHUNK):
                 chunk = list(kids[i:i + _CHUNK])

@@ -46,6 +46,11 @@ def held_matches(record: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
     return True
 
 
+def oldest(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of several records carrying one tag (stored more than once before), the one to adopt: the first made."""
+    return min(records, key=lambda r: str(r.get("trackstar_created_date") or r.get("created_date") or ""))
+
+
 def _filters(since: str | None) -> dict[str, str] | None:
     return {"trackstar_created_date[gte]": since} if since else None
 

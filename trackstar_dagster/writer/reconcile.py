@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TrackstarAuthError, TrackstarError, TrackstarValidationError
 from ..keys import has_tag
 from .ledger import ENCODING, Outcome
-from .rebuild import held_matches
+from .rebuild import held_matches, oldest
 
 if TYPE_CHECKING:
     from .writer import _Item, _Lane
@@ -82,13 +82,13 @@ class _Reconcile:
                 break
         if not found:
             return None
-        ours = sorted(found.values(), key=lambda r: str(r.get("trackstar_created_date") or r.get("created_date") or ""))
-        if len(ours) > 1:
+        first = oldest(list(found.values()))
+        if len(found) > 1:
             self.log.warning(
-                f"Trackstar writer: {len(ours)} {spec.resource} of {item.connection!r} carry the tag of key "
-                f"{item.key!r} (stored more than once before); adopting the oldest, {ours[0].get('id')!r}"
+                f"Trackstar writer: {len(found)} {spec.resource} of {item.connection!r} carry the tag of key "
+                f"{item.key!r} (stored more than once before); adopting the oldest, {first.get('id')!r}"
             )
-        return ours[0]
+        return first
 
     async def reconcile(self, lane: _Lane, item: _Item) -> bool:
         """Look the record up; adopt it when it is provably ours. Returns True when the record is finished

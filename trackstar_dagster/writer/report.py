@@ -158,7 +158,6 @@ class FailurePolicy:
         retryable = (
             not ok
             and not rejected_over
-            and (report.failed == 0 or failed_over)
             and report.transient_failures == report.failed
             and not report.stopped_connections
         )

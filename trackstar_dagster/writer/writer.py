@@ -65,7 +65,7 @@ from ..keys import (
 )
 from .actions import ActionSpec, spec_for
 from .ledger import ENCODING, Held, Intent, Ledger, LedgerEntry, Outcome
-from .rebuild import find_tagged, held_matches
+from .rebuild import find_tagged, held_matches, oldest
 from .reconcile import BODY_CHANGED_MESSAGE, _Reconcile
 from .report import (  # the public ones are re-exported for callers (see __all__)
     FAILURE_COLUMNS,
@@ -422,11 +422,8 @@ class _Run(_Reconcile):
         for (connection, action), items in groups.items():
             lane = self.lane(connection)
             keys = [i.key for i in items]
-            have = await asyncio.to_thread(self.ledger.load, [(connection, action, k) for k in keys], self.namespace)
-            missing = [k for k in keys if (connection, action, k) not in have]
-            if missing:
-                await asyncio.to_thread(self.ledger.adopt_legacy, self.namespace, connection, action,
-                                        [key_id(k) for k in missing])
+            await asyncio.to_thread(self.ledger.adopt_legacy, self.namespace, connection, action,
+                                    [key_id(k) for k in keys])
             if await self._should_rebuild(connection, action, items):
                 await self._rebuild(lane, items)
             claimed = await asyncio.to_thread(
@@ -482,7 +479,7 @@ class _Run(_Reconcile):
             item = by_tag[tag]
             if item.key in held:
                 continue
-            record = min(records, key=lambda r: str(r.get("trackstar_created_date") or r.get("created_date") or ""))
+            record = oldest(records)
             if len(records) > 1:
                 self.log.warning(f"Trackstar writer: {len(records)} {spec.resource} of {lane.connection!r} carry the "
                                  f"tag of key {item.key!r}; adopting the oldest, {record.get('id')!r}")
@@ -513,9 +510,7 @@ class _Run(_Reconcile):
         idx, key, connection, action = item.idx, item.key, item.connection, item.action
         if entry.trackstar_id and entry.status in ("created", "updated", "failed", "intent"):
             item.trackstar_id = entry.trackstar_id
-            written = entry.written_hash
-            if written is None and entry.status in ("failed", "intent"):
-                written = entry.body_hash if entry.status == "intent" else None
+            written = entry.written_hash  # None: held, body not verified (a rebuilt ledger)
             if written == item.body_hash:
                 self._row(idx, key, connection, action, "unchanged", trackstar_id=entry.trackstar_id)
                 return True
