@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trackstar_dagster.base.nulls import drop_empty_body
 from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
-from trackstar_dagster.nulls import drop_empty_body
 
 WRITE_INFO = Path(__file__).resolve().parents[1] / "trackstar_dagster" / "sandbox" / "data" / "write-info"
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import pandas as pd
 
+from trackstar_dagster.base.keys import key_tag
 from trackstar_dagster.client import TrackstarClient
-from trackstar_dagster.keys import key_tag
 from trackstar_dagster.sandbox.server import run_sandbox
 from trackstar_dagster.writer.ledger import Ledger
 from trackstar_dagster.writer.writer import WriteReport, write_payloads

@@ -9,9 +9,7 @@ from trackstar_dagster.assets import (
     build_trackstar_schema_assets,
     build_trackstar_write_info_asset,
 )
-from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient, WriteResponse
-from trackstar_dagster.component import TrackstarSyncComponent
-from trackstar_dagster.errors import (
+from trackstar_dagster.base.errors import (
     ConfigError,
     TrackstarAuthError,
     TrackstarBadRequestError,
@@ -25,9 +23,12 @@ from trackstar_dagster.errors import (
     TrackstarTransportError,
     TrackstarValidationError,
 )
+from trackstar_dagster.base.keys import key_tag
+from trackstar_dagster.base.nulls import NULL_LIKE_STRINGS, drop_empty, is_null_like
+from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient, WriteResponse
+from trackstar_dagster.component import TrackstarSyncComponent
 from trackstar_dagster.io_manager import TrackstarFrameIOManager, read_frames
-from trackstar_dagster.mapping import MappingConfig, PayloadBatch, Target, build_payloads, key_tag
-from trackstar_dagster.nulls import NULL_LIKE_STRINGS, drop_empty, is_null_like
+from trackstar_dagster.mapping import MappingConfig, PayloadBatch, Target, build_payloads
 from trackstar_dagster.resource import ResolvedConnection, TrackstarConnection, TrackstarResource
 from trackstar_dagster.schema import (
     DriftReport,

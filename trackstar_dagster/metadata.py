@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from trackstar_dagster.previews import markdown_table
+from trackstar_dagster.mapping.previews import markdown_table
 
 __all__ = ["frame_metadata", "markdown_table", "table_schema_for"]
 

@@ -24,10 +24,10 @@ from typing import Any
 from dagster import Config, ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field, PrivateAttr, model_validator
 
+from trackstar_dagster.base.errors import ConfigError
+from trackstar_dagster.base.secrets import mask_url_password, url_has_password
 from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient
-from trackstar_dagster.errors import ConfigError
-from trackstar_dagster.ratelimit import fingerprint
-from trackstar_dagster.redaction import mask_url_password, url_has_password
+from trackstar_dagster.client.ratelimit import fingerprint
 from trackstar_dagster.schema.store import SchemaStore
 from trackstar_dagster.writer.ledger import Ledger
 

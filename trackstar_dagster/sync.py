@@ -17,16 +17,16 @@ import numpy as np
 import pandas as pd
 
 from trackstar_dagster.assets import WRITE_INFO_KEY
+from trackstar_dagster.base.errors import ConfigError
+from trackstar_dagster.base.keys import check_namespace
 from trackstar_dagster.checks import reject_share_result, rows_valid_result
-from trackstar_dagster.errors import ConfigError
 from trackstar_dagster.io_manager import PARTITION_COLUMN, TrackstarFrameIOManager, read_frames
-from trackstar_dagster.keys import check_namespace
 from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
+from trackstar_dagster.mapping.previews import preview_bodies, top_reject_reasons
+from trackstar_dagster.mapping.validation import PayloadsModel, RejectsModel
 from trackstar_dagster.metadata import frame_metadata, markdown_table
-from trackstar_dagster.previews import preview_bodies, top_reject_reasons
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
-from trackstar_dagster.validation import PayloadsModel, RejectsModel
 from trackstar_dagster.writer.report import FAILURE_COLUMNS, STATUSES
 from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
 

@@ -12,7 +12,7 @@ import yaml
 from trackstar_example import warehouse
 from trackstar_example.warehouse import CUSTOMERS, DIRT_RATES, seed_warehouse
 
-from trackstar_dagster.nulls import is_null_like
+from trackstar_dagster.base.nulls import is_null_like
 
 MAPPING = Path(warehouse.__file__).with_name("mapping.yaml")
 WRITE_INFO = Path(__file__).resolve().parents[2] / "trackstar_dagster" / "sandbox" / "data" / "write-info"

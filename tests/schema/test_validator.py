@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.schema import kitchen_body, kitchen_sink, load_write_info, wrap
-from trackstar_dagster.nulls import find_null_like
+from trackstar_dagster.base.nulls import find_null_like
 from trackstar_dagster.sandbox.judge import FORMAT_CHECKER
 from trackstar_dagster.schema import (
     Problem,

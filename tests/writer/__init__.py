@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from trackstar_dagster.base.keys import has_tag, key_tag
 from trackstar_dagster.client import TrackstarClient
-from trackstar_dagster.keys import has_tag, key_tag
 
 WMS = "wms"  # connection name used in the tests
 WMS_TOKEN = "sandbox-token-wms"

@@ -26,7 +26,7 @@ from tests.writer import (
     order_body,
     orders,
 )
-from trackstar_dagster.keys import create_idempotency_key, has_tag, key_tag
+from trackstar_dagster.base.keys import create_idempotency_key, has_tag, key_tag
 from trackstar_dagster.sandbox.server import run_sandbox
 from trackstar_dagster.writer.ledger import Ledger
 from trackstar_dagster.writer.writer import FailurePolicy, write_payloads

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import sqlalchemy as sa
 
-from trackstar_dagster.errors import ConfigError
+from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.writer.ledger import LEDGER_URL_ENV, Intent, Ledger, Outcome, default_ledger_url
 
 

@@ -72,7 +72,7 @@ def test_a_first_release_body_with_batch_chosen_microseconds_is_recognised(sb, t
     import sqlalchemy as sa
 
     from tests.writer import NS, WMS, WMS_TOKEN, frame, order_body
-    from trackstar_dagster.keys import key_tag, legacy_key_tag
+    from trackstar_dagster.base.keys import key_tag, legacy_key_tag
 
     body = order_body(WMS, "k1", required_ship_date="2024-03-01T04:30:00Z")
     new = frame([("k1", WMS, "create_order", body)])

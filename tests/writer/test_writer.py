@@ -20,7 +20,7 @@ from tests.writer import (
     orders,
     tag_counts,
 )
-from trackstar_dagster.keys import create_idempotency_key, key_tag, update_idempotency_key
+from trackstar_dagster.base.keys import create_idempotency_key, key_tag, update_idempotency_key
 from trackstar_dagster.sandbox.server import run_sandbox
 from trackstar_dagster.sandbox.state import ConnectionSpec
 from trackstar_dagster.writer.ledger import Intent, Ledger

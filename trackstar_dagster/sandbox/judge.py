@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
-from trackstar_dagster.nulls import find_null_like
+from trackstar_dagster.base.nulls import find_null_like
 from trackstar_dagster.sandbox.responses import MAX_JSON_DEPTH, exceeds_depth
 from trackstar_dagster.sandbox.state import Connection
 from trackstar_dagster.schema.openapi import (

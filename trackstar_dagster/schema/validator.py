@@ -30,7 +30,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote
 
-from trackstar_dagster.nulls import NULL_LIKE_STRINGS, is_null_like
+from trackstar_dagster.base.nulls import NULL_LIKE_STRINGS, is_null_like
 from trackstar_dagster.schema.openapi import normalise_schema, operations
 
 __all__ = [

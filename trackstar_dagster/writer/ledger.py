@@ -38,8 +38,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from ..errors import ConfigError
-from ..keys import key_id
+from ..base.errors import ConfigError
+from ..base.keys import key_id
 
 #: Environment variable that overrides the default ledger location (any SQLAlchemy URL).
 LEDGER_URL_ENV = "TRACKSTAR_DAGSTER_LEDGER_URL"

@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..keys import parse_tag, record_tags
+from ..base.keys import parse_tag, record_tags
 from .actions import ActionSpec, spec_for
 from .ledger import Held, Ledger
 

@@ -16,8 +16,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..errors import TrackstarAuthError, TrackstarError, TrackstarValidationError
-from ..keys import has_tag
+from ..base.errors import TrackstarAuthError, TrackstarError, TrackstarValidationError
+from ..base.keys import has_tag
 from .ledger import ENCODING, Outcome
 from .rebuild import held_matches, oldest
 

@@ -44,7 +44,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..errors import (
+from ..base.errors import (
     TrackstarAuthError,
     TrackstarBadRequestError,
     TrackstarConflictError,
@@ -53,7 +53,7 @@ from ..errors import (
     TrackstarRateLimitError,
     TrackstarValidationError,
 )
-from ..keys import (
+from ..base.keys import (
     check_namespace,
     create_idempotency_key,
     has_tag,

@@ -94,7 +94,7 @@ def run_demo(sandbox) -> int:
 
 def print_summary(result) -> None:
     """The run's totals: the sum of each day's own figures (as the UI's per-partition plots show them)."""
-    from trackstar_dagster.previews import top_reject_reasons
+    from trackstar_dagster.mapping.previews import top_reject_reasons
 
     totals: dict[str, dict[str, float]] = {}
     rates: dict[str, float] = {}

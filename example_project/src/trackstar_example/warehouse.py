@@ -138,7 +138,7 @@ LINE_COUNT_WEIGHTS = ((1, 0.15), (2, 0.20), (3, 0.30), (4, 0.20), (5, 0.15))
 #: Monday..Sunday multipliers (mean 1.0): more orders early in the week, fewer at weekends.
 WEEKDAY_FACTOR = (1.18, 1.10, 1.04, 1.00, 0.96, 0.82, 0.90)
 
-#: Null-like spellings the warehouse carries; all are null-like for Trackstar (see ``trackstar_dagster.nulls``).
+#: Null-like spellings the warehouse carries; all are null-like for Trackstar (see ``trackstar_dagster.base.nulls``).
 NULL_LIKE = ("", "NULL", "n/a", "None", "null", " ", "N/A")
 
 #: Probability per order of each dirt kind (unmapped customer orders are extra orders, drawn per day).

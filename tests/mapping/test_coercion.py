@@ -8,7 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from trackstar_dagster.coercion import FieldSpec, coerce_codes, coerce_column
+from trackstar_dagster.mapping.coercion import FieldSpec, coerce_codes, coerce_column
 
 
 def coerce(values, **spec):

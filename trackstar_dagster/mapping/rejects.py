@@ -18,9 +18,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from trackstar_dagster import validation as v
-from trackstar_dagster.coercion import obj_array
-from trackstar_dagster.previews import mask_value
+from trackstar_dagster.mapping import validation as v
+from trackstar_dagster.mapping.coercion import obj_array
+from trackstar_dagster.mapping.previews import mask_value
 
 VALUE_MAX = 80
 

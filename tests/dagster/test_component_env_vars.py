@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 
 from trackstar_dagster import resource as resource_module
+from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.component import TrackstarSyncComponent
-from trackstar_dagster.errors import ConfigError
 from trackstar_dagster.resource import PlainSecretWarning
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from trackstar_dagster.errors import ConfigError
+from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.mapping import MappingConfig, build_payloads
 
 from .conftest import ORDER_FIELDS, order_rows

@@ -7,7 +7,7 @@ per bad row, and a typed pandas Series for the pandera checks.
 Decisions (documented in the README's mapping section):
 
 - Strings are stripped of surrounding whitespace (``" Main St "`` -> ``"Main St"``); inner text is untouched.
-  A value that is null-like after stripping (the one rule in :mod:`trackstar_dagster.nulls`) is left out.
+  A value that is null-like after stripping (the one rule in :mod:`trackstar_dagster.base.nulls`) is left out.
 - Numeric strings into number/integer fields are read as numbers (``"12.50"`` -> ``12.5``): warehouse
   exports are often text. A string that is not a number is a reject naming the field.
 - Integer fields stay integers: ``2.0`` -> ``2``; ``2.5`` (or ``inf``) is a reject naming the field. An integer
@@ -36,7 +36,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from trackstar_dagster.nulls import NULL_LIKE_STRINGS, drop_empty, is_null_like
+from trackstar_dagster.base.nulls import NULL_LIKE_STRINGS, drop_empty, is_null_like
 
 _MAX_NULL_LEN = max(len(s) for s in NULL_LIKE_STRINGS)
 _TRUE = frozenset({"true", "yes", "y", "1", "t"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from trackstar_dagster.mapping import MappingConfig, build_payloads
-from trackstar_dagster.previews import (
+from trackstar_dagster.mapping.previews import (
     counts_per_connection,
     dry_run_report,
     mask_body,

@@ -49,15 +49,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from trackstar_dagster.errors import ConfigError
-from trackstar_dagster.mapping_config import TAG_MAX as TAG_MAX
-from trackstar_dagster.mapping_config import TAG_PREFIX as TAG_PREFIX
-from trackstar_dagster.mapping_config import MappingConfig, PayloadBatch, Target, key_tag
-from trackstar_dagster.payload_builder import _Build
-from trackstar_dagster.payload_rejects import VALUE_MAX as VALUE_MAX
-from trackstar_dagster.previews import dry_run_report
-
-__all__ = ["MappingConfig", "PayloadBatch", "Target", "build_payloads", "dry_run_report", "key_tag"]
+from trackstar_dagster.base.errors import ConfigError
+from trackstar_dagster.mapping.config import MappingConfig, PayloadBatch, Target
+from trackstar_dagster.mapping.engine import _Build
 
 PAYLOAD_COLUMNS = ("key", "connection", "action", "body", "body_hash", "source_rows", "tag")
 REJECT_COLUMNS = ("key", "connection", "source_rows", "field", "reason", "value")

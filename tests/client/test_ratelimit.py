@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from trackstar_dagster.ratelimit import RateLimiter, RateLimiters, fingerprint
+from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters, fingerprint
 
 
 def max_in_window(times: list[float], window: float = 0.97) -> int:

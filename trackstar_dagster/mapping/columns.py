@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trackstar_dagster import validation as v
-from trackstar_dagster.coercion import (
+from trackstar_dagster.base.keys import encode_key
+from trackstar_dagster.base.nulls import is_null_like
+from trackstar_dagster.mapping import validation as v
+from trackstar_dagster.mapping.coercion import (
     Coerced,
     FieldSpec,
     canonical_codes,
@@ -25,10 +27,8 @@ from trackstar_dagster.coercion import (
     typed_series,
     unwritable,
 )
-from trackstar_dagster.keys import encode_key
-from trackstar_dagster.mapping_config import _constants_for
-from trackstar_dagster.nulls import is_null_like
-from trackstar_dagster.payload_rejects import _Rejects, _truncate
+from trackstar_dagster.mapping.config import _constants_for
+from trackstar_dagster.mapping.rejects import _Rejects, _truncate
 
 
 def _clean_values(series: pd.Series) -> np.ndarray:

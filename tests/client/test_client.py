@@ -16,15 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_ratelimit import max_in_window
-from trackstar_dagster.client import (
-    PRODUCTION_URL,
-    TrackstarClient,
-    WriteResponse,
-    clear_catalog_cache,
-    redact,
-)
-from trackstar_dagster.errors import (
+from tests.client.test_ratelimit import max_in_window
+from trackstar_dagster.base.errors import (
     TrackstarAuthError,
     TrackstarBadRequestError,
     TrackstarConflictError,
@@ -36,7 +29,9 @@ from trackstar_dagster.errors import (
     TrackstarTransportError,
     TrackstarValidationError,
 )
-from trackstar_dagster.ratelimit import RateLimiter, RateLimiters
+from trackstar_dagster.base.secrets import redact
+from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient, WriteResponse, clear_catalog_cache
+from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters
 
 WMS = "sandbox-token-wms"
 ORDER: dict[str, Any] = {
@@ -100,7 +95,7 @@ class Attempts(logging.Handler):
 @pytest.fixture
 def attempts() -> Iterator[Attempts]:
     handler = Attempts()
-    log = logging.getLogger("trackstar_dagster.client")
+    log = logging.getLogger("trackstar_dagster.client.calls")
     old = log.level
     log.setLevel(logging.DEBUG)
     log.addHandler(handler)
@@ -294,7 +289,7 @@ def test_backoff_full_jitter_bounds() -> None:
 def test_retry_after_http_date_and_reset_headers() -> None:
     from email.utils import formatdate
 
-    from trackstar_dagster.client import server_wait
+    from trackstar_dagster.client.retry import server_wait
 
     def resp(status: int, headers: dict[str, str]) -> httpx.Response:
         return httpx.Response(status, headers=headers)
@@ -507,7 +502,7 @@ def test_catalog_cache_is_per_api_key(sandbox: Any) -> None:
         good.get_integrations("wms")
     with make_client(sandbox, api_key="someone-else") as bad, pytest.raises(TrackstarAuthError):
         bad.get_integrations("wms")  # not answered from the other key's cache
-    from trackstar_dagster.client import _CatalogCache
+    from trackstar_dagster.client.catalog_cache import _CatalogCache
 
     assert all(sandbox.api_key not in str(k) for k in _CatalogCache.entries)
 
@@ -563,7 +558,7 @@ def test_redact_helper() -> None:
 
 
 def test_mask_url_password() -> None:
-    from trackstar_dagster.redaction import mask_url_password
+    from trackstar_dagster.base.secrets import mask_url_password
 
     assert mask_url_password("postgresql+psycopg://user:secret@host/db") == "postgresql+psycopg://user:***@host/db"
     # an unencoded '@' or '/' in the password is still hidden whole

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from trackstar_dagster.coercion import obj_array
+from trackstar_dagster.mapping.coercion import obj_array
 
 _DUMPS_OPTS = orjson.OPT_SORT_KEYS
 

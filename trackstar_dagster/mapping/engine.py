@@ -19,19 +19,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trackstar_dagster import validation as v
-from trackstar_dagster.coercion import FieldSpec, canonical_codes, coerce_codes, na_mask, obj_array
-from trackstar_dagster.errors import ConfigError
-from trackstar_dagster.keys import key_problem
-from trackstar_dagster.mapping_config import (
+from trackstar_dagster.base.errors import ConfigError
+from trackstar_dagster.base.keys import key_problem
+from trackstar_dagster.mapping import validation as v
+from trackstar_dagster.mapping.bodies import _Bodies
+from trackstar_dagster.mapping.coercion import FieldSpec, canonical_codes, coerce_codes, na_mask, obj_array
+from trackstar_dagster.mapping.columns import _Columns, _key_codes
+from trackstar_dagster.mapping.config import (
     MappingConfig,
     PayloadBatch,
     Target,
     _constants_for,
     _flatten_constants,
 )
-from trackstar_dagster.payload_bodies import _Bodies
-from trackstar_dagster.payload_columns import _Columns, _key_codes
 from trackstar_dagster.schema.openapi import find_operation
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from trackstar_dagster.coercion import FieldSpec
+from trackstar_dagster.mapping.coercion import FieldSpec
 from trackstar_dagster.schema.openapi import find_operation, is_placeholder_enum, resolve
 
 #: Keywords at a leaf that layer (a) checks exactly (or that carry no rule). Any other keyword at a mapped

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from trackstar_dagster import resource as resource_module
+from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.client import TrackstarClient, clear_catalog_cache
-from trackstar_dagster.errors import ConfigError
-from trackstar_dagster.ratelimit import RateLimiters
+from trackstar_dagster.client.ratelimit import RateLimiters
 from trackstar_dagster.resource import (
     PlainSecretWarning,
     ResolvedConnection,

@@ -8,8 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from trackstar_dagster.errors import ConfigError
-from trackstar_dagster.mapping import MappingConfig, Target, build_payloads, key_tag
+from trackstar_dagster.base.errors import ConfigError
+from trackstar_dagster.base.keys import key_tag
+from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
 from trackstar_dagster.schema.validator import body_validator
 
 from .conftest import ORDER_FIELDS, load_doc, order_rows

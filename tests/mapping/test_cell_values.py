@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trackstar_dagster.errors import ConfigError
+from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
-from trackstar_dagster.previews import top_reject_reasons
+from trackstar_dagster.mapping.previews import top_reject_reasons
 
 from .conftest import ORDER_FIELDS, load_doc, order_rows
 from .test_mapping import ExplodingFrame

@@ -25,7 +25,14 @@ from typing import Any
 
 import httpx
 
-from trackstar_dagster.api_shapes import (
+from trackstar_dagster.base.errors import (
+    TrackstarRateLimitError,
+    TrackstarServerError,
+    TrackstarTransportError,
+)
+from trackstar_dagster.base.secrets import _register_secret
+from trackstar_dagster.client.catalog_cache import _CatalogCache
+from trackstar_dagster.client.endpoints import (
     WriteResponse,
     _body,
     _clean_path,
@@ -41,16 +48,11 @@ from trackstar_dagster.api_shapes import (
     _write_method,
     _write_response,
 )
-from trackstar_dagster.catalog_cache import _CatalogCache, clear_catalog_cache
-from trackstar_dagster.errors import TrackstarRateLimitError, TrackstarServerError, TrackstarTransportError
-from trackstar_dagster.ratelimit import RateLimiter, RateLimiters, fingerprint
-from trackstar_dagster.redaction import _register_secret, install_log_redaction, redact
-from trackstar_dagster.retry_policy import decide, full_jitter_backoff, retry_wait, server_wait
+from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters, fingerprint
+from trackstar_dagster.client.retry import decide, full_jitter_backoff, retry_wait
 from trackstar_dagster.version import __version__
 
-# re-exported from their modules: callers and tests import these from here
-__all__ = ["LIMIT_WINDOW_S", "PRODUCTION_URL", "USER_AGENT", "TrackstarClient", "WriteResponse",
-           "clear_catalog_cache", "install_log_redaction", "redact", "server_wait"]
+__all__ = ["LIMIT_WINDOW_S", "PRODUCTION_URL", "USER_AGENT", "TrackstarClient"]
 
 PRODUCTION_URL = "https://production.trackstarhq.com"
 USER_AGENT = f"trackstar-dagster/{__version__}"

@@ -15,13 +15,13 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from trackstar_dagster import validation as v
-from trackstar_dagster.body_templates import _ESCAPE, _encode, _json_text, _text_builder
-from trackstar_dagster.coercion import obj_array
-from trackstar_dagster.keys import KEY_ID_MAX, LEGACY_TAG_MAX, key_tag
-from trackstar_dagster.mapping_config import _constants_for
-from trackstar_dagster.payload_rejects import _Rejects, _truncate
-from trackstar_dagster.previews import mask_body
+from trackstar_dagster.base.keys import KEY_ID_MAX, LEGACY_TAG_MAX, key_tag
+from trackstar_dagster.mapping import validation as v
+from trackstar_dagster.mapping.coercion import obj_array
+from trackstar_dagster.mapping.config import _constants_for
+from trackstar_dagster.mapping.previews import mask_body
+from trackstar_dagster.mapping.rejects import _Rejects, _truncate
+from trackstar_dagster.mapping.templates import _ESCAPE, _encode, _json_text, _text_builder
 
 
 def _groups_of(codes: np.ndarray, k: int) -> list[np.ndarray]:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from trackstar_dagster.errors import TrackstarError, TrackstarNotFoundError
+from trackstar_dagster.base.errors import TrackstarError, TrackstarNotFoundError
 
 __all__ = ["WriteResponse"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trackstar_dagster.coercion import FieldSpec
 from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
-from trackstar_dagster.validation import (
+from trackstar_dagster.mapping.coercion import FieldSpec
+from trackstar_dagster.mapping.validation import (
     BaseOrderRowsModel,
     check_reason,
     failure_summary,

@@ -1,6 +1,6 @@
 """A record's identity in its body: unambiguous composite keys, NUL keys refused, namespaced tags, the tag column.
 
-The rules themselves live in ``trackstar_dagster.keys``; these tests check that ``build_payloads`` follows them
+The rules themselves live in ``trackstar_dagster.base.keys``; these tests check that ``build_payloads`` follows them
 on every path (the vectorised tag text and the per-key one) and that bodies without a namespace are the first
 release's, byte for byte.
 """
@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from trackstar_dagster import keys
-from trackstar_dagster.errors import ConfigError
-from trackstar_dagster.mapping import PAYLOAD_COLUMNS, MappingConfig, Target, build_payloads, key_tag
-from trackstar_dagster.validation import PayloadsModel
+from trackstar_dagster.base import keys
+from trackstar_dagster.base.errors import ConfigError
+from trackstar_dagster.base.keys import key_tag
+from trackstar_dagster.mapping import PAYLOAD_COLUMNS, MappingConfig, Target, build_payloads
+from trackstar_dagster.mapping.validation import PayloadsModel
 
 from .conftest import ORDER_FIELDS, order_rows
 

@@ -1,5 +1,4 @@
-"""The mapping's declared shapes: ``MappingConfig`` in, ``PayloadBatch`` out, ``Target`` (and ``key_tag``,
-re-exported from ``keys``, the one place a record's identity is defined).
+"""The mapping's declared shapes: ``MappingConfig`` in, ``PayloadBatch`` out, ``Target``.
 
 Why a module of its own: both the public entry point (``mapping``) and the build engine
 (``payload_builder`` and its parts) need these small pieces; keeping them at the bottom lets imports flow one
@@ -17,12 +16,10 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trackstar_dagster import keys
-from trackstar_dagster import validation as v
-from trackstar_dagster.errors import ConfigError
-from trackstar_dagster.keys import TAG_PREFIX as TAG_PREFIX
-from trackstar_dagster.keys import key_tag as key_tag  # the one definition; re-exported for callers
-from trackstar_dagster.nulls import drop_empty
+from trackstar_dagster.base import keys
+from trackstar_dagster.base.errors import ConfigError
+from trackstar_dagster.base.nulls import drop_empty
+from trackstar_dagster.mapping import validation as v
 
 #: Trackstar's longest tag (``keys.key_tag`` stays well under it: long keys are hashed).
 TAG_MAX = 255

@@ -17,15 +17,15 @@ from datetime import UTC
 
 import httpx
 
-from trackstar_dagster.api_shapes import _json_or_none
-from trackstar_dagster.errors import (
+from trackstar_dagster.base.errors import (
     TrackstarError,
     TrackstarTransportError,
     TrackstarValidationError,
     error_class_for,
     flatten_detail,
 )
-from trackstar_dagster.redaction import redact
+from trackstar_dagster.base.secrets import redact
+from trackstar_dagster.client.endpoints import _json_or_none
 
 __all__ = ["decide", "error_from_response", "full_jitter_backoff", "retry_wait", "server_wait"]
 

@@ -10,8 +10,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trackstar_dagster.base.nulls import drop_empty_body, find_null_like
 from trackstar_dagster.mapping import MappingConfig, build_payloads
-from trackstar_dagster.nulls import drop_empty_body, find_null_like
 from trackstar_dagster.schema.validator import body_validator
 
 from .conftest import ORDER_FIELDS

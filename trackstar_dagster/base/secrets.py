@@ -97,7 +97,7 @@ _REDACTED_LOGGERS = (
     "trackstar_dagster.resource",
     "trackstar_dagster.writer",
     "trackstar_dagster.pools",
-    "trackstar_dagster.payload_builder",
+    "trackstar_dagster.mapping",
 )
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trackstar_dagster.base.nulls import NULL_LIKE_STRINGS, drop_empty, drop_empty_body, find_null_like
 from trackstar_dagster.mapping import MappingConfig, build_payloads
-from trackstar_dagster.nulls import NULL_LIKE_STRINGS, drop_empty, drop_empty_body, find_null_like
 
 from .conftest import ORDER_FIELDS, order_rows
 
