@@ -18,8 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m trackstar_example.demo
 
-test: $(STAMP)
+# ruff (lint), the layer contract (pyproject's [tool.importlinter]) and the type checker
+lint: $(STAMP)
 	$(VENV)/bin/ruff check trackstar_dagster tests example_project benchmarks
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: lint
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)

@@ -25,9 +25,12 @@ from dagster import Config, ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field, PrivateAttr, model_validator
 
 from trackstar_dagster.base.errors import ConfigError
-from trackstar_dagster.base.secrets import mask_url_password, url_has_password
+from trackstar_dagster.base.secrets import (
+    fingerprint,  # the one short hash of a secret
+    mask_url_password,
+    url_has_password,
+)
 from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient
-from trackstar_dagster.client.ratelimit import fingerprint
 from trackstar_dagster.schema.store import SchemaStore
 from trackstar_dagster.writer.ledger import Ledger
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters, fingerprint
+from trackstar_dagster.base.secrets import fingerprint
+from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters
 
 
 def max_in_window(times: list[float], window: float = 0.97) -> int:

@@ -9,6 +9,7 @@ httpx/httpcore loggers (and ours) on import. Database URLs (the ledger's) have t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -110,3 +111,10 @@ def install_log_redaction() -> None:
 
 
 install_log_redaction()
+
+
+def fingerprint(secret: str | None) -> str:
+    """A short, stable, one-way name for a secret: safe to use as a dict key or in a log line."""
+    if not secret:
+        return "-"
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:16]

@@ -30,7 +30,7 @@ from trackstar_dagster.base.errors import (
     TrackstarServerError,
     TrackstarTransportError,
 )
-from trackstar_dagster.base.secrets import _register_secret
+from trackstar_dagster.base.secrets import _register_secret, fingerprint
 from trackstar_dagster.client.catalog_cache import _CatalogCache
 from trackstar_dagster.client.endpoints import (
     WriteResponse,
@@ -48,7 +48,7 @@ from trackstar_dagster.client.endpoints import (
     _write_method,
     _write_response,
 )
-from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters, fingerprint
+from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters
 from trackstar_dagster.client.retry import decide, full_jitter_backoff, retry_wait
 from trackstar_dagster.version import __version__
 

@@ -8,20 +8,14 @@ token (never the token itself) and the kind of call.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import threading
 import time
 from collections import deque
 
-__all__ = ["RateLimiter", "RateLimiters", "fingerprint"]
+from trackstar_dagster.base.secrets import fingerprint
 
-
-def fingerprint(secret: str | None) -> str:
-    """A short, stable, one-way name for a secret: safe to use as a dict key or in a log line."""
-    if not secret:
-        return "-"
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:16]
+__all__ = ["RateLimiter", "RateLimiters"]
 
 
 class RateLimiter:

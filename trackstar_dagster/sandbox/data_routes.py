@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from trackstar_dagster.base.secrets import fingerprint
 from trackstar_dagster.sandbox.faults import FaultDecision, FaultInjector
 from trackstar_dagster.sandbox.judge import judge_body
 from trackstar_dagster.sandbox.queries import (
@@ -44,7 +45,7 @@ from trackstar_dagster.sandbox.responses import (
     read_body,
     validation_error,
 )
-from trackstar_dagster.sandbox.state import Connection, Store, fingerprint, utc_now_iso
+from trackstar_dagster.sandbox.state import Connection, Store, utc_now_iso
 from trackstar_dagster.schema.openapi import action_for, operations
 
 if TYPE_CHECKING:
