@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import socket
 import threading
@@ -32,6 +33,7 @@ from trackstar_dagster.base.errors import (
 from trackstar_dagster.base.secrets import redact
 from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient, WriteResponse, clear_catalog_cache
 from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters
+from trackstar_dagster.client.retry import full_jitter_backoff
 
 WMS = "sandbox-token-wms"
 ORDER: dict[str, Any] = {
@@ -95,7 +97,7 @@ class Attempts(logging.Handler):
 @pytest.fixture
 def attempts() -> Iterator[Attempts]:
     handler = Attempts()
-    log = logging.getLogger("trackstar_dagster.client.calls")
+    log = logging.getLogger("trackstar_dagster.client")
     old = log.level
     log.setLevel(logging.DEBUG)
     log.addHandler(handler)
@@ -143,22 +145,13 @@ def test_write_then_read_back(sandbox: Any) -> None:
         make_client(sandbox).write("GET", "/wms/orders", {}, WMS)
 
 
-def test_async_twins(sandbox: Any) -> None:
+def test_async_calls_the_writer_uses(sandbox: Any) -> None:
     async def main() -> None:
         async with make_client(sandbox) as client:
             results = await asyncio.gather(*(client.awrite("POST", "/wms/orders", order(i), WMS) for i in range(5)))
             assert len({r.id for r in results}) == 5
             records = await client.alist_records("/wms/orders", WMS, limit=2)
             assert {r.id for r in results} <= {r["id"] for r in records}
-            one = await client.aget_record("/wms/orders", results[0].id, WMS)
-            assert one["id"] == results[0].id
-            assert len(await client.aget_integrations("wms")) == 20
-            found = await client.alookup_connection_by_token(WMS)
-            assert found["integration_name"] == "wms_sandbox"
-            by_id = await client.aget_connection_by_id(found["connection_id"])
-            assert by_id["integration_name"] == "wms_sandbox"
-            assert "paths" in await client.aget_write_info("wms", "wms_sandbox", WMS)
-            assert len(await client.alist_connections()) == 3
 
     asyncio.run(main())
     asyncio.run(main())  # a second event loop gets its own AsyncClient
@@ -280,9 +273,9 @@ def test_backoff_is_capped(sandbox: Any, attempts: Attempts) -> None:
 
 
 def test_backoff_full_jitter_bounds() -> None:
-    client = TrackstarClient("k-123", "http://127.0.0.1:1", backoff_base=0.5, backoff_max=4.0)
+    client_base, client_max = 0.5, 4.0
     for attempt in range(1, 12):
-        waits = [client._backoff(attempt) for _ in range(50)]
+        waits = [full_jitter_backoff(attempt, client_base, client_max) for _ in range(50)]
         assert all(0 <= w <= min(4.0, 0.5 * 2 ** (attempt - 1)) for w in waits)
 
 
@@ -344,7 +337,10 @@ def test_connection_refused_on_closed_port(attempts: Attempts) -> None:
     with client, pytest.raises(TrackstarTransportError) as exc:
         client.write("POST", "/wms/orders", order(1), "tok-refused")
     assert exc.value.sent is False and exc.value.outcome_unknown is False
-    assert attempts.count("POST /wms/orders -> ConnectError") == 3  # a refused write is safe to retry
+    assert attempts.count("POST /wms/orders -> ConnectError") == 1  # safe to retry: the writer decides
+    with pytest.raises(TrackstarTransportError):
+        client.list_records("/wms/orders", "tok-refused")
+    assert attempts.count("GET /wms/orders -> ConnectError") == 3  # reads are retried here
 
     async def main() -> None:
         async with client:
@@ -367,14 +363,31 @@ def test_5xx_on_write_is_unknown_outcome_and_not_retried(sandbox: Any, attempts:
     assert len(sandbox.records("orders", WMS)) == 1  # stored once: no second attempt
 
 
-def test_429_on_write_is_retried_with_retry_after(sandbox: Any) -> None:
+def test_429_on_write_is_raised_with_its_wait_for_the_writer_to_decide(sandbox: Any, attempts: Attempts) -> None:
     sandbox.configure(faults={"burst_429": 1, "retry_after_s": 1})
     with make_client(sandbox) as client:
-        t0 = time.monotonic()
-        res = client.write("POST", "/wms/orders", order(1), WMS)
-        assert time.monotonic() - t0 >= 1.0
-    assert res.attempts == 2 and res.id
+        with pytest.raises(TrackstarRateLimitError) as exc:
+            client.write("POST", "/wms/orders", order(1), WMS)
+        assert exc.value.retry_after is not None and exc.value.retry_after >= 1.0
+        assert not exc.value.outcome_unknown
+        assert attempts.count("POST /wms/orders ->") == 1  # waited out by the writer, never twice
+        assert client.write("POST", "/wms/orders", order(1), WMS).attempts == 1
     assert len(sandbox.records("orders", WMS)) == 1
+
+
+def test_a_body_given_as_bytes_goes_on_the_wire_as_it_is(sandbox: Any) -> None:
+    sent: list[bytes] = []
+    text = json.dumps(order(7), separators=(",", ":"), ensure_ascii=False)
+
+    def hook(request: httpx.Request) -> None:
+        if request.method == "POST":
+            sent.append(request.content)
+
+    with make_client(sandbox) as client:
+        client.http.event_hooks["request"].append(hook)
+        res = client.write("POST", "/wms/orders", text.encode(), WMS)
+    assert sent == [text.encode()] and res.id
+    assert sandbox.records("orders", WMS)[0]["order_number"] == order(7)["order_number"]
 
 
 def test_idempotent_replay_and_key_release(sandbox: Any) -> None:
@@ -502,9 +515,9 @@ def test_catalog_cache_is_per_api_key(sandbox: Any) -> None:
         good.get_integrations("wms")
     with make_client(sandbox, api_key="someone-else") as bad, pytest.raises(TrackstarAuthError):
         bad.get_integrations("wms")  # not answered from the other key's cache
-    from trackstar_dagster.client.catalog_cache import _CatalogCache
+    from trackstar_dagster.client.catalog_cache import CatalogCache
 
-    assert all(sandbox.api_key not in str(k) for k in _CatalogCache.entries)
+    assert all(sandbox.api_key not in str(k) for k in CatalogCache.entries)
 
 
 # -- secrets ---------------------------------------------------------------------------------------------
@@ -533,7 +546,7 @@ def test_secrets_never_in_logs_reprs_or_errors(sandbox: Any, caplog: pytest.LogC
             call()
         errors.append(exc.value)
     texts += [str(e) for e in errors] + [repr(e) for e in errors] + [str(e.to_dict()) for e in errors]
-    asyncio.run(client.alookup_connection_by_token(secret_token))
+    client.lookup_connection_by_token(secret_token)
     client.close()
     # client-side loggers only: the in-process sandbox server (uvicorn.*, trackstar_dagster.sandbox) is not ours
     texts += [r.getMessage() for r in caplog.records if not r.name.startswith(("uvicorn", "trackstar_dagster.sandbox"))]

@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 
-__all__ = ["install_log_redaction", "mask_url_password", "redact"]
+__all__ = ["fingerprint", "install_log_redaction", "mask_url_password", "redact", "register_secret", "url_has_password"]
 
 # ---------------------------------------------------------------------------------------------------------
 # Secret redaction (logs of httpx/httpcore and our own messages)
@@ -47,7 +47,7 @@ def url_has_password(url: str | None) -> bool:
     return bool(url) and mask_url_password(url) != url
 
 
-def _register_secret(value: str | None) -> None:
+def register_secret(value: str | None) -> None:
     """Remember a key/token so any log line or error message that contains it gets it masked."""
     if value and len(value) >= 4:
         with _SECRETS_LOCK:

@@ -7,14 +7,24 @@ and tests clear it between runs; it is keyed by (base URL, API key fingerprint, 
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["clear_catalog_cache"]
+from trackstar_dagster.base.errors import (
+    TrackstarRateLimitError,
+    TrackstarServerError,
+    TrackstarTransportError,
+)
+
+logger = logging.getLogger("trackstar_dagster.client")
+
+__all__ = ["CatalogCache", "clear_catalog_cache"]
 
 
-class _CatalogCache:
+class CatalogCache:
     """Process-wide cache of catalog answers keyed by (base URL, API key fingerprint, path)."""
 
     lock = threading.Lock()
@@ -46,6 +56,29 @@ class _CatalogCache:
             return cls.sync_locks.setdefault(key, threading.Lock())
 
     @classmethod
+    def read(cls, key: tuple[str, str, str], interval: float, fetch: Callable[[bool], list[dict[str, Any]]]
+             ) -> list[dict[str, Any]]:
+        """A fresh copy, else ``fetch(has_stale)`` once per key at a time; when the fetch is rate limited or
+        the server fails and an older copy exists, the older copy (a 1/min limit is not worth waiting out)."""
+        hit, value = cls.fresh(key, interval)
+        if hit:
+            return value
+        with cls.sync_lock(key):
+            hit, value = cls.fresh(key, interval)
+            if hit:
+                return value
+            has_stale, stale = cls.stale(key)
+            try:
+                data = fetch(has_stale)
+            except (TrackstarRateLimitError, TrackstarServerError, TrackstarTransportError) as exc:
+                if has_stale:
+                    logger.warning("catalog %s: %s; answering from an older cached copy", key[2], type(exc).__name__)
+                    return stale
+                raise
+            cls.store(key, data)
+            return copy.deepcopy(data)
+
+    @classmethod
     def clear(cls) -> None:
         with cls.lock:
             cls.entries.clear()
@@ -53,4 +86,4 @@ class _CatalogCache:
 
 def clear_catalog_cache() -> None:
     """Forget every cached catalog answer in this process (tests, or after a schema change)."""
-    _CatalogCache.clear()
+    CatalogCache.clear()

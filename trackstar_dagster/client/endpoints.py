@@ -17,7 +17,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trackstar_dagster.base.errors import TrackstarError, TrackstarNotFoundError
 
-__all__ = ["WriteResponse"]
+__all__ = [
+    "WriteResponse",
+    "clean_path",
+    "connection_path",
+    "data_dict",
+    "data_list",
+    "integrations_path",
+    "json_or_none",
+    "next_token",
+    "one_connection",
+    "page_params",
+    "record_path",
+    "response_body",
+    "write_info_path",
+    "write_method",
+    "write_response",
+]
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -42,7 +58,7 @@ class WriteResponse(BaseModel):
     idempotency_key: str | None = None
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def json_or_none(response: httpx.Response) -> Any:
     if not response.content:
         return None
     try:
@@ -51,18 +67,18 @@ def _json_or_none(response: httpx.Response) -> Any:
         return None
 
 
-def _page_params(filters: Mapping[str, Any] | None, limit: int, token: str | None) -> dict[str, str]:
-    params = {k: _filter_value(v) for k, v in (filters or {}).items() if v is not None}
+def page_params(filters: Mapping[str, Any] | None, limit: int, token: str | None) -> dict[str, str]:
+    params = {k: filter_value(v) for k, v in (filters or {}).items() if v is not None}
     params["limit"] = str(limit)
     if token:
         params["page_token"] = token
     return params
 
 
-def _filter_value(value: Any) -> str:
+def filter_value(value: Any) -> str:
     """Query-string form of a filter value: lists comma-joined (``in``/``nin``), datetimes ISO 8601 UTC."""
     if isinstance(value, list | tuple | set | frozenset):
-        return ",".join(_filter_value(v) for v in value)
+        return ",".join(filter_value(v) for v in value)
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
@@ -74,7 +90,7 @@ def _filter_value(value: Any) -> str:
     return str(value)
 
 
-def _clean_path(path: str) -> str:
+def clean_path(path: str) -> str:
     """Path for URLs and errors: leading slash, no query string."""
     path = path.split("?", 1)[0]
     return path if path.startswith("/") else "/" + path
@@ -84,39 +100,39 @@ def _clean_path(path: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _seg(value: str) -> str:
+def path_segment(value: str) -> str:
     return quote(str(value), safe="")
 
 
-def _integrations_path(integration_type: str, name: str | None = None) -> str:
-    path = f"/integrations/{_seg(integration_type)}"
-    return f"{path}/{_seg(name)}" if name else path
+def integrations_path(integration_type: str, name: str | None = None) -> str:
+    path = f"/integrations/{path_segment(integration_type)}"
+    return f"{path}/{path_segment(name)}" if name else path
 
 
-def _write_info_path(integration_type: str, integration_name: str) -> str:
-    return f"/integrations/{_seg(integration_type)}/{_seg(integration_name)}/write-info"
+def write_info_path(integration_type: str, integration_name: str) -> str:
+    return f"/integrations/{path_segment(integration_type)}/{path_segment(integration_name)}/write-info"
 
 
-def _connection_path(connection_id: str) -> str:
+def connection_path(connection_id: str) -> str:
     """``/connections/{connection_id}`` (the id is one path segment, whatever it holds)."""
     if not str(connection_id or "").strip():
         raise ValueError("connection_id is empty")
-    return f"/connections/{_seg(connection_id)}"
+    return f"/connections/{path_segment(connection_id)}"
 
 
-def _record_path(resource_path: str, record_id: str) -> str:
-    return f"{_clean_path(resource_path).rstrip('/')}/{_seg(record_id)}"
+def record_path(resource_path: str, record_id: str) -> str:
+    return f"{clean_path(resource_path).rstrip('/')}/{path_segment(record_id)}"
 
 
-def _write_method(method: str) -> str:
+def write_method(method: str) -> str:
     method = method.upper()
     if method not in _WRITE_METHODS:
         raise ValueError(f"not a write method: {method}")
     return method
 
 
-def _body(response: httpx.Response, method: str, path: str) -> Any:
-    body = _json_or_none(response)
+def response_body(response: httpx.Response, method: str, path: str) -> Any:
+    body = json_or_none(response)
     if body is None and response.content:
         raise TrackstarError(
             "response is not JSON",
@@ -128,7 +144,7 @@ def _body(response: httpx.Response, method: str, path: str) -> Any:
     return body
 
 
-def _data_list(body: Any) -> list[dict[str, Any]]:
+def data_list(body: Any) -> list[dict[str, Any]]:
     if isinstance(body, dict):
         data = body.get("data")
         if isinstance(data, list):
@@ -141,14 +157,14 @@ def _data_list(body: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _data_dict(body: Any) -> dict[str, Any]:
+def data_dict(body: Any) -> dict[str, Any]:
     if isinstance(body, dict):
         data = body.get("data")
         return data if isinstance(data, dict) else body
     return {}
 
 
-def _next_token(body: Any) -> str | None:
+def next_token(body: Any) -> str | None:
     if isinstance(body, dict):
         token = body.get("next_token")
         if token not in (None, ""):
@@ -156,7 +172,7 @@ def _next_token(body: Any) -> str | None:
     return None
 
 
-def _one_connection(body: Any, path: str = "/connections") -> dict[str, Any]:
+def one_connection(body: Any, path: str = "/connections") -> dict[str, Any]:
     """The connection in a ``GET /connections?access_token=`` or ``GET /connections/{id}`` answer."""
     if isinstance(body, dict) and "data" in body:
         data = body["data"]
@@ -171,8 +187,8 @@ def _one_connection(body: Any, path: str = "/connections") -> dict[str, Any]:
     raise TrackstarNotFoundError("no such connection", status=404, path=path)
 
 
-def _write_response(response: httpx.Response, attempts: int, elapsed: float, key: str) -> WriteResponse:
-    body = _json_or_none(response)  # a success is a success even if its body is odd: tolerate
+def write_response(response: httpx.Response, attempts: int, elapsed: float, key: str) -> WriteResponse:
+    body = json_or_none(response)  # a success is a success even if its body is odd: tolerate
     body = body if isinstance(body, dict) else {}
     data = body.get("data") if isinstance(body.get("data"), dict) else None
     record_id = body.get("id") or (data or {}).get("id")

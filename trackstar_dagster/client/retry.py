@@ -1,7 +1,7 @@
 """When and how long to retry one HTTP attempt against Trackstar.
 
-Why a module of its own: the retry policy is the part of the client that needs the most care (a write may
-be retried only where it surely did not take effect) and is shared by the sync and async send loops. It
+Why a module of its own: the retry policy is the part of the client that needs the most care (reads are
+retried here; writes never: the writer decides them, see ``decide``) and is the one judge of every attempt. It
 reads the server's wait (``retry-after`` as seconds or an HTTP date, ``x-ratelimit-reset`` in both
 spellings), computes backoff with full jitter, turns an error answer into a typed error, and decides each
 attempt: done, raise, or wait and retry. No I/O here: the client sends, sleeps and logs.
@@ -13,6 +13,7 @@ import email.utils
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC
 
 import httpx
@@ -25,9 +26,9 @@ from trackstar_dagster.base.errors import (
     flatten_detail,
 )
 from trackstar_dagster.base.secrets import redact
-from trackstar_dagster.client.endpoints import _json_or_none
+from trackstar_dagster.client.endpoints import json_or_none
 
-__all__ = ["decide", "error_from_response", "full_jitter_backoff", "retry_wait", "server_wait"]
+__all__ = ["Outcome", "decide", "error_from_response", "full_jitter_backoff", "retry_wait", "server_wait"]
 
 # ---------------------------------------------------------------------------------------------------------
 # The server's wait
@@ -124,26 +125,19 @@ _TRANSPORT_RETRYABLE = (httpx.TimeoutException, httpx.NetworkError, httpx.Remote
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-class _Outcome:
-    """What to do after one attempt: ``response`` (done), ``error`` (raise) or ``wait`` (retry)."""
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to do after one attempt: ``response`` (done), ``error`` (raise) or ``error`` + ``wait`` (retry)."""
 
-    __slots__ = ("error", "response", "wait")
-
-    def __init__(
-        self,
-        response: httpx.Response | None = None,
-        error: TrackstarError | None = None,
-        wait: float | None = None,
-    ) -> None:
-        self.response = response
-        self.error = error
-        self.wait = wait
+    response: httpx.Response | None = None
+    error: TrackstarError | None = None
+    wait: float | None = None
 
 
 def error_from_response(method: str, path: str, response: httpx.Response) -> TrackstarError:
     """The typed error for a 4xx/5xx answer: message, detail and request id, secrets masked."""
     status = response.status_code
-    body = _json_or_none(response)
+    body = json_or_none(response)
     error = origin = detail = None
     if isinstance(body, dict):
         error = body.get("error") if isinstance(body.get("error"), str) else None
@@ -182,38 +176,37 @@ def decide(
     exc: Exception | None,
     max_retries: int,
     wait_for: Callable[[int, float | None], float],
-) -> _Outcome:
-    """The retry policy, shared by the sync and async loops.
+) -> Outcome:
+    """The client's retry policy: reads only.
 
-    ``max_retries`` is how many retries this call allows; ``wait_for(attempt, asked)`` is how long to wait
-    before the next attempt (``asked`` is the server's wait, or None for plain backoff).
+    A read is retried on 429, 5xx (not 501), timeouts and dropped connections, ``max_retries`` times, waiting
+    ``wait_for(attempt, asked)`` (``asked``: the server's wait, or None for plain backoff). A write is never
+    retried here: it is sent once and its error raised, typed (``outcome_unknown`` where it may have taken
+    effect, ``retry_after`` on a 429, ``sent=False`` when it surely left nothing), so that the writer, which
+    holds the ledger and the record's attempts, decides every write retry and no 429 is waited out twice.
     """
-    can_retry = attempt <= max_retries
+    can_retry = not is_write and attempt <= max_retries
     if exc is not None:
         sent = not isinstance(exc, _NOT_SENT)
         kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport error"
         detail = redact(str(exc)) or type(exc).__name__
-        err = TrackstarTransportError(
+        transport_error = TrackstarTransportError(
             f"{kind} ({type(exc).__name__}: {detail})" + ("" if sent else " before the request was sent"),
             sent=sent,
             method=method,
             path=path,
         )
-        retryable = isinstance(exc, _TRANSPORT_RETRYABLE) and (not is_write or not sent)
-        if retryable and can_retry:
-            return _Outcome(error=err, wait=wait_for(attempt, None))
-        return _Outcome(error=err)
+        if isinstance(exc, _TRANSPORT_RETRYABLE) and can_retry:
+            return Outcome(error=transport_error, wait=wait_for(attempt, None))
+        return Outcome(error=transport_error)
     assert response is not None
     status = response.status_code
     if status < 400:
-        return _Outcome(response=response)
+        return Outcome(response=response)
     err = error_from_response(method, path, response)
-    if is_write:
-        retryable = status == 429
-        if status >= 500:
-            err.outcome_unknown = True
-    else:
-        retryable = status == 429 or (status >= 500 and status != 501)
+    if is_write and status >= 500:
+        err.outcome_unknown = True
+    retryable = status == 429 or (status >= 500 and status != 501)
     if retryable and can_retry:
-        return _Outcome(error=err, wait=wait_for(attempt, err.retry_after))
-    return _Outcome(error=err)
+        return Outcome(error=err, wait=wait_for(attempt, err.retry_after))
+    return Outcome(error=err)
