@@ -14,7 +14,8 @@ import contextlib
 import logging
 from typing import Any
 
-from .ledger import Ledger, Outcome
+from .ledger import Ledger
+from .ledger_table import Outcome
 from .results import Results
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .actions import ActionSpec
-from .ledger import LedgerEntry
+from .ledger_table import LedgerEntry
 
 
 def utcnow() -> datetime:

@@ -30,7 +30,8 @@ from ..base.errors import TrackstarAuthError, TrackstarError, TrackstarNotImplem
 from ..base.keys import has_tag, key_id, key_problem, legacy_key_tag, tags_of
 from .actions import spec_for
 from .lanes import Item, Lane
-from .ledger import ENCODING, Held, Ledger, LedgerEntry
+from .ledger import Ledger
+from .ledger_table import ENCODING, Held, LedgerEntry
 from .rebuild import find_tagged, held_matches, oldest
 from .reconcile import BODY_CHANGED_MESSAGE
 from .results import Results

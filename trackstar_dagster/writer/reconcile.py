@@ -21,7 +21,7 @@ from typing import Any
 from ..base.errors import TrackstarAuthError, TrackstarError, TrackstarValidationError
 from ..base.keys import has_tag
 from .lanes import Item, Lane, RetryPolicy
-from .ledger import ENCODING
+from .ledger_table import ENCODING
 from .rebuild import held_matches, oldest
 from .results import Results
 

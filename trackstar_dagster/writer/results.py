@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..base.errors import TrackstarError, TrackstarNotImplementedError
 from .lanes import Item, Lane, utcnow
-from .ledger import Outcome
+from .ledger_table import Outcome
 from .report import FAILURE_COLUMNS, RESULT_COLUMNS, STATUSES, WriteReport
 
 #: ledger statuses that become an ``Outcome`` (``unchanged`` and ``in_flight_elsewhere`` leave the row alone)

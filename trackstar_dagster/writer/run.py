@@ -36,7 +36,8 @@ import pandas as pd
 from ..base.keys import check_namespace
 from .flush import OutcomeFlusher
 from .lanes import Item, Lane, Pacer, RetryPolicy, utcnow
-from .ledger import Intent, Ledger
+from .ledger import Ledger
+from .ledger_table import Intent
 from .plan import Mode, Planner
 from .reconcile import Reconciler
 from .report import WriteReport
