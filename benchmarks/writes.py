@@ -29,8 +29,8 @@ import pandas as pd
 from trackstar_dagster.base.keys import key_tag
 from trackstar_dagster.client import TrackstarClient
 from trackstar_dagster.sandbox.server import run_sandbox
+from trackstar_dagster.writer import WriteReport, write_payloads
 from trackstar_dagster.writer.ledger import Ledger
-from trackstar_dagster.writer.writer import WriteReport, write_payloads
 
 LIMIT = 50.0  # Trackstar's documented writes/s per access token
 TOKENS = [f"bench-token-{i}" for i in range(1, 5)]

@@ -47,8 +47,7 @@ from trackstar_dagster.sync import (
     write_orders,
 )
 from trackstar_dagster.version import __version__
-from trackstar_dagster.writer.ledger import Ledger
-from trackstar_dagster.writer.writer import FailurePolicy, WriteReport, write_payloads
+from trackstar_dagster.writer import FailurePolicy, Ledger, WriteReport, write_payloads
 
 DagsterLibraryRegistry.register("trackstar-dagster", __version__, is_dagster_package=False)
 

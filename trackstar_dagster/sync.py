@@ -27,8 +27,7 @@ from trackstar_dagster.mapping.validation import PayloadsModel, RejectsModel
 from trackstar_dagster.metadata import frame_metadata, markdown_table
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
-from trackstar_dagster.writer.report import FAILURE_COLUMNS, STATUSES
-from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
+from trackstar_dagster.writer import FAILURE_COLUMNS, STATUSES, FailurePolicy, write_payloads
 
 RowLoader = Callable[[dg.AssetExecutionContext, dg.TimeWindow | None], pd.DataFrame]
 ResultsSink = Callable[[dg.AssetExecutionContext, str, pd.DataFrame], None]

@@ -28,8 +28,8 @@ from tests.writer import (
 )
 from trackstar_dagster.base.keys import create_idempotency_key, has_tag, key_tag
 from trackstar_dagster.sandbox.server import run_sandbox
+from trackstar_dagster.writer import FailurePolicy, write_payloads
 from trackstar_dagster.writer.ledger import Ledger
-from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,7 +209,7 @@ OVERLAP = textwrap.dedent(
     from tests.writer import NS, WMS, WMS_TOKEN, frame, order_body
     from trackstar_dagster.client import TrackstarClient
     from trackstar_dagster.writer.ledger import Ledger
-    from trackstar_dagster.writer.writer import write_payloads
+    from trackstar_dagster.writer import write_payloads
 
     base_url, ledger_url, start, stop, extra, out = sys.argv[1:7]
     payloads = frame([(f"o{{i}}", WMS, "create_order", order_body(WMS, f"o{{i}}", service_level=extra))
@@ -303,7 +303,7 @@ INTERRUPTED = textwrap.dedent(
     from tests.writer import NS, WMS, WMS_TOKEN, orders
     from trackstar_dagster.client import TrackstarClient
     from trackstar_dagster.writer.ledger import Ledger
-    from trackstar_dagster.writer.writer import write_payloads
+    from trackstar_dagster.writer import write_payloads
 
     class Interrupted(BaseException):  # what Dagster raises in a run worker on SIGTERM
         pass

@@ -18,8 +18,8 @@ import pytest
 
 from tests.writer import CLEAR, NS, WMS, WMS_TOKEN, CountingClient, assert_exactly_once, make_client, orders
 from trackstar_dagster.sandbox.server import run_sandbox
+from trackstar_dagster.writer import FailurePolicy, write_payloads
 from trackstar_dagster.writer.ledger import Ledger, wait_db_clock
-from trackstar_dagster.writer.writer import FailurePolicy, write_payloads
 
 N = 150
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ SCRIPT = textwrap.dedent(
     from tests.writer import NS, WMS, WMS_TOKEN, orders
     from trackstar_dagster.client import TrackstarClient
     from trackstar_dagster.writer.ledger import Ledger
-    from trackstar_dagster.writer.writer import write_payloads
+    from trackstar_dagster.writer import write_payloads
 
     client = TrackstarClient("sandbox-api-key", sys.argv[1], timeout=5, write_rate=1000, read_rate=1000)
     write_payloads(orders({n}), client, {{WMS: WMS_TOKEN}}, Ledger(sys.argv[2]), namespace=NS, concurrency=8,

@@ -8,8 +8,8 @@ import sys
 from tests.writer import NS, WMS, WMS_TOKEN, CountingClient, make_client, orders
 from trackstar_dagster.cli import main
 from trackstar_dagster.sandbox.server import run_sandbox
+from trackstar_dagster.writer import write_payloads
 from trackstar_dagster.writer.ledger import Ledger
-from trackstar_dagster.writer.writer import write_payloads
 
 
 def test_rebuild_by_hand_then_show_then_a_run_sends_nothing(tmp_path, monkeypatch, capsys):

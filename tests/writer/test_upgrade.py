@@ -14,8 +14,8 @@ from tests.writer import CountingClient
 from trackstar_dagster.client import TrackstarClient
 from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
 from trackstar_dagster.sandbox.server import run_sandbox
+from trackstar_dagster.writer import write_payloads
 from trackstar_dagster.writer.ledger import ENCODING, LEGACY_TABLE, Ledger
-from trackstar_dagster.writer.writer import write_payloads
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "upgrade_v0"

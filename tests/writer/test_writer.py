@@ -23,14 +23,14 @@ from tests.writer import (
 from trackstar_dagster.base.keys import create_idempotency_key, key_tag, update_idempotency_key
 from trackstar_dagster.sandbox.server import run_sandbox
 from trackstar_dagster.sandbox.state import ConnectionSpec
-from trackstar_dagster.writer.ledger import Intent, Ledger
-from trackstar_dagster.writer.writer import (
+from trackstar_dagster.writer import (
     BODY_CHANGED_MESSAGE,
     RESULT_COLUMNS,
     FailurePolicy,
     awrite_payloads,
     write_payloads,
 )
+from trackstar_dagster.writer.ledger import Intent, Ledger
 
 FAST = {"write_rate": 1000.0, "read_rate": 1000.0}
 TOKENS = {WMS: WMS_TOKEN, "shipbob": "sandbox-token-shipbob", "locked": "token-locked"}

@@ -19,7 +19,9 @@ committed in batches by the writer, which flushes every queued outcome before it
 
 Upgrades: the first release's table (``trackstar_write_ledger``) is copied into this one on open, under the
 empty namespace and ``encoding`` 1 (its bodies carried the first release's tags); the writer moves such rows
-into its own namespace and re-hashes them when it meets their keys, so nothing already written is re-sent.
+into its own namespace and re-hashes them when it meets their keys, so nothing already written is re-sent
+(the statements are in ``ledger_upgrade``). The table and its rows are in ``ledger_table``, where the ledger
+lives by default in ``ledger_url``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,168 +41,36 @@ from sqlalchemy.pool import StaticPool
 
 from ..base.errors import ConfigError
 from ..base.keys import key_id
-
-#: Environment variable that overrides the default ledger location (any SQLAlchemy URL).
-LEDGER_URL_ENV = "TRACKSTAR_DAGSTER_LEDGER_URL"
-
-STATUSES = ("new", "intent", "created", "updated", "failed", "rejected")
-OUTCOME_STATUSES = ("created", "updated", "failed", "rejected")
-ENCODING = 2  # body encoding of this release (1: the first release's tags)
-LEGACY_NAMESPACE = ""  # rows copied from the first release's table
-_CHUNK = 500  # keys per statement; far below SQLite's variable limit
-_TEXT_MAX = 255
-
-metadata = sa.MetaData()
-ledger_table = sa.Table(
-    "trackstar_ledger",
+from . import ledger_upgrade as upgrade
+from .ledger_table import (
+    CHUNK,
+    COLUMNS,
+    ENCODING,
+    LEGACY_NAMESPACE,
+    LEGACY_TABLE,
+    OUTCOME_STATUSES,
+    PK,
+    STATUSES,
+    TEXT_MAX,
+    Held,
+    Intent,
+    LedgerEntry,
+    Outcome,
+    clean,
+    insert,
+    ledger_table,
     metadata,
-    sa.Column("namespace", sa.String(64), primary_key=True),
-    sa.Column("connection", sa.String(255), primary_key=True),
-    sa.Column("action", sa.String(64), primary_key=True),
-    sa.Column("key", sa.String(128), primary_key=True),  # keys.key_id(key)
-    sa.Column("key_text", sa.Text),  # the full key, for people
-    sa.Column("generation", sa.Integer, nullable=False, default=0),
-    sa.Column("body_hash", sa.String(128)),  # the body of the last attempt (intent)
-    sa.Column("written_hash", sa.String(128)),  # the body Trackstar is known to hold (NULL: not verified)
-    sa.Column("encoding", sa.Integer, nullable=False, default=ENCODING),
-    sa.Column("trackstar_id", sa.String(255)),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("operation", sa.String(16)),  # create | update: what the last attempt was
-    sa.Column("idempotency_key", sa.String(255)),
-    sa.Column("outcome_unknown", sa.Boolean, nullable=False, default=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("http_status", sa.Integer),
-    sa.Column("request_id", sa.String(255)),
-    sa.Column("last_error", sa.Text),
-    sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
-    sa.Column("claim_owner", sa.String(64)),
-    sa.Column("claim_run", sa.String(255)),  # who holds it, for people (e.g. the Dagster run id)
-    sa.Column("claim_expires", sa.Float),  # epoch seconds on the database's clock
 )
-_COLUMNS = [c.name for c in ledger_table.columns]
-_PK = ("namespace", "connection", "action", "key")
-LEGACY_TABLE = "trackstar_write_ledger"
+from .ledger_url import LEDGER_URL_ENV, default_ledger_url, normalise_url
 
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One ledger row as read back (``key`` is the key id)."""
-
-    namespace: str
-    connection: str
-    action: str
-    key: str
-    key_text: str | None
-    generation: int
-    body_hash: str | None
-    written_hash: str | None
-    encoding: int
-    trackstar_id: str | None
-    status: str
-    operation: str | None
-    idempotency_key: str | None
-    outcome_unknown: bool
-    attempts: int
-    http_status: int | None
-    request_id: str | None
-    last_error: str | None
-    last_attempt_at: datetime | None
-    updated_at: datetime | None
-    claim_owner: str | None
-    claim_run: str | None
-    claim_expires: float | None
-
-    @property
-    def needs_reconcile(self) -> bool:
-        """A create may have taken effect without us knowing its id: look it up before sending again."""
-        if self.trackstar_id is not None:
-            return False
-        return self.status in ("created", "updated") or (self.outcome_unknown and self.status in ("intent", "failed"))
-
-
-@dataclass(frozen=True)
-class Intent:
-    """About to send: ``operation`` is ``create`` or ``update``."""
-
-    connection: str
-    action: str
-    key: str
-    body_hash: str
-    idempotency_key: str
-    operation: str = "create"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What came back. ``status``: created, updated, failed or rejected."""
-
-    connection: str
-    action: str
-    key: str
-    status: str
-    body_hash: str | None = None
-    trackstar_id: str | None = None
-    outcome_unknown: bool = False
-    http_status: int | None = None
-    request_id: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Held:
-    """A record found in Trackstar by its tag (a ledger rebuild): ``written_hash`` None when not verified."""
-
-    connection: str
-    action: str
-    key_id: str
-    trackstar_id: str
-    written_hash: str | None = None
-    key_text: str | None = None
-
-
-def default_ledger_url() -> str:
-    """``$TRACKSTAR_DAGSTER_LEDGER_URL``, else ``$DAGSTER_HOME/trackstar/ledger.sqlite``, else the home dir.
-
-    Never relative to the working directory: ``dagster dev``, the daemon and tests all start elsewhere.
-    """
-    env = os.environ.get(LEDGER_URL_ENV)
-    if env:
-        return env
-    home = os.environ.get("DAGSTER_HOME")
-    base = Path(home).expanduser() / "trackstar" if home else Path.home() / ".trackstar_dagster"
-    return f"sqlite:///{(base / 'ledger.sqlite').resolve()}"
-
-
-def _normalise_url(url: str | os.PathLike[str] | None) -> str:
-    if url is None:
-        return default_ledger_url()
-    text = os.fspath(url)
-    if "://" not in text:  # a plain file path
-        path = Path(text).expanduser()
-        if not path.is_absolute():
-            raise ConfigError(f"ledger path {text!r} is relative; give an absolute path or a SQLAlchemy URL")
-        return f"sqlite:///{path}"
-    parsed = make_url(text)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        db = parsed.database
-        if not db.startswith("file:") and not Path(db).expanduser().is_absolute():
-            raise ConfigError(
-                f"ledger SQLite file {db!r} is relative to the working directory; use sqlite:////absolute/path"
-            )
-    return text
+__all__ = [  # the ledger's public names, wherever they are defined
+    "ENCODING", "LEDGER_URL_ENV", "LEGACY_NAMESPACE", "LEGACY_TABLE", "STATUSES", "Held", "Intent", "Ledger",
+    "LedgerEntry", "Outcome", "default_ledger_url", "ledger_table", "wait_db_clock",
+]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _clean(text: str | None, limit: int | None = None) -> str | None:
-    """Text any backend stores: no NUL (PostgreSQL refuses it), bounded where the column is."""
-    if text is None:
-        return None
-    text = str(text).replace("\x00", "\\x00")
-    return text[:limit] if limit else text
 
 
 class Ledger:
@@ -210,7 +79,7 @@ class Ledger:
     ``BEGIN IMMEDIATE``) or one PostgreSQL database (row-level upserts)."""
 
     def __init__(self, url: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 60.0) -> None:
-        self.url = _normalise_url(url)
+        self.url = normalise_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
@@ -218,9 +87,10 @@ class Ledger:
         self._lock = threading.Lock()
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
-            memory = parsed.database in (None, "", ":memory:")
+            database = parsed.database or ""
+            memory = database in ("", ":memory:")
             if not memory:
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_s}
             if memory:
                 kwargs["poolclass"] = StaticPool
@@ -274,76 +144,33 @@ class Ledger:
         with self.engine.connect() as conn:
             return float(conn.execute(sa.select(self._db_now())).scalar_one())
 
-    def _insert(self) -> Any:
-        if self.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        return insert(ledger_table)
-
-    # -- upgrade from the first release ---------------------------------------------------------------
+    # -- upgrade from the first release (statements in ledger_upgrade) ------------------------------
 
     def _migrate_first_release(self) -> None:
         """Copy the first release's table into this one (empty namespace, encoding 1), then drop it."""
-        if LEGACY_TABLE not in sa.inspect(self.engine).get_table_names():
+        if not upgrade.has_first_release_table(self.engine):
             return
-        old = sa.Table(LEGACY_TABLE, sa.MetaData(), autoload_with=self.engine)
+        old = upgrade.first_release_table(self.engine)
         with self._lock, self.engine.begin() as conn:
-            if LEGACY_TABLE not in sa.inspect(conn).get_table_names():
-                return  # another process migrated it meanwhile
-            rows = [dict(r._mapping) for r in conn.execute(sa.select(old))]
-            moved = []
-            for r in rows:
-                moved.append({
-                    "namespace": LEGACY_NAMESPACE, "connection": r["connection"], "action": r["action"],
-                    "key": key_id(r["key"]), "key_text": _clean(r["key"]), "generation": 0,
-                    "body_hash": r["body_hash"], "written_hash": r["written_hash"], "encoding": 1,
-                    "trackstar_id": r["trackstar_id"], "status": r["status"], "operation": r["operation"],
-                    "idempotency_key": r["idempotency_key"], "outcome_unknown": bool(r["outcome_unknown"]),
-                    "attempts": r["attempts"] or 0, "http_status": r["http_status"], "request_id": r["request_id"],
-                    "last_error": _clean(r["last_error"]), "last_attempt_at": r["last_attempt_at"],
-                    "updated_at": r["updated_at"], "claim_owner": None, "claim_run": None, "claim_expires": None,
-                })
-            for i in range(0, len(moved), _CHUNK):
-                conn.execute(self._insert().on_conflict_do_nothing(index_elements=list(_PK)), moved[i:i + _CHUNK])
-            old.drop(conn)
+            upgrade.copy_first_release(conn, old, self.dialect)
 
     def adopt_legacy(self, namespace: str, connection: str, action: str, kids: Sequence[str]) -> int:
         """Move first-release rows of these key ids into ``namespace`` (a row the namespace already has wins).
         One cheap query when the connection has no first-release rows left, the usual case."""
         if namespace == LEGACY_NAMESPACE or not kids:
             return 0
-        t = ledger_table
-        moved = 0
         with self.engine.connect() as conn:
-            if conn.execute(sa.select(t.c.key).where(t.c.namespace == LEGACY_NAMESPACE, t.c.connection == connection,
-                                                     t.c.action == action).limit(1)).first() is None:
+            if not upgrade.has_legacy_rows(conn, connection, action):
                 return 0
         with self._lock, self.engine.begin() as conn:
-            for i in range(0, len(kids), _CHUNK):
-                chunk = list(kids[i:i + _CHUNK])
-                where = (t.c.namespace == LEGACY_NAMESPACE, t.c.connection == connection, t.c.action == action,
-                         t.c.key.in_(chunk))
-                rows = [dict(r._mapping) for r in conn.execute(sa.select(t).where(*where))]
-                if not rows:
-                    continue
-                for r in rows:
-                    r["namespace"] = namespace
-                conn.execute(self._insert().on_conflict_do_nothing(index_elements=list(_PK)), rows)
-                moved += conn.execute(sa.delete(t).where(*where)).rowcount
-        return moved
+            return upgrade.adopt_legacy_rows(conn, self.dialect, namespace, connection, action, kids)
 
     def migrate_hashes(self, namespace: str, connection: str, action: str, hashes: dict[str, str]) -> None:
         """Key id -> this release's hash of the body Trackstar holds (proven equal to an older encoding's)."""
         if not hashes:
             return
-        t = ledger_table
-        stmt = (sa.update(t)
-                .where(t.c.namespace == namespace, t.c.connection == connection, t.c.action == action,
-                       t.c.key == sa.bindparam("k"))
-                .values(written_hash=sa.bindparam("h"), body_hash=sa.bindparam("h"), encoding=ENCODING))
         with self._lock, self.engine.begin() as conn:
-            conn.execute(stmt, [{"k": k, "h": h} for k, h in hashes.items()])
+            upgrade.migrate_hashes(conn, namespace, connection, action, hashes)
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -358,10 +185,10 @@ class Ledger:
         with self.engine.connect() as conn:
             for (connection, action), kids in by_group.items():
                 names = list(kids)
-                for i in range(0, len(names), _CHUNK):
+                for i in range(0, len(names), CHUNK):
                     rows = conn.execute(sa.select(t).where(
                         t.c.namespace == namespace, t.c.connection == connection, t.c.action == action,
-                        t.c.key.in_(names[i:i + _CHUNK])))
+                        t.c.key.in_(names[i:i + CHUNK])))
                     for row in rows:
                         entry = LedgerEntry(**row._mapping)
                         out[(connection, action, kids[entry.key])] = entry
@@ -391,8 +218,8 @@ class Ledger:
         if namespace is not None:
             query = query.where(t.c.namespace == namespace)
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query.order_by(*(t.c[c] for c in _PK)))]
-        return pd.DataFrame(rows, columns=_COLUMNS)
+            rows = [dict(r._mapping) for r in conn.execute(query.order_by(*(t.c[c] for c in PK)))]
+        return pd.DataFrame(rows, columns=COLUMNS)
 
     def claims(self, namespace: str | None = None) -> pd.DataFrame:
         """Live and expired claims, with seconds left on the database's clock (negative: expired)."""
@@ -419,14 +246,14 @@ class Ledger:
         out: dict[str, LedgerEntry] = {}
         ids = sorted(by_id)  # one order for every writer: no deadlock between two claiming the same keys
         with self._lock:
-            for i in range(0, len(ids), _CHUNK):
+            for i in range(0, len(ids), CHUNK):
                 rows = [{"namespace": namespace, "connection": connection, "action": action, "key": kid,
-                         "key_text": _clean(by_id[kid]), "generation": 0, "encoding": ENCODING, "status": "new",
+                         "key_text": clean(by_id[kid]), "generation": 0, "encoding": ENCODING, "status": "new",
                          "outcome_unknown": False, "attempts": 0, "updated_at": now, "claim_owner": owner,
-                         "claim_run": _clean(run, _TEXT_MAX)} for kid in ids[i:i + _CHUNK]]
-                ins = self._insert().values(claim_expires=self._db_now() + ttl_s)
+                         "claim_run": clean(run, TEXT_MAX)} for kid in ids[i:i + CHUNK]]
+                ins = insert(self.dialect).values(claim_expires=self._db_now() + ttl_s)
                 stmt = ins.on_conflict_do_update(
-                    index_elements=list(_PK),
+                    index_elements=list(PK),
                     set_={"claim_owner": ins.excluded.claim_owner, "claim_run": ins.excluded.claim_run,
                           "claim_expires": self._db_now() + ttl_s},
                     where=sa.or_(t.c.claim_owner.is_(None), t.c.claim_owner == owner,
@@ -480,12 +307,12 @@ class Ledger:
         intents = sorted(intents, key=lambda i: (i.connection, i.action, key_id(i.key)))
         rows = [{
             "namespace": namespace, "connection": i.connection, "action": i.action, "key": key_id(i.key),
-            "key_text": _clean(i.key), "generation": 0, "body_hash": i.body_hash, "encoding": ENCODING,
+            "key_text": clean(i.key), "generation": 0, "body_hash": i.body_hash, "encoding": ENCODING,
             "status": "intent", "operation": i.operation, "idempotency_key": i.idempotency_key,
             "outcome_unknown": True, "attempts": 1, "last_attempt_at": now, "updated_at": now,
             "claim_owner": owner,
         } for i in intents]
-        ins = self._insert()
+        ins = insert(self.dialect)
         if owner is not None:
             ins = ins.values(claim_expires=self._db_now() + ttl_s)
         set_ = {c: ins.excluded[c] for c in ("body_hash", "status", "operation", "idempotency_key",
@@ -495,11 +322,11 @@ class Ledger:
         if owner is not None:
             set_["claim_expires"] = self._db_now() + ttl_s
             where = t.c.claim_owner == owner
-        stmt = ins.on_conflict_do_update(index_elements=list(_PK), set_=set_, where=where).returning(t.c.key)
+        stmt = ins.on_conflict_do_update(index_elements=list(PK), set_=set_, where=where).returning(t.c.key)
         written: set[str] = set()
         with self._lock, self.engine.begin() as conn:
-            for i in range(0, len(rows), _CHUNK):
-                written.update(by_id[r[0]] for r in conn.execute(stmt, rows[i:i + _CHUNK]))
+            for i in range(0, len(rows), CHUNK):
+                written.update(by_id[r[0]] for r in conn.execute(stmt, rows[i:i + CHUNK]))
         return written
 
     def record_outcomes(self, outcomes: Sequence[Outcome], *, namespace: str = LEGACY_NAMESPACE) -> None:
@@ -518,26 +345,26 @@ class Ledger:
             success = o.status in ("created", "updated")
             groups["ok" if success else o.status].append({
                 "namespace": namespace, "connection": o.connection, "action": o.action, "key": key_id(o.key),
-                "key_text": _clean(o.key), "generation": 0, "body_hash": o.body_hash,
+                "key_text": clean(o.key), "generation": 0, "body_hash": o.body_hash,
                 "written_hash": o.body_hash if success else None, "encoding": ENCODING,
-                "trackstar_id": _clean(o.trackstar_id, _TEXT_MAX), "status": o.status,
+                "trackstar_id": clean(o.trackstar_id, TEXT_MAX), "status": o.status,
                 "outcome_unknown": bool(o.outcome_unknown) and not success, "attempts": 0,
-                "http_status": o.http_status, "request_id": _clean(o.request_id, _TEXT_MAX),
-                "last_error": _clean(o.error), "updated_at": now,
+                "http_status": o.http_status, "request_id": clean(o.request_id, TEXT_MAX),
+                "last_error": clean(o.error), "updated_at": now,
             })
         common = ("status", "outcome_unknown", "http_status", "request_id", "last_error", "updated_at")
         with self._lock, self.engine.begin() as conn:
             for name, rows in groups.items():
                 if not rows:
                     continue
-                ins = self._insert()
+                ins = insert(self.dialect)
                 cols = (*common, "trackstar_id", "written_hash", "body_hash", "encoding") if name == "ok" else common
                 set_: dict[str, Any] = {c: ins.excluded[c] for c in cols}
                 if name == "rejected":
                     set_["generation"] = t.c.generation + 1
-                stmt = ins.on_conflict_do_update(index_elements=list(_PK), set_=set_)
-                for i in range(0, len(rows), _CHUNK):
-                    conn.execute(stmt, rows[i:i + _CHUNK])
+                stmt = ins.on_conflict_do_update(index_elements=list(PK), set_=set_)
+                for i in range(0, len(rows), CHUNK):
+                    conn.execute(stmt, rows[i:i + CHUNK])
 
     def record_held(self, namespace: str, held: Sequence[Held]) -> int:
         """Records found in Trackstar by their tag (a rebuild): ``created`` rows; a row that already knows
@@ -548,19 +375,19 @@ class Ledger:
         now = _now()
         rows = [{
             "namespace": namespace, "connection": h.connection, "action": h.action, "key": h.key_id,
-            "key_text": _clean(h.key_text), "generation": 0, "body_hash": h.written_hash,
-            "written_hash": h.written_hash, "encoding": ENCODING, "trackstar_id": _clean(h.trackstar_id, _TEXT_MAX),
+            "key_text": clean(h.key_text), "generation": 0, "body_hash": h.written_hash,
+            "written_hash": h.written_hash, "encoding": ENCODING, "trackstar_id": clean(h.trackstar_id, TEXT_MAX),
             "status": "created", "outcome_unknown": False, "attempts": 0, "updated_at": now,
             "last_error": "found in Trackstar by its tag (ledger rebuilt)",
         } for h in held]
-        ins = self._insert()
+        ins = insert(self.dialect)
         cols = ("trackstar_id", "written_hash", "status", "outcome_unknown", "updated_at", "last_error")
-        stmt = ins.on_conflict_do_update(index_elements=list(_PK), set_={c: ins.excluded[c] for c in cols},
+        stmt = ins.on_conflict_do_update(index_elements=list(PK), set_={c: ins.excluded[c] for c in cols},
                                          where=t.c.trackstar_id.is_(None)).returning(t.c.key)
         n = 0
         with self._lock, self.engine.begin() as conn:
-            for i in range(0, len(rows), _CHUNK):
-                n += len(conn.execute(stmt, rows[i:i + _CHUNK]).all())
+            for i in range(0, len(rows), CHUNK):
+                n += len(conn.execute(stmt, rows[i:i + CHUNK]).all())
         return n
 
     def forget(self, connection: str, action: str | None = None, keys: Iterable[str] | None = None,
@@ -577,8 +404,8 @@ class Ledger:
             if keys is None:
                 return conn.execute(sa.delete(t).where(*where)).rowcount
             ids = [key_id(k) for k in keys]
-            for i in range(0, len(ids), _CHUNK):
-                total += conn.execute(sa.delete(t).where(*where, t.c.key.in_(ids[i:i + _CHUNK]))).rowcount
+            for i in range(0, len(ids), CHUNK):
+                total += conn.execute(sa.delete(t).where(*where, t.c.key.in_(ids[i:i + CHUNK]))).rowcount
         return total
 
 

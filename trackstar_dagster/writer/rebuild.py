@@ -17,7 +17,8 @@ from typing import Any
 
 from ..base.keys import parse_tag, record_tags
 from .actions import ActionSpec, spec_for
-from .ledger import Held, Ledger
+from .ledger import Ledger
+from .ledger_table import Held
 
 
 def _same(held: Any, sent: Any) -> bool:

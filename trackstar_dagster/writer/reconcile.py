@@ -7,47 +7,38 @@ record carries the tag, the body is sent again (same create ``Idempotency-Key``,
 record ends ``failed`` with "outcome unknown" only when the look-ups themselves keep failing. Bodies without
 the tag (``key_tag: false``) cannot be proven: they are re-sent with the same ``Idempotency-Key`` only.
 
-``_Reconcile`` is a mixin of the writer's ``_Run`` (it uses the run's state and helpers, declared below).
+``Reconciler`` is a collaborator of the run, built with what it needs (the run's ``Results``, its
+``RetryPolicy`` and mode). The run calls it first for a record a ledger row left unknown (an intent, a
+create without its id); the ``Sender`` calls it between re-sends of a create whose outcome was unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..base.errors import TrackstarAuthError, TrackstarError, TrackstarValidationError
 from ..base.keys import has_tag
-from .ledger import ENCODING, Outcome
+from .lanes import Item, Lane, RetryPolicy
+from .ledger_table import ENCODING
 from .rebuild import held_matches, oldest
-
-if TYPE_CHECKING:
-    from .writer import _Item, _Lane
+from .results import Results
 
 BODY_CHANGED_MESSAGE = "body changed; not sent in create_only mode"
 
 
-class _Reconcile:
-    """``lookup`` and ``reconcile`` of ``_Run`` (see the module docstring)."""
+class Reconciler:
+    """``lookup`` and ``reconcile`` of one run (see the module docstring)."""
 
-    # provided by _Run
-    mode: str
-    max_attempts: int
-    max_wait_s: float
-    log: logging.Logger | Any
-    outcomes: list[Outcome]
-    _warned_no_lookup: set[str]
+    def __init__(self, results: Results, retry: RetryPolicy, *, mode: str, log: logging.Logger | Any) -> None:
+        self.results = results
+        self.retry = retry
+        self.mode = mode
+        self.log = log
+        self._warned_no_lookup: set[str] = set()  # connections already warned of untagged bodies
 
-    if TYPE_CHECKING:
-        def _finish(self, lane: _Lane, item: _Item, status: str, *, ledger_status: str | None = None,
-                    **values: Any) -> None: ...
-        def _stop(self, lane: _Lane, err: TrackstarError) -> str: ...
-        def _backoff(self, attempt: int) -> float: ...
-        def _note_retry_after(self, err: TrackstarError) -> None: ...
-        def _requeue(self, lane: _Lane, item: _Item) -> None: ...
-        def _server_error(self, lane: _Lane, err: TrackstarError) -> bool: ...
-
-    async def lookup(self, lane: _Lane, item: _Item) -> dict[str, Any] | None:
+    async def lookup(self, lane: Lane, item: Item) -> dict[str, Any] | None:
         """The record carrying this record's tag, or None (raises TrackstarError when the read fails).
 
         Searched by the tag (``trackstar_tags[contains]``); a server that refuses that filter is searched by
@@ -90,7 +81,7 @@ class _Reconcile:
             )
         return first
 
-    async def reconcile(self, lane: _Lane, item: _Item) -> bool:
+    async def reconcile(self, lane: Lane, item: Item) -> bool:
         """Look the record up; adopt it when it is provably ours. Returns True when the record is finished
         (or handed back to the lane as an update); False: not there, send it."""
         waited = 0.0
@@ -101,18 +92,18 @@ class _Reconcile:
                 found = await self.lookup(lane, item)
                 break
             except TrackstarAuthError as e:
-                self._finish(lane, item, "failed", error=self._stop(lane, e), http_status=e.status)
+                self.results.finish(lane, item, "failed", error=self.results.stop(lane, e), http_status=e.status)
                 return True
             except TrackstarError as e:
-                if self._server_error(lane, e) or tries >= self.max_attempts or waited > self.max_wait_s:
-                    self._note_retry_after(e)
-                    self._finish(
+                if self.results.server_error(lane, e) or tries >= self.retry.max_attempts or waited > self.retry.max_wait_s:
+                    self.results.note_retry_after(e)
+                    self.results.finish(
                         lane, item, "failed", http_status=e.status, origin=e.origin, request_id=e.request_id,
                         error=f"outcome unknown: the request may have been stored, and the look-up failed: "
                               f"{lane.stop_reason or e}",
                     )
                     return True
-                wait = e.retry_after or self._backoff(tries)
+                wait = e.retry_after or self.retry.backoff(tries)
                 waited += wait
                 await asyncio.sleep(wait)
         if found is None:
@@ -123,17 +114,16 @@ class _Reconcile:
         mine = held_matches(found, item.body) or item.sent_unknown or (
             item.entry is not None and item.entry.status == "intent" and item.entry.body_hash == item.body_hash)
         if mine:
-            self._finish(lane, item, "created", trackstar_id=record_id, reconciled=True)
+            self.results.finish(lane, item, "created", trackstar_id=record_id, reconciled=True)
             return True
         # an earlier body of this record is there (held, not this run's body)
-        self.outcomes.append(Outcome(item.connection, item.action, item.key, "created", body_hash=None,
-                                     trackstar_id=record_id))
+        self.results.note_held(item, record_id)
         if self.mode == "upsert" and item.spec.update is not None:
             item.operation = "update"
             item.unknown = False
-            self._requeue(lane, item)
+            lane.requeue(item)
             return True
-        self._finish(
+        self.results.finish(
             lane, item, "unchanged", ledger_status="none", trackstar_id=record_id,
             error=BODY_CHANGED_MESSAGE, body_changed=True, reconciled=True,
         )

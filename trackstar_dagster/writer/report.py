@@ -1,8 +1,8 @@
 """What a write run reports, and when that report fails the run.
 
-Split out of ``writer.py`` so the result shape (``RESULT_COLUMNS``, ``FAILURE_COLUMNS``, ``STATUSES``),
-``WriteReport`` and ``FailurePolicy`` can be read and used without the run engine; ``writer.py`` builds
-reports, this module never imports it.
+Apart from the run so the result shape (``RESULT_COLUMNS``, ``FAILURE_COLUMNS``, ``STATUSES``),
+``WriteReport`` and ``FailurePolicy`` can be read and used without the run engine; ``results.py`` builds
+reports, this module imports nothing of the writer.
 """
 
 from __future__ import annotations
