@@ -111,11 +111,11 @@ def test_an_untagged_body_cannot_be_proven_and_is_not_looked_up(caplog: pytest.L
 
 def test_consecutive_5xx_stop_the_connection_once() -> None:
     results = Results(LOG, max_consecutive_5xx=3)
-    lane = Lane("wms", "token")
+    lane = Lane("wms", "token", client=ScriptedClient([]))
     err = TrackstarServerError("down", status=503)
     assert [results.server_error(lane, err) for _ in range(4)] == [False, False, True, True]
     assert list(results.stopped) == ["wms"] and "3 consecutive 5xx" in (lane.stop_reason or "")
-    other = Lane("other", "token")
+    other = Lane("other", "token", client=ScriptedClient([]))
     results.server_error(other, err)
     results.server_error(other, TrackstarValidationError("bad", status=422))  # any other answer resets
     assert other.server_errors == 0

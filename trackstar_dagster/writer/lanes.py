@@ -14,12 +14,27 @@ import asyncio
 import random
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from ..client import WriteResponse
 from .actions import ActionSpec
 from .ledger_table import LedgerEntry
+
+
+class WriterClient(Protocol):
+    """What the writer needs of a client (``TrackstarClient`` is one; tests may script their own)."""
+
+    @property
+    def write_rate(self) -> float | None: ...
+
+    async def awrite(self, method: str, path: str, body: bytes, access_token: str,
+                     idempotency_key: str | None = None) -> WriteResponse: ...
+
+    async def alist_records(self, resource_path: str, access_token: str,
+                            filters: Mapping[str, Any] | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
 
 
 def utcnow() -> datetime:
@@ -42,6 +57,7 @@ class Item:
     operation: str  # create | update
     stage: str  # reconcile | send
     text: str = ""  # the body's JSON text, as hashed
+    content: bytes = b""  # that text as it goes on the wire (encoded once, sent as is on every attempt)
     tag: str | None = None  # the key tag the body carries (None: untagged, nothing can be proven)
     tags: tuple[str, ...] = ()  # every tag that proves a record is this one (current, first release's)
     generation: int = 0
@@ -78,6 +94,7 @@ class Lane:
 
     connection: str
     token: str
+    client: WriterClient
     pending: deque[Item] = field(default_factory=deque)  # need an intent before sending
     ready: asyncio.Queue[Item | None] = field(default_factory=asyncio.Queue)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -85,7 +102,6 @@ class Lane:
     stop_reason: str | None = None
     server_errors: int = 0  # consecutive 5xx answers (writes and look-ups); any other answer resets it
     pacer: Pacer = field(default_factory=lambda: Pacer(None))
-    client: Any = None
 
     def requeue(self, item: Item) -> None:
         """Back to the lane's queue: a fresh intent (for this body and operation) before it is sent."""

@@ -134,7 +134,8 @@ class Planner:
                 row(idx, key, connection, action, "rejected", error=problem)
                 continue
             text = body_text(body)
-            body_hash = str(body_hash) if body_hash else hashlib.sha256(text.encode("utf-8")).hexdigest()
+            content = text.encode("utf-8")
+            body_hash = str(body_hash) if body_hash else hashlib.sha256(content).hexdigest()
             try:
                 parsed = decode_body(text)
             except ValueError as e:
@@ -160,7 +161,7 @@ class Planner:
                 tag = next((t for t in proofs if has_tag(parsed, t)), None)
             tags = tuple(dict.fromkeys([tag, *proofs])) if tag else ()
             items.append(Item(idx, key, connection, action, parsed, body_hash, spec, None, "create", "send",
-                              text=text, tag=tag, tags=tags))
+                              text=text, content=content, tag=tag, tags=tags))
         return items
 
     async def plan(self, frame: pd.DataFrame) -> list[Item]:

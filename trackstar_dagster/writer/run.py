@@ -34,8 +34,9 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..base.keys import check_namespace
+from ..client import LIMIT_WINDOW_S
 from .flush import OutcomeFlusher
-from .lanes import Item, Lane, Pacer, RetryPolicy, utcnow
+from .lanes import Item, Lane, Pacer, RetryPolicy, WriterClient, utcnow
 from .ledger import Ledger
 from .ledger_table import Intent
 from .plan import Mode, Planner
@@ -58,7 +59,7 @@ class Run:
     def __init__(
         self,
         payloads: pd.DataFrame,
-        client: Any,
+        client: WriterClient | Mapping[str, WriterClient],
         tokens: Mapping[str, str],
         ledger: Ledger,
         *,
@@ -99,7 +100,7 @@ class Run:
             rebuild_since=rebuild_since, claim_ttl_s=self.claim_ttl_s, log=self.log,
         )
 
-    def client_for(self, connection: str) -> Any:
+    def client_for(self, connection: str) -> WriterClient:
         if isinstance(self.client, Mapping):
             return self.client[connection]
         return self.client
@@ -108,8 +109,7 @@ class Run:
         """The connection's lane, made on first use (its client, and its pacer at that client's rate)."""
         lane = self.lanes.get(connection)
         if lane is None:
-            lane = self.lanes[connection] = Lane(connection, self.tokens[connection])
-            lane.client = self.client_for(connection)
+            lane = self.lanes[connection] = Lane(connection, self.tokens[connection], self.client_for(connection))
             lane.pacer = Pacer(self.pace(lane.client))
         return lane
 
@@ -245,7 +245,7 @@ class Run:
 
 async def awrite_payloads(
     payloads: pd.DataFrame,
-    client: Any,
+    client: WriterClient | Mapping[str, WriterClient],
     tokens: Mapping[str, str],
     ledger: Ledger,
     *,
@@ -310,23 +310,18 @@ async def awrite_payloads(
     return await run.run()
 
 
-def auto_pace(client: Any) -> float | None:
+def auto_pace(client: WriterClient) -> float | None:
     """99% of what the client's limiter lets through (its rate over its window), so the limiter's queue
     stays short (tasks parked in it contend on every slot) while the limiter stays the hard limit."""
     rate = getattr(client, "write_rate", None)
     if not rate:
         return None
-    window = 1.0
-    with contextlib.suppress(Exception):
-        from .. import client as client_module
-
-        window = float(getattr(client_module, "LIMIT_WINDOW_S", 1.0))
-    return float(rate) / window * PACE_SHARE
+    return float(rate) / LIMIT_WINDOW_S * PACE_SHARE
 
 
 def write_payloads(
     payloads: pd.DataFrame,
-    client: Any,
+    client: WriterClient | Mapping[str, WriterClient],
     tokens: Mapping[str, str],
     ledger: Ledger,
     *,

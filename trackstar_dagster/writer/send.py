@@ -29,6 +29,7 @@ from ..base.errors import (
     TrackstarValidationError,
 )
 from ..base.keys import create_idempotency_key, update_idempotency_key
+from ..client import WriteResponse
 from .lanes import Item, Lane, RetryPolicy
 from .reconcile import Reconciler
 from .results import Results
@@ -57,9 +58,11 @@ def rejection_message(err: TrackstarError) -> str:
     return error
 
 
-async def send_request(lane: Lane, item: Item, method: str, path: str, key: str) -> Any:
-    """The write request itself: the item's body to ``method path`` on the lane's connection."""
-    return await lane.client.awrite(method, path, item.body, lane.token, idempotency_key=key)
+async def send_request(lane: Lane, item: Item, method: str, path: str, key: str) -> WriteResponse:
+    """The write request itself: the item's JSON text, byte for byte as the mapping built and hashed it, to
+    ``method path`` on the lane's connection. Sent once: a 429 or any failure comes back as an error."""
+    return await lane.client.awrite(method, path, item.content or item.text.encode("utf-8"), lane.token,
+                                    idempotency_key=key)
 
 
 class Sender:
