@@ -77,7 +77,7 @@ def rows_valid_result(
         passed=not failed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
-        description="; ".join(getattr(o, "description", None) or getattr(o, "name", "") for o in failed) or None,
+        description="; ".join(str(getattr(o, "description", None) or getattr(o, "name", "")) for o in failed) or None,
     )
 
 

@@ -15,14 +15,21 @@ __all__ = ["frame_metadata", "markdown_table", "table_schema_for"]
 _TYPE_NAMES = {"b": "boolean", "i": "integer", "u": "integer", "f": "number", "M": "datetime", "m": "timedelta"}
 
 
+def _type_name(column: pd.Series) -> str:
+    dtype = column.dtype
+    kind = getattr(dtype, "kind", "O")
+    if kind in _TYPE_NAMES:
+        return _TYPE_NAMES[kind]
+    if kind == "O":  # an object column is a string column only when its values are strings
+        return "string" if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty") else "object"
+    return "string" if pd.api.types.is_string_dtype(dtype) else "object"
+
+
 def table_schema_for(frame: pd.DataFrame, descriptions: Mapping[str, str] | None = None) -> dg.TableSchema:
     """A ``TableSchema`` from a frame's columns and dtypes (lists and dicts show as ``object``)."""
     descriptions = descriptions or {}
-    columns = []
-    for name, dtype in frame.dtypes.items():
-        kind = getattr(dtype, "kind", "O")
-        type_name = _TYPE_NAMES.get(kind, "string" if pd.api.types.is_string_dtype(dtype) else "object")
-        columns.append(dg.TableColumn(str(name), type_name, description=descriptions.get(str(name))))
+    columns = [dg.TableColumn(str(name), _type_name(frame.iloc[:, i]), description=descriptions.get(str(name)))
+               for i, name in enumerate(frame.columns)]
     return dg.TableSchema(columns=columns)
 
 

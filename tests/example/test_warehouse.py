@@ -188,6 +188,17 @@ def test_mapping_fields_exist_and_suit_the_integrations() -> None:
 
 
 def test_mapping_loads_with_the_library() -> None:
-    mapping = pytest.importorskip("trackstar_dagster.mapping")
-    config = mapping.MappingConfig.from_yaml(MAPPING)
-    assert config is not None
+    from trackstar_dagster.mapping import MappingConfig
+
+    config = MappingConfig.from_yaml(MAPPING)
+    raw = yaml.safe_load(MAPPING.read_text())
+    # what the sync relies on: one create_order per order_id, routed by customer to the three connections
+    assert config.action == "create_order" and config.key == "order_id"
+    assert config.connection is None and config.connection_column == "customer"
+    assert config.connections() == sorted(c.connection for c in CUSTOMERS)
+    assert config.connection_values == {c.customer: c.connection for c in CUSTOMERS}
+    assert warehouse.UNMAPPED_CUSTOMER not in config.connection_values  # its orders become routing rejects
+    # every mapped field survives loading, line items included; ShipBob gets its warehouse as a constant
+    assert config.fields == raw["fields"]
+    assert {"line_items.quantity", "ship_to_address.country", "order_number"} <= set(config.fields)
+    assert config.connection_constants == {"initech_shipbob": {"warehouse_id": "shipbob-wh-1"}}
