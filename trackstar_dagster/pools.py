@@ -395,8 +395,12 @@ def hold_pool(context: dg.AssetExecutionContext | dg.OpExecutionContext, pool: s
     settings = settings or PoolSettings.from_env()
     instance, run = context.instance, context.run
     keep_heartbeat(context, pool, settings)
-    check = {"exclude_run_id": run.run_id, "freed_by": f"run {run.run_id} ({context.op_handle})", "log": context.log}
-    free_dead_holders(instance, pool, settings, **check)
+    freed_by = f"run {run.run_id} ({context.op_handle})"
+
+    def free_dead() -> None:
+        free_dead_holders(instance, pool, settings, exclude_run_id=run.run_id, freed_by=freed_by, log=context.log)
+
+    free_dead()
     if not _runs_step(context, step_key):
         return False
     _HOLDING.add(run.run_id)
@@ -415,7 +419,7 @@ def hold_pool(context: dg.AssetExecutionContext | dg.OpExecutionContext, pool: s
                     context.log.info(f"Waiting for a slot in pool {pool} for {step_key}; held by "
                                      + _describe_holders(instance, pool, settings, exclude=run.run_id))
                 time.sleep(settings.poll_s)
-                free_dead_holders(instance, pool, settings, **check)
+                free_dead()
             if noted:
                 context.log.info(f"Pool {pool}: slot claimed for {step_key}")
     finally:

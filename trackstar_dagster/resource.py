@@ -156,15 +156,22 @@ class TrackstarResource(ConfigurableResource):
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        """Close the client's connections at the end of the run (per process)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the client at the end of the run (per process): the resource owns it, callers never close it."""
+        self.close()
+
+    def close(self) -> None:
+        """Close the shared client's connections (outside a run, e.g. in a script); the next call makes a new one."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     # -- API -------------------------------------------------------------------------------------------
 
     def get_client(self) -> TrackstarClient:
-        """The resource's client (one per resource instance; rate limits are shared process-wide anyway)."""
+        """The resource's client, shared by every caller in this process (one connection pool; rate limits are
+        shared process-wide anyway). The resource owns it: use it, do not close it (``teardown_after_execution``
+        does, at the end of the run)."""
         with self._lock:
             if self._client is None:
                 if not self.api_key:
@@ -204,11 +211,17 @@ class TrackstarResource(ConfigurableResource):
             raise ConfigError(f"Trackstar connection name {name!r} is configured more than once")
         return matches[0]
 
-    def connection(self, name: str) -> ResolvedConnection:
-        """The named connection with its integration: configured, or looked up (once per process)."""
+    def access_token(self, name: str) -> str:
+        """The named connection's access token, without resolving its integration (a write needs only this)."""
         conf = self._configured(name)
         if not conf.access_token:
             raise ConfigError(f"Trackstar connection {name!r} has an empty access_token (is its EnvVar set?)")
+        return conf.access_token
+
+    def connection(self, name: str) -> ResolvedConnection:
+        """The named connection with its integration: configured, or looked up (once per process)."""
+        conf = self._configured(name)
+        self.access_token(name)
         if conf.integration_name:
             return ResolvedConnection(name, conf.access_token, conf.integration_type, conf.integration_name)
         lookup: Callable[[], dict[str, Any]]
