@@ -29,6 +29,7 @@ from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient, WriteRespo
 from trackstar_dagster.component import TrackstarSyncComponent
 from trackstar_dagster.io_manager import TrackstarFrameIOManager, read_frames
 from trackstar_dagster.mapping import MappingConfig, PayloadBatch, Target, build_payloads
+from trackstar_dagster.ops import write_orders
 from trackstar_dagster.resource import ResolvedConnection, TrackstarConnection, TrackstarResource
 from trackstar_dagster.schema import (
     DriftReport,
@@ -39,14 +40,16 @@ from trackstar_dagster.schema import (
     schema_drift,
     write_info_fields,
 )
+from trackstar_dagster.sql import sql_results_sink, sql_row_loader
 from trackstar_dagster.sync import (
     TrackstarSync,
-    WriteConfig,
     build_trackstar_sync_assets,
+    build_trackstar_sync_definitions,
     trackstar_io_manager_resources,
-    write_orders,
 )
+from trackstar_dagster.translator import TrackstarAssetData, TrackstarTranslator
 from trackstar_dagster.version import __version__
+from trackstar_dagster.write_step import WriteConfig
 from trackstar_dagster.writer import FailurePolicy, Ledger, WriteReport, write_payloads
 
 DagsterLibraryRegistry.register("trackstar-dagster", __version__, is_dagster_package=False)
@@ -79,9 +82,11 @@ __all__ = [
     "TrackstarRateLimitError",
     "TrackstarResource",
     "TrackstarServerError",
+    "TrackstarAssetData",
     "TrackstarSync",
     "TrackstarSyncComponent",
     "TrackstarTransportError",
+    "TrackstarTranslator",
     "TrackstarValidationError",
     "WriteConfig",
     "WriteReport",
@@ -92,6 +97,7 @@ __all__ = [
     "build_trackstar_catalog_asset",
     "build_trackstar_schema_assets",
     "build_trackstar_sync_assets",
+    "build_trackstar_sync_definitions",
     "build_trackstar_write_info_asset",
     "catalog_frame",
     "drop_empty",
@@ -99,6 +105,8 @@ __all__ = [
     "key_tag",
     "parse_json_lenient",
     "schema_drift",
+    "sql_results_sink",
+    "sql_row_loader",
     "trackstar_io_manager_resources",
     "write_info_fields",
     "write_orders",

@@ -1,25 +1,27 @@
 """``TrackstarSyncComponent``: one sync from a ``defs.yaml``, no Python.
 
-It only wires Dagster: the resource (secrets by environment variable name, turned into ``EnvVar``s, never a
-resolved value), the schema assets, the sync's assets, its job and daily schedule. Rows are read with SQL
-through a database resource (``DuckDBResource`` in the example; any resource whose ``get_connection()``
-yields a DB-API connection works).
+It only assembles: the resource (secrets by environment variable name, turned into ``EnvVar``s, never a
+resolved value), the schema assets, and the sync's definitions (``build_trackstar_sync_definitions``: assets,
+checks, job, daily schedule, IO manager), reading rows and writing results back with ``trackstar_dagster.sql``
+through a database resource (``DuckDBResource`` in the example). ``translation`` reshapes every asset it makes.
 """
 
-
+import os
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
-import pandas as pd
+from dagster.components.utils.translation import ResolvedTranslationFn
 from pydantic import Field
 
 from trackstar_dagster.assets import build_trackstar_schema_assets
 from trackstar_dagster.client import PRODUCTION_URL
 from trackstar_dagster.mapping import MappingConfig
 from trackstar_dagster.resource import TrackstarConnection, TrackstarResource
-from trackstar_dagster.sync import TrackstarSync, build_trackstar_sync_assets, trackstar_io_manager_resources
+from trackstar_dagster.sql import sql_results_sink, sql_row_loader
+from trackstar_dagster.sync import TrackstarSync, build_trackstar_sync_definitions
+from trackstar_dagster.translator import TrackstarAssetData, TrackstarTranslator
 
 
 class ConnectionModel(dg.Model, dg.Resolvable):
@@ -69,6 +71,14 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
           mapping_file: mapping.yaml
           partitions: {start_date: "2024-11-25"}
           write_from: "2026-11-01"
+          translation:                     # optional: every asset it makes, as an AssetSpec update
+            group_name: trackstar_orders
+            tags: {team: fulfilment}
+            key_prefix: ops                # ops/orders_sync/payloads, ops/trackstar/write_info, ...
+
+    In ``translation``, ``{{ data.kind }}`` (catalog, write_info, payloads, rejects, write_results),
+    ``{{ data.sync_name }}``, ``{{ data.key }}``... describe the asset (``TrackstarAssetData``); override
+    ``get_asset_spec`` in a subclass for more.
     """
 
     name: str
@@ -93,6 +103,20 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
     integration_types: list[str] = Field(default_factory=lambda: ["wms"])
     include_schema_assets: bool = True
     results_table_prefix: str | None = Field(default=None, description="Write results and rejects back as tables.")
+    tags: dict[str, str] = Field(default_factory=dict, description="On the sync's assets and its job's runs.")
+    translation: ResolvedTranslationFn[TrackstarAssetData] = Field(
+        default=None, description="An AssetSpec update for every asset (templates see `data`: TrackstarAssetData).",
+    )
+
+    def get_asset_spec(self, data: TrackstarAssetData) -> dg.AssetSpec:
+        """The spec of one asset: the default translator's, then ``translation``. Override in a subclass."""
+        spec = TrackstarTranslator().get_asset_spec(data)
+        return self.translation(spec, data) if self.translation else spec
+
+    @property
+    def translator(self) -> TrackstarTranslator:
+        """A translator that asks this component (its ``get_asset_spec``)."""
+        return _ComponentTranslator(self)
 
     def load_mapping(self, context: dg.ComponentLoadContext) -> MappingConfig:
         if self.mapping is not None:
@@ -102,8 +126,6 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
         raise dg.DagsterInvalidDefinitionError(f"{self.name}: give `mapping` or `mapping_file`")
 
     def trackstar_resource(self) -> TrackstarResource:
-        import os
-
         base_url = os.environ.get(self.base_url_env, self.base_url) if self.base_url_env else self.base_url
         return TrackstarResource(
             api_key=dg.EnvVar(self.api_key_env),
@@ -121,7 +143,7 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             lookup_integration_by_token=self.lookup_integration_by_token,
         )
 
-    def build_sync(self, context: dg.ComponentLoadContext) -> TrackstarSync:
+    def build_sync(self, context: dg.ComponentLoadContext, write_info_key: dg.AssetKey | None = None) -> TrackstarSync:
         src = self.source
         partitions_def = (
             dg.DailyPartitionsDefinition(start_date=self.partitions.start_date, end_offset=self.partitions.end_offset)
@@ -146,97 +168,33 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             pool=self.pool,
             results_sink=sql_results_sink(self.results_table_prefix, src.resource_key) if self.results_table_prefix else None,
             extra_resource_keys=frozenset({src.resource_key}),
+            write_info_key=write_info_key,
+            tags=self.tags,
+            translator=self.translator,
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        sync = self.build_sync(context)
-        assets: list[Any] = build_trackstar_sync_assets(sync)
-        if self.include_schema_assets:
-            assets = [*build_trackstar_schema_assets(integration_types=self.integration_types), *assets]
-        job = dg.define_asset_job(
-            f"{self.name}_job",
-            selection=dg.AssetSelection.assets(sync.payloads_key, sync.rejects_key, sync.results_key),
-            partitions_def=sync.partitions_def,
+        schema_assets = (
+            build_trackstar_schema_assets(integration_types=self.integration_types, translator=self.translator)
+            if self.include_schema_assets else []
         )
-        schedules = []
-        if self.partitions and self.partitions.schedule:
-            schedules.append(
-                dg.build_schedule_from_partitioned_job(
-                    job,
-                    name=f"{self.name}_schedule",
-                    hour_of_day=self.partitions.hour_of_day,
-                    minute_of_hour=self.partitions.minute_of_hour,
-                )
-            )
-        return dg.Definitions(
-            assets=assets,
-            jobs=[job],
-            schedules=schedules,
-            resources={"trackstar": self.trackstar_resource(), **trackstar_io_manager_resources()},
+        # the sync's payloads depend on the write-info asset as built here (its translated key)
+        sync = self.build_sync(context, write_info_key=schema_assets[1].key if schema_assets else None)
+        sync_defs = build_trackstar_sync_definitions(
+            sync,
+            trackstar=self.trackstar_resource(),
+            schedule=bool(self.partitions and self.partitions.schedule),
+            hour_of_day=self.partitions.hour_of_day if self.partitions else 0,
+            minute_of_hour=self.partitions.minute_of_hour if self.partitions else 0,
         )
+        return dg.Definitions.merge(dg.Definitions(assets=schema_assets), sync_defs)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# SQL source and sink over any resource with get_connection() (DuckDB, or DB-API connections)
+class _ComponentTranslator(TrackstarTranslator):
+    """The component's ``get_asset_spec`` (default spec + ``translation``) as a ``TrackstarTranslator``."""
 
+    def __init__(self, component: TrackstarSyncComponent) -> None:
+        self.component = component
 
-def _fetch_frame(conn: Any, sql: str, params: list[Any]) -> pd.DataFrame:
-    result = conn.execute(sql, params)
-    for attr in ("df", "fetchdf", "fetch_df"):
-        if hasattr(result, attr):
-            return getattr(result, attr)()
-    return pd.DataFrame(result.fetchall(), columns=[d[0] for d in result.description])
-
-
-def _quote(identifier: str) -> str:
-    return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))
-
-
-def sql_row_loader(table: str, date_column: str | None, resource_key: str):
-    """Rows of ``table`` in the run's time window (all rows when unpartitioned)."""
-
-    def load(context: dg.AssetExecutionContext, window: dg.TimeWindow | None) -> pd.DataFrame:
-        db = getattr(context.resources, resource_key)
-        sql = f"SELECT * FROM {_quote(table)}"
-        params: list[Any] = []
-        if window is not None and date_column:
-            sql += f" WHERE {_quote(date_column)} >= ? AND {_quote(date_column)} < ?"
-            params = [pd.Timestamp(window.start).tz_convert("UTC").tz_localize(None).to_pydatetime(),
-                      pd.Timestamp(window.end).tz_convert("UTC").tz_localize(None).to_pydatetime()]
-        if date_column:
-            sql += f" ORDER BY {_quote(date_column)}"
-        with db.get_connection() as conn:
-            frame = _fetch_frame(conn, sql, params)
-        context.log.info(f"Read {len(frame)} rows from {table}")
-        return frame
-
-    return load
-
-
-def sql_results_sink(prefix: str, resource_key: str):
-    """Write results and rejects back as ``<prefix>_<kind>`` tables users can join (replacing the run's partitions).
-
-    Uses DuckDB's ``register`` and ``INSERT ... BY NAME``; for another warehouse, give ``TrackstarSync`` your own
-    ``results_sink``.
-    """
-
-    def sink(context: dg.AssetExecutionContext, kind: str, frame: pd.DataFrame) -> None:
-        db = getattr(context.resources, resource_key)
-        table = _quote(f"{prefix}_{kind}")
-        out = frame.copy()
-        for col in out.columns:
-            if out[col].map(lambda v: isinstance(v, list | dict | tuple)).any():
-                out[col] = out[col].map(lambda v: None if v is None else str(v))
-        with db.get_connection() as conn:
-            conn.register("_trackstar_frame", out)
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _trackstar_frame LIMIT 0")
-            if "partition" in out.columns and (context.has_partition_key or context.has_partition_key_range):
-                keys = list(context.partition_keys)
-                conn.execute(f"DELETE FROM {table} WHERE partition IN ({','.join('?' * len(keys))})", keys)
-            elif "partition" not in out.columns:
-                conn.execute(f"DELETE FROM {table}")
-            conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _trackstar_frame")
-            conn.unregister("_trackstar_frame")
-        context.log.info(f"Wrote {len(out)} rows to {prefix}_{kind}")
-
-    return sink
+    def get_asset_spec(self, data: TrackstarAssetData) -> dg.AssetSpec:
+        return self.component.get_asset_spec(data)

@@ -1,0 +1,147 @@
+"""The write step, shared by a sync's ``write_results`` asset and the plain ``write_orders`` op.
+
+It turns the writer's plain ``WriteReport`` into a results frame (each row in its payload's partition),
+Dagster metadata, and ``Failure`` / ``RetryRequested`` when the failure policy says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from trackstar_dagster.io_manager import PARTITION_COLUMN
+from trackstar_dagster.metadata import frame_metadata, markdown_table
+from trackstar_dagster.resource import TrackstarResource
+from trackstar_dagster.writer import FAILURE_COLUMNS, STATUSES, FailurePolicy, WriteReport, write_payloads
+
+RATE_KEYS = ("writes_per_s", "latency_p50_s", "latency_p95_s")
+
+
+class WriteMode(Enum):
+    """``create_only``: a changed body of a record already created is reported, not sent; ``upsert``: updated."""
+
+    create_only = "create_only"
+    upsert = "upsert"
+
+
+class WriteConfig(dg.Config):
+    """Run config of a write step: a dry run sends nothing; ``mode`` overrides the sync's; ``namespace`` (the
+    plain ``write_orders`` op only; a sync's is its name) keeps this job's ledger rows and tags its own."""
+
+    dry_run: bool = False
+    mode: WriteMode | None = None
+    namespace: str | None = None
+
+    def mode_or(self, default: str) -> str:
+        return self.mode.value if self.mode is not None else default
+
+
+def results_metadata(results: pd.DataFrame, report: WriteReport | None = None) -> dict[str, Any]:
+    """The figures of a write-results frame (of a run, or of one partition of it): counts per status (every
+    status every time, so the UI plots continuous series), failures; the run's rates when given."""
+    counts = results["status"].value_counts().to_dict() if len(results) else {}
+    metadata: dict[str, Any] = {
+        **frame_metadata(results),
+        **{f"status_{k}": dg.MetadataValue.int(int(counts.get(k, 0))) for k in (*STATUSES, "dry_run")},
+        "dry_run_records": dg.MetadataValue.int(int(counts.get("dry_run", 0))),
+    }
+    if report is not None:
+        metadata.update({
+            "writes_per_s": dg.MetadataValue.float(float(report.writes_per_s or 0.0)),
+            "latency_p50_s": dg.MetadataValue.float(float(report.p50_latency_s or 0.0)),
+            "latency_p95_s": dg.MetadataValue.float(float(report.p95_latency_s or 0.0)),
+        })
+    if len(results) and "status" in results.columns:
+        failures = results[results["status"].isin(["failed", "rejected", "in_flight_elsewhere"])]
+        if len(failures):
+            cols = [c for c in FAILURE_COLUMNS if c in failures.columns]
+            metadata["failures"] = dg.MetadataValue.md(markdown_table(failures[cols], max_rows=25))
+    return metadata
+
+
+def carry_partition(results: pd.DataFrame, sent: pd.DataFrame) -> pd.DataFrame:
+    """The writer's results with each record's partition, taken from the payloads sent.
+
+    The writer answers one row per payload, in the payloads' order: the column is copied by position once the
+    keys are seen to line up; otherwise looked up by (connection, key)."""
+    if PARTITION_COLUMN not in sent.columns:
+        return results
+    parts = sent[PARTITION_COLUMN].to_numpy()
+    if len(results) == len(sent) and (results["key"].astype(str).to_numpy() == sent["key"].astype(str).to_numpy()).all():
+        return results.assign(**{PARTITION_COLUMN: parts})
+    by_record = dict(zip(zip(sent["connection"], sent["key"].astype(str), strict=True), parts, strict=True))
+    ids = zip(results["connection"], results["key"].astype(str), strict=True)
+    return results.assign(**{PARTITION_COLUMN: [by_record.get(i) for i in ids]})
+
+
+def run_writes(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    trackstar: TrackstarResource,
+    payloads: pd.DataFrame,
+    *,
+    dry_run: bool,
+    mode: str,
+    max_failed_share: float,
+    namespace: str | None = None,
+    sink: Callable[[pd.DataFrame], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Send the payloads (dry ones are reported, not sent); return results and metadata; raise on policy breach
+    (``RetryRequested`` when records are being written by another run, or Trackstar asked to wait).
+
+    Only the connections' access tokens are read here (their integrations were resolved by the payloads
+    step). ``sink`` gets the results before the policy is applied: a failed step's outcomes reach the
+    warehouse too."""
+    dry_mask = payloads["dry_run"].to_numpy(dtype=bool) if "dry_run" in payloads.columns else np.zeros(len(payloads), bool)
+    if dry_run:
+        dry_mask[:] = True
+    to_send = payloads[~dry_mask]
+    dry = payloads[dry_mask]
+    report = None
+    frames = []
+    if len(to_send):
+        tokens = {name: trackstar.access_token(name) for name in sorted(set(to_send["connection"]))}
+        with trackstar.ledger() as ledger:  # the client is the resource's: it closes it
+            report = write_payloads(to_send, trackstar.get_client(), tokens, ledger, mode=mode, namespace=namespace,
+                                    run_label=context.run_id, logger=context.log)
+        frames.append(carry_partition(report.results, to_send))
+    if len(dry):
+        cols = ["key", "connection", "action"] + ([PARTITION_COLUMN] if PARTITION_COLUMN in dry.columns else [])
+        frames.append(dry[cols].assign(status="dry_run"))
+    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["key", "connection", "action", "status"])
+
+    if sink is not None:
+        sink(results)
+    metadata = results_metadata(results, report)
+    if report is not None:
+        for conn, reason in (report.stopped_connections or {}).items():
+            metadata[f"stopped_{conn}"] = dg.MetadataValue.text(str(reason))
+        outcome = FailurePolicy(max_failed_share=max_failed_share).evaluate(report)
+        metadata["failed_share"] = dg.MetadataValue.float(float(outcome.failed_share))
+        context.log.info(f"Trackstar write: {outcome.message}")
+        if not outcome.ok:
+            # every result is already in the ledger (and the failed records are picked up by key next run)
+            if outcome.retryable and outcome.retry_after_s:
+                wait = float(outcome.retry_after_s)
+                why = "another run's claims expire or end" if report.in_flight_elsewhere else "the API asked"
+                context.log.warning(f"{outcome.message}; retrying the step in {wait:.0f}s ({why})")
+                raise dg.RetryRequested(max_retries=3, seconds_to_wait=wait)
+            raise dg.Failure(description=outcome.message, metadata={**metadata, **_plain(outcome.metadata)})
+    return results, metadata
+
+
+def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Policy metadata as Dagster metadata values (tables as markdown)."""
+    out: dict[str, Any] = {}
+    for key, value in (metadata or {}).items():
+        if isinstance(value, pd.DataFrame):
+            out[key] = dg.MetadataValue.md(markdown_table(value, max_rows=25))
+        elif isinstance(value, bool | int | float | str) or value is None:
+            out[key] = value
+        else:
+            out[key] = dg.MetadataValue.json(value)
+    return out
