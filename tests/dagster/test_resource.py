@@ -128,6 +128,28 @@ def test_in_a_dagster_run_with_envvar(sandbox: Any, monkeypatch: pytest.MonkeyPa
 # -- how a connection's integration is known (finding: token in a URL) ---------------------------------------
 
 
+def test_the_resource_owns_its_client_and_a_token_needs_no_lookup(sandbox: Any, tmp_path: Any) -> None:
+    from trackstar_dagster.mapping import MappingConfig
+    from trackstar_dagster.sync import resolve_targets
+
+    res = resource(sandbox, state_dir=str(tmp_path))
+    seen: list[httpx.Request] = []
+    client = res.get_client()
+    client.http.event_hooks["request"].append(seen.append)
+    # the write step reads tokens only: no look-up of the connection_id connection's integration
+    assert res.access_token("main") == "sandbox-token-wms" and seen == []
+    # the payloads step resolves the connection once and fetches its write-info with the shared client,
+    # which it leaves open for the next caller
+    mapping = MappingConfig.model_validate({"action": "create_order", "key": "k", "connection": "main",
+                                            "fields": {"order_number": "k"}})
+    targets = resolve_targets(res, mapping)
+    assert targets["main"].integration_name == "wms_sandbox"
+    assert res.get_client() is client and not client.http.is_closed
+    assert [r.url.path for r in seen][0] == f"/connections/{connection_id(sandbox, 'sandbox-token-wms')}"
+    res.close()  # what teardown_after_execution does at the end of a run
+    assert res.get_client() is not client
+
+
 def httpx_urls(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "httpx"]
 

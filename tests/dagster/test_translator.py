@@ -132,3 +132,11 @@ def test_component_translation_from_yaml_attributes():
     assert graph.get(payloads).tags["team"] == "fulfilment"
     assert defs.resolve_schedule_def("orders_sync_schedule").cron_schedule == "0 3 * * *"
     assert set(defs.resources) >= {"trackstar", "trackstar_io_manager"}
+
+
+def test_two_syncs_definitions_merge_with_one_io_manager():
+    a, b = (TrackstarSync(name=n, mapping=MAPPING, load_rows=lambda c, w: pd.DataFrame()) for n in ("a", "b"))
+    defs = dg.Definitions.merge(build_trackstar_sync_definitions(a), build_trackstar_sync_definitions(b),
+                                dg.Definitions(assets=build_trackstar_schema_assets(), resources=stand_ins()))
+    assert {j for j in ("a_job", "b_job") if defs.resolve_job_def(j)} == {"a_job", "b_job"}
+    assert defs.resources["trackstar_io_manager"] is build_trackstar_sync_definitions(a).resources["trackstar_io_manager"]
