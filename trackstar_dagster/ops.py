@@ -1,6 +1,6 @@
 """``write_orders``: the write step as a plain op, for jobs that build their own payloads frame."""
 
-
+# no `from __future__ import annotations`: Dagster reads the `config: WriteConfig` annotation at decoration time
 import dagster as dg
 import pandas as pd
 

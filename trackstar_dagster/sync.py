@@ -6,7 +6,7 @@ assets (shaped by its ``TrackstarTranslator``) and its ``Definitions`` (assets, 
 IO manager they need). Partition bookkeeping lives in ``partitions``, the plain op in ``ops``.
 """
 
-
+# no `from __future__ import annotations`: Dagster reads the `config: WriteConfig` annotation at decoration time
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
