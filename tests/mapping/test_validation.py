@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
-from trackstar_dagster.mapping.coercion import FieldSpec
+from trackstar_dagster.mapping.fieldspec import FieldSpec
 from trackstar_dagster.mapping.validation import (
     BaseOrderRowsModel,
     check_reason,
