@@ -333,20 +333,16 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@functools.lru_cache(maxsize=64)
-def _validator_cached(doc_id: int, action: str, doc_ref: _DocRef) -> BodyValidator:
-    return body_validator(doc_ref.doc, action)
-
-
 _DOC_REFS: dict[int, _DocRef] = {}
 
 
 def validator_for(doc: dict[str, Any], action: str) -> BodyValidator:
-    """The compiled body validator of (doc, action), compiled once per process."""
-    ref = _DOC_REFS.setdefault(id(doc), _DocRef(doc))
-    if ref.doc is not doc:
-        ref = _DOC_REFS[id(doc)] = _DocRef(doc)
-    return _validator_cached(id(doc), action, ref)
+    """The compiled body validator of (doc, action).
+
+    One cache only: ``schema.validator.body_validator``'s (keyed by the document's content, so two equal
+    documents share one compiled validator); the mapping keeps none of its own.
+    """
+    return body_validator(doc, action)
 
 
 def fields_for(doc: dict[str, Any], integration_type: str, integration_name: str, action: str) -> pd.DataFrame:
