@@ -8,7 +8,8 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from trackstar_dagster.mapping.coercion import FieldSpec, coerce_codes, coerce_column
+from trackstar_dagster.mapping.coercion import coerce_codes, coerce_column
+from trackstar_dagster.mapping.fieldspec import FieldSpec
 
 
 def coerce(values, **spec):

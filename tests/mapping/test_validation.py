@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
-from trackstar_dagster.mapping.coercion import FieldSpec
+from trackstar_dagster.mapping import MappingConfig, Target, build_payloads, validation
+from trackstar_dagster.mapping.fieldspec import FieldSpec
 from trackstar_dagster.mapping.validation import (
     BaseOrderRowsModel,
     check_reason,
@@ -14,6 +14,7 @@ from trackstar_dagster.mapping.validation import (
     integration_schema,
     run_schema,
 )
+from trackstar_dagster.schema.validator import body_validator
 
 from .conftest import ORDER_FIELDS, load_doc, order_rows
 
@@ -97,3 +98,8 @@ def test_field_spec_reads_type_and_format():
     assert specs["delivery_date"] == FieldSpec("delivery_date", "string", "date-time", required=True)
     assert specs["line_items.quantity"].type == "integer"
     assert specs["nope"].type is None
+
+
+def test_body_validators_come_from_the_schema_layer_cache(sandbox_doc):
+    """One cache of compiled validators (``schema.validator``), none of the mapping's own."""
+    assert validation.validator_for(sandbox_doc, "create_order") is body_validator(sandbox_doc, "create_order")

@@ -35,23 +35,37 @@ Speed: everything per column is vectorised (null masks, coercion, pandera checks
 pre-compiled per-shape builders over pre-extracted column arrays; one body per shape goes through
 ``body_validator`` (layer (a) covers every value-level rule, see ``validation``), all bodies of a failing shape.
 
-This module is the public surface only (types re-exported from ``mapping_config``, ``build_payloads``).
-The work is split by job, imports flowing one way: ``payload_builder`` (config checks, keys and routing,
-the run) -> ``payload_columns`` (coercion, conflicts, constants, pandera) and ``payload_bodies`` (body
-templates per shape, layer (b)) -> ``payload_rejects`` (rejects, check outcomes), ``body_templates`` (JSON
-text) and ``mapping_config`` (config, target, batch, key tag).
+The stages, each a module with explicit inputs and outputs, data flowing one way (rows -> records ->
+columns -> bodies -> rejects and the batch): ``plan`` (the config checked against the targets, before any
+row is read) -> ``records`` (join, keys, routing; ``screen``) -> ``columns`` (coercion, conflicts, constants)
+-> ``row_checks`` (layer (a), pandera) -> ``bodies`` (templates per shape, hashes) -> ``body_checks`` (layer
+(b)). One ``Rejects`` collector is handed to every stage that refuses; this module runs them in order and
+assembles the ``PayloadBatch``.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
+import time
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from trackstar_dagster.base.errors import ConfigError
-from trackstar_dagster.mapping.config import MappingConfig, PayloadBatch, Target
-from trackstar_dagster.mapping.engine import _Build
+from trackstar_dagster.mapping.bodies import BuiltBodies, build_bodies
+from trackstar_dagster.mapping.body_checks import check_bodies
+from trackstar_dagster.mapping.cells import obj_array
+from trackstar_dagster.mapping.coercion import ColumnCodes
+from trackstar_dagster.mapping.columns import build_columns
+from trackstar_dagster.mapping.config import MappingConfig, PayloadBatch, Target, constants_for
+from trackstar_dagster.mapping.plan import Plan, make_plan
+from trackstar_dagster.mapping.records import Records, index_records, join, screen
+from trackstar_dagster.mapping.rejects import Rejects
+from trackstar_dagster.mapping.row_checks import check_rows
+
+logger = logging.getLogger(__name__)
 
 PAYLOAD_COLUMNS = ("key", "connection", "action", "body", "body_hash", "source_rows", "tag")
 REJECT_COLUMNS = ("key", "connection", "source_rows", "field", "reason", "value")
@@ -72,7 +86,99 @@ def build_payloads(frame: pd.DataFrame, config: MappingConfig, targets: Mapping[
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Build(frame, config, targets, items, validate_bodies).run()
+        return _run(frame, config, targets, items, validate_bodies)
     finally:
         if was_enabled:
             gc.enable()
+
+
+class _Stopwatch:
+    """Seconds per stage, for ``PayloadBatch.timings`` (profiling)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._t, 4)
+        self._t = now
+
+
+def _run(frame: pd.DataFrame, config: MappingConfig, targets: Mapping[str, Target], items: pd.DataFrame | None,
+         validate_bodies: str) -> PayloadBatch:
+    """The stages in order: plan, records, columns, layer (a), bodies, layer (b), then the batch."""
+    plan = make_plan(frame, items, config, targets)
+    work, src = join(frame, items, config, plan)
+    watch = _Stopwatch()
+    codes_of = ColumnCodes(work)
+    records = index_records(work, src, config, plan, codes_of)
+    rejects = Rejects(records)
+    alive, refusals = screen(records, config)
+    for refusal in refusals:
+        rejects.reject(*refusal)
+    watch.lap("keys and routing")
+    columns = build_columns(config, plan, records, codes_of, rejects, watch.lap)
+    check_rows(config, plan, records, columns, rejects)
+    watch.lap("pandera")
+    good = np.flatnonzero(alive & ~rejects.refused())
+    built = build_bodies(config, plan, records, columns, good, watch.lap)
+    watch.lap("bodies: hashes")
+    ok = check_bodies(built, plan, records, rejects, validate_bodies)
+    watch.lap("body validation")
+    payloads = _payloads(built, ok, records, plan.action, watch)
+    rejected = rejects.frame()
+    checks = rejects.checks(len(payloads), [g.integration_name for g in plan.groups], config.key_columns)
+    watch.lap("rejects and checks")
+    return PayloadBatch(payloads=payloads, rejects=rejected, checks=checks, records=records.R,
+                        timings=watch.timings, dropped_fields=_dropped_fields(config, plan),
+                        untagged_connections=_untagged_connections(config, plan))
+
+
+def _payloads(built: BuiltBodies, ok: np.ndarray, records: Records, action: str, watch: _Stopwatch,
+              ) -> pd.DataFrame:
+    """The payloads frame (``PAYLOAD_COLUMNS``) of the bodies that passed: their text and hash as built."""
+    good = built.good[ok]
+    keep = np.flatnonzero(ok)
+    bodies, hashes, tags = built.bodies, built.hashes, built.tags
+    if len(keep) < len(bodies):
+        bodies = [bodies[i] for i in keep.tolist()]
+        hashes = [hashes[i] for i in keep.tolist()]
+        tags = [tags[i] for i in keep.tolist()]
+    watch.lap("payloads: prepare")
+    payloads = pd.DataFrame({
+        "key": pd.Series(records.rec_key[good], dtype=object).astype("str"),
+        "connection": pd.Series(records.rec_conn[good], dtype=object).astype("str"),
+        "action": pd.Series(np.full(len(good), action, dtype=object)).astype("str"),
+        "body": pd.Series(obj_array(bodies), dtype=object).astype("str"),
+        "body_hash": pd.Series(obj_array(hashes), dtype=object).astype("str"),
+        "source_rows": pd.Series(records.source_rows(good), dtype=object),
+        "tag": pd.Series(obj_array(tags), dtype=object).astype("str"),
+    })
+    watch.lap("payloads frame")
+    return payloads
+
+
+def _dropped_fields(config: MappingConfig, plan: Plan) -> dict[str, list[str]]:
+    """Per connection, the mapped fields and its constants that its schema lacks (left out of its bodies)."""
+    dropped = {}
+    for name, gi in plan.conn_group.items():
+        unknown = plan.groups[gi].unknown
+        if unknown:
+            used = [*config.fields, *constants_for(config, name)]
+            if left_out := sorted({p for p in used if p in unknown}):
+                dropped[name] = left_out
+    return dropped
+
+
+def _untagged_connections(config: MappingConfig, plan: Plan) -> list[str]:
+    """Connections whose bodies carry no key tag, warned about once per build."""
+    untagged = [name for name in config.connections() if not plan.tagged(config, name)]
+    if untagged:
+        why = ("key_tag is off" if not config.key_tag
+               else "their integration's schema has no trackstar_tags")
+        logger.warning(
+            "Bodies for connection(s) %s carry no key tag (%s): for them an unknown write outcome (a timeout, "
+            "a lost response) cannot be proven from Trackstar, and a lost ledger cannot be rebuilt.",
+            ", ".join(untagged), why)
+    return untagged

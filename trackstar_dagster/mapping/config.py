@@ -1,8 +1,8 @@
-"""The mapping's declared shapes: ``MappingConfig`` in, ``PayloadBatch`` out, ``Target``.
+"""The mapping's declared shapes: ``MappingConfig`` in, ``PayloadBatch`` out, ``Target``; constants as leaves.
 
-Why a module of its own: both the public entry point (``mapping``) and the build engine
-(``payload_builder`` and its parts) need these small pieces; keeping them at the bottom lets imports flow one
-way (``mapping`` -> ``payload_builder`` -> here), never back. ``mapping`` re-exports every public name.
+Why a module of its own: the public entry point (``build``) and every stage (``plan``, ``columns``,
+``bodies``) need these small pieces; keeping them at the bottom lets imports flow one way, never back.
+``trackstar_dagster.mapping`` re-exports every public name.
 """
 
 from __future__ import annotations
@@ -165,13 +165,13 @@ class PayloadBatch:
         return {"rejected_records": self.rejected_records, "reject_rows": self.reject_rows}
 
 
-def _flatten_constants(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_constants(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Constants as dotted leaves (objects flattened, lists kept whole), null-like ones dropped."""
     out: dict[str, Any] = {}
     for k, val in values.items():
         path = f"{prefix}.{k}" if prefix else str(k)
         if isinstance(val, Mapping) and val:
-            out.update(_flatten_constants(val, path))
+            out.update(flatten_constants(val, path))
         else:
             cleaned = drop_empty(val)
             if cleaned is not None:
@@ -179,9 +179,9 @@ def _flatten_constants(values: Mapping[str, Any], prefix: str = "") -> dict[str,
     return out
 
 
-def _constants_for(config: MappingConfig, connection: str, unknown: frozenset[str] = frozenset()) -> dict[str, Any]:
+def constants_for(config: MappingConfig, connection: str, unknown: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A connection's constants as dotted leaves: the general ones, its own on top, less the paths its schema
     lacks (``unknown``: set only with ``unknown_fields: drop``)."""
-    consts = {**_flatten_constants(config.constants),
-              **_flatten_constants(config.connection_constants.get(connection, {}))}
+    consts = {**flatten_constants(config.constants),
+              **flatten_constants(config.connection_constants.get(connection, {}))}
     return {p: x for p, x in consts.items() if p not in unknown} if unknown else consts

@@ -1,10 +1,11 @@
 """The reject list of one ``build_payloads`` call, and the check outcomes made from its failures.
 
-Why a module of its own: every stage of the build (routing, columns, pandera, body validation) refuses
-records the same way; this base class of ``_Build`` holds that bookkeeping and turns it into the
-``rejects`` frame and the ``CheckOutcome`` list, so the stages only say what failed and why.
+Why a module of its own: every stage of the build (record screening, columns, pandera, body validation)
+refuses records the same way; the ``Rejects`` collector is handed to each of them, holds that bookkeeping
+and turns it into the ``rejects`` frame and the ``CheckOutcome`` list, so the stages only say what failed
+and why.
 
-What a reject shows: the source cell as it was (``"NULL"``, ``" 0 "``, ``1e+19``), as text (``_truncate``:
+What a reject shows: the source cell as it was (``"NULL"``, ``" 0 "``, ``1e+19``), as text (``truncate``:
 never raising, lone surrogates escaped, cut at ``VALUE_MAX``). The rejects frame is data (it goes where the
 source rows are) and keeps personal values; the check outcomes become Dagster metadata and mask them
 (``previews.mask_value``), as the previews of the rejects do.
@@ -19,13 +20,22 @@ import orjson
 import pandas as pd
 
 from trackstar_dagster.mapping import validation as v
-from trackstar_dagster.mapping.coercion import obj_array
+from trackstar_dagster.mapping.cells import none_mask, obj_array
 from trackstar_dagster.mapping.previews import mask_value
+from trackstar_dagster.mapping.records import Records
 
 VALUE_MAX = 80
 
+#: the check outcomes' descriptions, by check name
+DESCRIPTIONS = {
+    "coercion": "every mapped value converts to its field's JSON type",
+    "conflicting header values": "rows of one record agree on every header field",
+    "base schema rows": "Base Schema rules on the flat rows (quantity >= 1, prices >= 0, key not null)",
+    "bodies": "every finished body passes the integration's write-info schema",
+}
 
-def _truncate(value: Any) -> str | None:
+
+def truncate(value: Any) -> str | None:
     """A value as the text a reject or a failure case shows: never raising, always valid Unicode, cut at
     ``VALUE_MAX``. A lone surrogate is written as its escape (``\\ud800``), so the rejects frame can be stored."""
     if value is None or value is pd.NA or value is pd.NaT:
@@ -65,80 +75,95 @@ def _masked(columns: list[Any], cases: list[Any]) -> np.ndarray:
                       for c, x in zip(columns, cases, strict=True)])
 
 
-class _Rejects:
-    """Rejects and failure cases of one build (state set up by ``_Build``: records, sorted rows, groups)."""
+def failure_frame(reasons: list[str], fields: list[str], cases: list[Any], index: Any) -> pd.DataFrame:
+    """Failure cases of one check (``check, column, failure_case, index``), each case shown by ``truncate``."""
+    return pd.DataFrame({"check": reasons, "column": fields,
+                         "failure_case": obj_array([truncate(x) for x in cases]), "index": index})
 
-    # -- rejects ----------------------------------------------------------------------------------------
 
-    def _reject(self, rec: int, fld: str, reason: str, value: Any, coerced: bool = False) -> None:
+class Rejects:
+    """The collector of one build's refusals: one reject per (record, field, reason), failure cases per check.
+
+    Handed to each stage that refuses; the records' layout (``Records``) places a refusal's source rows.
+    """
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+        self.rec: list[int] = []
+        self.field: list[str] = []
+        self.reason: list[str] = []
+        self.value: list[Any] = []
+        self.failures: dict[str, list[pd.DataFrame]] = {}
+        #: (record, field) already refused by coercion: a later pandera failure of it adds nothing better
+        self.coerced: set[tuple[int, str]] = set()
+
+    def reject(self, rec: int, fld: str, reason: str, value: Any, coerced: bool = False) -> None:
+        """Refuse record ``rec`` for ``reason`` (naming ``fld``), showing ``value`` (the source cell)."""
         if coerced:
-            self.coerce_bad.add((int(rec), fld))
-        self.rej_rec.append(int(rec))
-        self.rej_field.append(fld)
-        self.rej_reason.append(reason)
-        self.rej_value.append(value)
+            self.coerced.add((int(rec), fld))
+        self.rec.append(int(rec))
+        self.field.append(fld)
+        self.reason.append(reason)
+        self.value.append(value)
 
-    def _record_failures(self, check: str, recs: np.ndarray, fld: str, reason: str | list[str],
-                         values: np.ndarray | list[Any]) -> None:
+    def add_failures(self, check: str, *frames: pd.DataFrame) -> None:
+        """Keep failure cases (``failure_frame``) for the outcome of ``check``."""
+        self.failures.setdefault(check, []).extend(frames)
+
+    def record_failures(self, check: str, recs: np.ndarray, fld: str, reason: str | list[str],
+                        values: np.ndarray | list[Any]) -> None:
         """Reject records in bulk and keep the failure cases for the check outcome."""
         if not len(recs):
             return
         reasons = [reason] * len(recs) if isinstance(reason, str) else reason
         vals = list(values)
         for r, why, val in zip(recs.tolist(), reasons, vals, strict=True):
-            self._reject(r, fld, why, val, coerced=check == "coercion")
-        src = self.src_sorted[self.starts[recs]]
-        self.failures.setdefault(check, []).append(pd.DataFrame({
-            "check": reasons if not isinstance(reason, str) else [reason] * len(recs),
-            "column": [fld] * len(recs),
-            "failure_case": obj_array([_truncate(x) for x in vals]),
-            "index": src,
-        }))
+            self.reject(r, fld, why, val, coerced=check == "coercion")
+        src = self.records.src_sorted[self.records.starts[recs]]
+        self.add_failures(check, failure_frame(reasons, [fld] * len(recs), vals, src))
 
-    def _row_failures(self, check: str, rows: np.ndarray, fld: str, reasons: list[str],
-                      values: list[Any]) -> None:
+    def row_failures(self, check: str, rows: np.ndarray, fld: str, reasons: list[str],
+                     values: list[Any]) -> None:
         """Reject the records of failing sorted rows (one reject per record and reason)."""
-        recs = self.rec_sorted[rows]
-        src = self.src_sorted[rows]
+        recs = self.records.rec_sorted[rows]
+        src = self.records.src_sorted[rows]
         for r, why, val in zip(recs.tolist(), reasons, values, strict=True):
-            self._reject(r, fld, why, val, coerced=check == "coercion")
-        self.failures.setdefault(check, []).append(pd.DataFrame({
-            "check": reasons, "column": [fld] * len(rows),
-            "failure_case": obj_array([_truncate(x) for x in values]), "index": src,
-        }))
+            self.reject(r, fld, why, val, coerced=check == "coercion")
+        self.add_failures(check, failure_frame(reasons, [fld] * len(rows), values, src))
 
-    def _rejects_frame(self, src_list: list[int]) -> pd.DataFrame:
-        if not self.rej_rec:
+    def refused(self) -> np.ndarray:
+        """Bool mask over records: refused at least once."""
+        bad = np.zeros(self.records.R, dtype=bool)
+        if self.rec:
+            bad[np.unique(np.asarray(self.rec, dtype=np.int64))] = True
+        return bad
+
+    def frame(self) -> pd.DataFrame:
+        """The rejects frame (``REJECT_COLUMNS``): one row per (record, field, reason), by record."""
+        if not self.rec:
             return pd.DataFrame({
                 "key": pd.Series([], dtype="str"), "connection": pd.Series([], dtype="str"),
                 "source_rows": pd.Series([], dtype=object), "field": pd.Series([], dtype="str"),
                 "reason": pd.Series([], dtype="str"), "value": pd.Series([], dtype="str")})
-        frame = pd.DataFrame({"rec": self.rej_rec, "field": self.rej_field, "reason": self.rej_reason,
-                              "value": [_truncate(x) for x in self.rej_value]})
+        frame = pd.DataFrame({"rec": self.rec, "field": self.field, "reason": self.reason,
+                              "value": [truncate(x) for x in self.value]})
         frame = frame.drop_duplicates(["rec", "field", "reason"]).sort_values("rec", kind="stable")
         recs = frame["rec"].to_numpy()
-        conn = self.rec_conn[recs]
+        records = self.records
         return pd.DataFrame({
-            "key": pd.Series(self.rec_key[recs], dtype="str"),
-            "connection": pd.Series(conn, dtype="str"),
-            "source_rows": pd.Series([src_list[s:e] for s, e in zip(self.starts[recs].tolist(),
-                                                                    self.ends[recs].tolist(), strict=True)],
-                                     dtype=object),
+            "key": pd.Series(records.rec_key[recs], dtype="str"),
+            "connection": pd.Series(records.rec_conn[recs], dtype="str"),
+            "source_rows": pd.Series(records.source_rows(recs), dtype=object),
             "field": pd.Series(frame["field"].to_numpy(), dtype="str"),
             "reason": pd.Series(frame["reason"].to_numpy(), dtype="str"),
             "value": pd.Series(frame["value"].to_numpy(), dtype="str"),
         })
 
-    def _checks(self, sent: int) -> list[v.CheckOutcome]:
+    def checks(self, sent: int, integrations: list[str], key_columns: list[str]) -> list[v.CheckOutcome]:
+        """One outcome per check (``<integration> rows`` per schema group), then ``records_routed``."""
         out = []
-        descriptions = {
-            "coercion": "every mapped value converts to its field's JSON type",
-            "conflicting header values": "rows of one record agree on every header field",
-            "base schema rows": "Base Schema rules on the flat rows (quantity >= 1, prices >= 0, key not null)",
-            "bodies": "every finished body passes the integration's write-info schema",
-        }
         names = ["coercion", "conflicting header values", "base schema rows",
-                 *[f"{g.integration_name} rows" for g in self.groups], "bodies"]
+                 *[f"{name} rows" for name in integrations], "bodies"]
         for name in dict.fromkeys(names):
             frames = self.failures.get(name, [])
             fc = pd.concat(frames, ignore_index=True) if frames else v.empty_failures()
@@ -146,16 +171,17 @@ class _Rejects:
                 fc["failure_case"] = _masked(fc["column"].tolist(), fc["failure_case"].tolist())
             out.append(v.CheckOutcome(
                 name=name.replace(" ", "_"), passed=not len(fc), severity="WARN",
-                description=descriptions.get(name, f"{name.split(' ')[0]} write-info rules on the flat rows"),
+                description=DESCRIPTIONS.get(name, f"{name.split(' ')[0]} write-info rules on the flat rows"),
                 failures=v.failure_summary(fc), metadata={"failing_values": len(fc)}))
-        routing = np.equal(self.rec_key, None) | (self.rec_group < 0)
+        records = self.records
+        routing = none_mask(records.rec_key) | (records.rec_group < 0)
         out.append(v.CheckOutcome(
             name="records_routed", passed=not routing.any(), severity="WARN",
             description="every record has a key and a connection",
             failures=v.failure_summary(pd.DataFrame({
-                "check": ["null key" if k is None else "unrouted" for k in self.rec_key[routing].tolist()],
-                "column": ["+".join(self.config.key_columns)] * int(routing.sum()),
-                "failure_case": obj_array([_truncate(x) for x in self.rec_raw_conn[routing].tolist()]),
-                "index": self.src_sorted[self.starts[routing]]})),
-            metadata={"records": self.R, "sent": sent}))
+                "check": ["null key" if k is None else "unrouted" for k in records.rec_key[routing].tolist()],
+                "column": ["+".join(key_columns)] * int(routing.sum()),
+                "failure_case": obj_array([truncate(x) for x in records.rec_raw_conn[routing].tolist()]),
+                "index": records.src_sorted[records.starts[routing]]})),
+            metadata={"records": records.R, "sent": sent}))
         return out

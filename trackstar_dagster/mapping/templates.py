@@ -2,7 +2,7 @@
 
 Why a module of its own: turning encoded pieces into compact, key-sorted JSON text is a self-contained
 code-generation job (escaping for JSON, escaping for a Python f-string literal, ``eval`` of the builder)
-with no knowledge of records, rejects or schemas. ``payload_bodies`` decides what goes into a body; this
+with no knowledge of records, rejects or schemas. ``bodies`` decides what goes into a body; this
 module only writes the text.
 """
 
@@ -15,25 +15,25 @@ from typing import Any
 import numpy as np
 import orjson
 
-from trackstar_dagster.mapping.coercion import obj_array
+from trackstar_dagster.mapping.cells import obj_array
 
 _DUMPS_OPTS = orjson.OPT_SORT_KEYS
 
-_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f\u2028\u2029]')
+ESCAPE = re.compile(r'["\\\x00-\x1f\x7f\u2028\u2029]')
 
 
-def _json_text(text: str) -> str:
+def json_text(text: str) -> str:
     """A string as JSON text; plain strings without an ``orjson`` call."""
-    return f'"{text}"' if not _ESCAPE.search(text) else orjson.dumps(text).decode()
+    return f'"{text}"' if not ESCAPE.search(text) else orjson.dumps(text).decode()
 
 
-def _encode(uvals: np.ndarray) -> np.ndarray:
+def encode_values(uvals: np.ndarray) -> np.ndarray:
     """JSON text of each distinct value (None stays None), key-sorted for objects."""
     values = uvals.tolist()
     strs = values[:-1] if values and values[-1] is None else values
-    if strs and all(type(x) is str for x in strs) and not _ESCAPE.search("|".join(strs)):
+    if strs and all(type(x) is str for x in strs) and not ESCAPE.search("|".join(strs)):
         return obj_array([*('"' + x + '"' for x in strs), *([None] if len(strs) < len(values) else [])])
-    return obj_array([None if x is None else (_json_text(x) if type(x) is str
+    return obj_array([None if x is None else (json_text(x) if type(x) is str
                                               else orjson.dumps(x, option=_DUMPS_OPTS).decode())
                       for x in uvals.tolist()])
 
@@ -44,7 +44,7 @@ def _fstring_literal(text: str) -> str:
     return out.replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _text_builder(arg_paths: list[str], consts: dict[str, Any], items_path: str | None = None,
+def text_builder(arg_paths: list[str], consts: dict[str, Any], items_path: str | None = None,
                   tag: bool = False) -> Callable[..., str]:
     """A compiled function joining JSON pieces into one compact, key-sorted object.
 
@@ -96,7 +96,7 @@ def _text_builder(arg_paths: list[str], consts: dict[str, Any], items_path: str 
     def render(node: dict[str, Any]) -> None:
         lit("{")
         for i, key in enumerate(sorted(node)):
-            lit(("," if i else "") + _json_text(key) + ":")
+            lit(("," if i else "") + json_text(key) + ":")
             val = node[key]
             if isinstance(val, dict):
                 render(val)

@@ -25,8 +25,10 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from trackstar_dagster.mapping.coercion import FieldSpec
+from trackstar_dagster.mapping.fieldspec import FieldSpec
+from trackstar_dagster.schema.fields import write_info_fields
 from trackstar_dagster.schema.openapi import find_operation, is_placeholder_enum, resolve
+from trackstar_dagster.schema.validator import BodyValidator, body_validator
 
 #: Keywords at a leaf that layer (a) checks exactly (or that carry no rule). Any other keyword at a mapped
 #: leaf means bodies of that integration are all validated one by one.
@@ -92,15 +94,15 @@ class RejectsModel(pa.DataFrameModel):
 
 @functools.lru_cache(maxsize=64)
 def _fields_cached(doc_id: int, integration_type: str, integration_name: str, action: str,
-                   doc_ref: Any) -> pd.DataFrame:
-    from trackstar_dagster.schema.fields import write_info_fields
-
+                   doc_ref: _DocRef) -> pd.DataFrame:
     frame = write_info_fields(doc_ref.doc, integration_type, integration_name)
     return frame[frame["action"] == action].reset_index(drop=True)
 
 
 @dataclass(eq=False)
 class _DocRef:
+    """A document held by identity (hashable by ``id``), so the cache keeps it alive while it is keyed by it."""
+
     doc: dict[str, Any]
 
 
@@ -331,48 +333,21 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@functools.lru_cache(maxsize=64)
-def _validator_cached(doc_id: int, action: str, doc_ref: _DocRef) -> Callable[[dict], list]:
-    try:
-        from trackstar_dagster.schema.validator import body_validator
-    except ImportError:  # pragma: no cover - only while the schema layer is being written
-        return _jsonschema_validator(doc_ref.doc, action)
-    return body_validator(doc_ref.doc, action)
-
-
 _DOC_REFS: dict[int, _DocRef] = {}
 
 
-def validator_for(doc: dict[str, Any], action: str) -> Callable[[dict], list]:
-    """The compiled body validator of (doc, action), compiled once per process."""
-    ref = _DOC_REFS.setdefault(id(doc), _DocRef(doc))
-    if ref.doc is not doc:
-        ref = _DOC_REFS[id(doc)] = _DocRef(doc)
-    return _validator_cached(id(doc), action, ref)
+def validator_for(doc: dict[str, Any], action: str) -> BodyValidator:
+    """The compiled body validator of (doc, action).
+
+    One cache only: ``schema.validator.body_validator``'s (keyed by the document's content, so two equal
+    documents share one compiled validator); the mapping keeps none of its own.
+    """
+    return body_validator(doc, action)
 
 
 def fields_for(doc: dict[str, Any], integration_type: str, integration_name: str, action: str) -> pd.DataFrame:
+    """``schema.fields.write_info_fields`` of (doc, integration) for one action, computed once per document."""
     ref = _DOC_REFS.setdefault(id(doc), _DocRef(doc))
     if ref.doc is not doc:
         ref = _DOC_REFS[id(doc)] = _DocRef(doc)
     return _fields_cached(id(doc), integration_type, integration_name, action, ref)
-
-
-def _jsonschema_validator(doc: dict[str, Any], action: str) -> Callable[[dict], list]:  # pragma: no cover
-    from typing import NamedTuple
-
-    import jsonschema
-
-    from trackstar_dagster.schema.openapi import normalise_schema
-
-    class Problem(NamedTuple):
-        field: str
-        message: str
-
-    v = jsonschema.Draft202012Validator(normalise_schema(doc, action),
-                                        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-
-    def check(body: dict) -> list:
-        return [Problem(".".join(str(p) for p in e.absolute_path), e.message) for e in v.iter_errors(body)]
-
-    return check
