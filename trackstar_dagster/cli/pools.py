@@ -1,8 +1,4 @@
-"""``trackstar-dagster``: operator commands against the Dagster instance in ``$DAGSTER_HOME``.
-
-Commands come in groups (``trackstar-dagster pools ...``). A group is one function that adds its parser to
-``COMMAND_GROUPS``; each subcommand is one function ``(args) -> exit code`` set as the parser's ``func``. To add a
-group (say ``ledger``), write ``add_ledger_commands(commands)`` and its subcommand functions, and append it.
+"""``trackstar-dagster pools ...``: the sync's concurrency pools on the Dagster instance in ``$DAGSTER_HOME``.
 
 - ``pools list [--pool P]``: every limited pool, the runs holding or waiting for its slots, and their verdict.
 - ``pools free --dead [--pool P] [--stale-seconds S]``: free the slots of runs that are dead (in progress, but
@@ -13,19 +9,13 @@ group (say ``ledger``), write ``add_ledger_commands(commands)`` and its subcomma
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 
-from trackstar_dagster.ledger_commands import LedgerCommandError, add_ledger_commands
+from trackstar_dagster.cli.command import CommandError
 from trackstar_dagster.pools import PoolSettings, free_run, judge_run, pool_holders, pools_of
-from trackstar_dagster.version import __version__
-
-
-class CommandError(Exception):
-    """A message for the operator, exit code 2."""
 
 
 @contextmanager
@@ -125,33 +115,3 @@ def _free_run_id(instance: dg.DagsterInstance, args: argparse.Namespace) -> int:
         print(f"Run {run_id} is still marked {run.status.value}: if its process is gone, mark it failed in the UI "
               "(Terminate, force).")
     return 0
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the command line
-
-
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_pools_commands, add_ledger_commands]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trackstar-dagster",
-                                     description="Operator commands for trackstar-dagster, on $DAGSTER_HOME's instance.")
-    parser.add_argument("--version", action="version", version=f"trackstar-dagster {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_group in COMMAND_GROUPS:
-        add_group(commands)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (CommandError, LedgerCommandError) as exc:
-        print(f"trackstar-dagster: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

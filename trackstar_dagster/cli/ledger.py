@@ -12,15 +12,9 @@ import os
 
 from sqlalchemy.engine import make_url
 
-from trackstar_dagster.client import TrackstarClient
-from trackstar_dagster.writer.ledger import Ledger, default_ledger_url
-from trackstar_dagster.writer.rebuild import rebuild_ledger
-
-PRODUCTION = "https://production.trackstarhq.com"
-
-
-class LedgerCommandError(Exception):
-    """A message for the operator."""
+from trackstar_dagster.cli.command import CommandError
+from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient
+from trackstar_dagster.writer import Ledger, default_ledger_url, rebuild_ledger
 
 
 def add_ledger_commands(commands: argparse._SubParsersAction) -> None:
@@ -57,7 +51,7 @@ def _ledger_url(args: argparse.Namespace) -> str:
         return _env(args.ledger_url_env)
     if args.ledger_url:
         if "://" in args.ledger_url and make_url(args.ledger_url).password:
-            raise LedgerCommandError("a password on the command line is visible to every user (ps); put the URL in "
+            raise CommandError("a password on the command line is visible to every user (ps); put the URL in "
                                      "an environment variable and pass --ledger-url-env")
         return args.ledger_url
     return default_ledger_url()
@@ -66,7 +60,7 @@ def _ledger_url(args: argparse.Namespace) -> str:
 def _env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
-        raise LedgerCommandError(f"environment variable {name} is not set")
+        raise CommandError(f"environment variable {name} is not set")
     return value
 
 
@@ -88,7 +82,7 @@ def ledger_show(args: argparse.Namespace) -> int:
 
 
 def ledger_rebuild(args: argparse.Namespace) -> int:
-    base_url = args.base_url or os.environ.get("TRACKSTAR_BASE_URL") or PRODUCTION
+    base_url = args.base_url or os.environ.get("TRACKSTAR_BASE_URL") or PRODUCTION_URL
     client = TrackstarClient(_env(args.api_key_env), base_url)
     try:
         with Ledger(_ledger_url(args)) as ledger:
