@@ -1,114 +1,93 @@
-"""trackstar-dagster: the Dagster integration for the Trackstar API."""
+"""trackstar-dagster: the Dagster integration for the Trackstar API.
+
+The top level holds the names a Dagster project uses: the resource and its connections, a sync and its
+definitions, the schema assets, the translator, the component, the IO manager, and the engine's few entry
+points (``build_payloads``, ``write_payloads``, ``Ledger``, ``TrackstarClient``). Everything else lives in its
+layer: ``trackstar_dagster.base`` (errors, nulls, keys), ``.client``, ``.schema``, ``.mapping``, ``.writer``.
+Names that used to be here still resolve, with a ``DeprecationWarning`` naming their home.
+"""
+
+import importlib
+import warnings
+from typing import Any
 
 from dagster_shared.libraries import DagsterLibraryRegistry
 
-from trackstar_dagster.assets import (
-    CATALOG_KEY,
-    WRITE_INFO_KEY,
-    build_trackstar_catalog_asset,
-    build_trackstar_schema_assets,
-    build_trackstar_write_info_asset,
-)
-from trackstar_dagster.base.errors import (
-    ConfigError,
-    TrackstarAuthError,
-    TrackstarBadRequestError,
-    TrackstarConflictError,
-    TrackstarDagsterError,
-    TrackstarError,
-    TrackstarNotFoundError,
-    TrackstarNotImplementedError,
-    TrackstarRateLimitError,
-    TrackstarServerError,
-    TrackstarTransportError,
-    TrackstarValidationError,
-)
-from trackstar_dagster.base.keys import key_tag
-from trackstar_dagster.base.nulls import NULL_LIKE_STRINGS, drop_empty, is_null_like
-from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient, WriteResponse
+from trackstar_dagster.assets import CATALOG_KEY, WRITE_INFO_KEY, build_trackstar_schema_assets
+from trackstar_dagster.base.errors import ConfigError, TrackstarError
+from trackstar_dagster.client import TrackstarClient
 from trackstar_dagster.component import TrackstarSyncComponent
 from trackstar_dagster.io_manager import TrackstarFrameIOManager, read_frames
-from trackstar_dagster.mapping import MappingConfig, PayloadBatch, Target, build_payloads
+from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
 from trackstar_dagster.ops import write_orders
 from trackstar_dagster.resource import ResolvedConnection, TrackstarConnection, TrackstarResource
-from trackstar_dagster.schema import (
-    DriftReport,
-    Problem,
-    body_validator,
-    catalog_frame,
-    parse_json_lenient,
-    schema_drift,
-    write_info_fields,
-)
-from trackstar_dagster.sql import sql_results_sink, sql_row_loader
 from trackstar_dagster.sync import (
     TrackstarSync,
     build_trackstar_sync_assets,
     build_trackstar_sync_definitions,
-    trackstar_io_manager_resources,
 )
 from trackstar_dagster.translator import TrackstarAssetData, TrackstarTranslator
 from trackstar_dagster.version import __version__
 from trackstar_dagster.write_step import WriteConfig
-from trackstar_dagster.writer import FailurePolicy, Ledger, WriteReport, write_payloads
+from trackstar_dagster.writer import Ledger, write_payloads
 
 DagsterLibraryRegistry.register("trackstar-dagster", __version__, is_dagster_package=False)
 
 __all__ = [
     "CATALOG_KEY",
-    "NULL_LIKE_STRINGS",
-    "PRODUCTION_URL",
     "WRITE_INFO_KEY",
     "ConfigError",
-    "DriftReport",
-    "FailurePolicy",
     "Ledger",
     "MappingConfig",
-    "PayloadBatch",
-    "Problem",
     "ResolvedConnection",
     "Target",
-    "TrackstarAuthError",
-    "TrackstarBadRequestError",
+    "TrackstarAssetData",
     "TrackstarClient",
-    "TrackstarConflictError",
     "TrackstarConnection",
-    "TrackstarDagsterError",
     "TrackstarError",
     "TrackstarFrameIOManager",
-    "read_frames",
-    "TrackstarNotFoundError",
-    "TrackstarNotImplementedError",
-    "TrackstarRateLimitError",
     "TrackstarResource",
-    "TrackstarServerError",
-    "TrackstarAssetData",
     "TrackstarSync",
     "TrackstarSyncComponent",
-    "TrackstarTransportError",
     "TrackstarTranslator",
-    "TrackstarValidationError",
     "WriteConfig",
-    "WriteReport",
-    "WriteResponse",
     "__version__",
-    "body_validator",
     "build_payloads",
-    "build_trackstar_catalog_asset",
     "build_trackstar_schema_assets",
     "build_trackstar_sync_assets",
     "build_trackstar_sync_definitions",
-    "build_trackstar_write_info_asset",
-    "catalog_frame",
-    "drop_empty",
-    "is_null_like",
-    "key_tag",
-    "parse_json_lenient",
-    "schema_drift",
-    "sql_results_sink",
-    "sql_row_loader",
-    "trackstar_io_manager_resources",
-    "write_info_fields",
+    "read_frames",
     "write_orders",
     "write_payloads",
 ]
+
+#: The first release's top-level names that now live in their layer: name -> module.
+_MOVED = {
+    **dict.fromkeys(
+        ["TrackstarAuthError", "TrackstarBadRequestError", "TrackstarConflictError", "TrackstarDagsterError",
+         "TrackstarNotFoundError", "TrackstarNotImplementedError", "TrackstarRateLimitError", "TrackstarServerError",
+         "TrackstarTransportError", "TrackstarValidationError"],
+        "trackstar_dagster.base.errors",
+    ),
+    **dict.fromkeys(["NULL_LIKE_STRINGS", "drop_empty", "is_null_like"], "trackstar_dagster.base.nulls"),
+    "key_tag": "trackstar_dagster.base.keys",
+    **dict.fromkeys(["PRODUCTION_URL", "WriteResponse"], "trackstar_dagster.client"),
+    **dict.fromkeys(
+        ["DriftReport", "Problem", "body_validator", "catalog_frame", "parse_json_lenient", "schema_drift",
+         "write_info_fields"],
+        "trackstar_dagster.schema",
+    ),
+    "PayloadBatch": "trackstar_dagster.mapping",
+    **dict.fromkeys(["FailurePolicy", "WriteReport"], "trackstar_dagster.writer"),
+    **dict.fromkeys(["build_trackstar_catalog_asset", "build_trackstar_write_info_asset"], "trackstar_dagster.assets"),
+    **dict.fromkeys(["sql_results_sink", "sql_row_loader"], "trackstar_dagster.sql"),
+    "trackstar_io_manager_resources": "trackstar_dagster.sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trackstar_dagster' has no attribute {name!r}")
+    warnings.warn(f"trackstar_dagster.{name} moved: import it from {module}", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(module), name)

@@ -30,9 +30,9 @@ from trackstar_dagster import (
     TrackstarConnection,
     TrackstarResource,
     build_trackstar_sync_assets,
-    trackstar_io_manager_resources,
 )
 from trackstar_dagster.pools import HEARTBEAT_BY_TAG, HEARTBEAT_TAG, this_process
+from trackstar_dagster.sync import trackstar_io_manager_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 POOL = "trackstar_s"

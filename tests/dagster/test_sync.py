@@ -13,9 +13,9 @@ from trackstar_dagster import (
     TrackstarSync,
     build_trackstar_schema_assets,
     build_trackstar_sync_assets,
-    trackstar_io_manager_resources,
     write_orders,
 )
+from trackstar_dagster.sync import trackstar_io_manager_resources
 
 MAPPING = MappingConfig.model_validate(
     {
