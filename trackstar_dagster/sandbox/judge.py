@@ -27,7 +27,7 @@ from trackstar_dagster.schema.openapi import (
     normalise_schema,
     operations,
 )
-from trackstar_dagster.schema.validator import FORMAT_CHECKS
+from trackstar_dagster.schema.rules import FORMAT_CHECKS
 
 PLACEHOLDER = "N/A - Connect an account to see options"
 
