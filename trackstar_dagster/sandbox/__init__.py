@@ -1,7 +1,7 @@
 """A local Trackstar API sandbox (Starlette on uvicorn) for tests, benchmarks and the demo.
 
 ``run_sandbox()`` starts it from Python; ``trackstar-sandbox`` / ``python -m trackstar_dagster.sandbox``
-from the shell. See ``server.py`` for the handle and ``app.py`` for the behaviour.
+from the shell. See ``server.py`` for the handle, ``app.py`` for the behaviour and how the app is assembled.
 """
 
 from trackstar_dagster.sandbox.faults import FaultConfig

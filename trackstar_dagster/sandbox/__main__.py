@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from trackstar_dagster.sandbox.app import DEFAULT_API_KEY, DEFAULT_CONNECTIONS, Sandbox, SandboxSettings
+from trackstar_dagster.sandbox.core import DEFAULT_API_KEY, DEFAULT_CONNECTIONS, Sandbox, SandboxSettings
 from trackstar_dagster.sandbox.faults import FaultConfig
 from trackstar_dagster.sandbox.server import API_KEY_ENV, CONNECTIONS_ENV, bind_socket, make_server
 from trackstar_dagster.sandbox.state import ConnectionSpec

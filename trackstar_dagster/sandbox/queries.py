@@ -1,7 +1,7 @@
 """The sandbox's list queries: ``field[op]=value`` filters, ``limit`` and opaque page tokens.
 
-Split out of ``app.py`` so the routes stay about HTTP; ``Sandbox._list`` and ``list_connections`` use
-these. The matching rules are described in ``app.py``'s module docstring.
+Kept apart from the routes so they stay about HTTP; ``DataRoutes`` (record lists) and ``CatalogRoutes``
+(``GET /connections``) use these. The matching rules are described in ``app.py``'s module docstring.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The sandbox's answer shapes (Trackstar's error bodies, the empty answer of a dropped connection) and the
 request-body limits (size, JSON nesting depth) every route that reads a body goes through.
 
-A module of its own so that both ``app.py`` (management and admin routes) and ``data_routes.py`` (the
-``/{vertical}/...`` routes) can build the same answers without importing each other; ``app.py`` re-exports
-these names. The limits and why they are what they are: ``app.py``'s module docstring.
+A module of its own so that every route group (``catalog_routes``, ``admin_routes``, ``data_routes``) and the
+app's error handlers build the same answers. The limits and why they are what they are: ``app.py``'s module
+docstring.
 """
 
 from __future__ import annotations

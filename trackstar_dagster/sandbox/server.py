@@ -28,13 +28,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from trackstar_dagster.sandbox.app import (
-    DEFAULT_API_KEY,
-    DEFAULT_CONNECTIONS,
-    Sandbox,
-    SandboxSettings,
-    create_app,
-)
+from trackstar_dagster.sandbox.app import create_app
+from trackstar_dagster.sandbox.core import DEFAULT_API_KEY, DEFAULT_CONNECTIONS, Sandbox, SandboxSettings
 from trackstar_dagster.sandbox.faults import FaultConfig
 from trackstar_dagster.sandbox.state import ConnectionSpec
 
