@@ -8,6 +8,7 @@ bottleneck at a few hundred writes per second. Everything here is called from th
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -172,7 +173,7 @@ class Store:
     def list(self, connection_id: str, resource: str) -> list[dict[str, Any]]:
         return list(self.records.get((connection_id, resource), {}).values())
 
-    def all_for_resource(self, resource: str) -> list[dict[str, Any]]:
+    def all_for_resource(self, resource: str) -> builtins.list[dict[str, Any]]:  # ``list`` is a method here
         out: list[dict[str, Any]] = []
         for (_, res), bucket in self.records.items():
             if res == resource:
