@@ -109,6 +109,7 @@ class RequestIdMiddleware:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's HTTP errors (unknown route, wrong method) in Trackstar's JSON shapes."""
     status = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", "Internal Server Error")
     if status == 404:
@@ -117,6 +118,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
+    """A bug in the sandbox: logged with its request id, answered as a JSON 500 (never a traceback)."""
     log.exception("unhandled error in sandbox (request %s)", request_id(request))
     return error(500, "Internal Server Error")
 
@@ -127,6 +129,7 @@ def create_app(settings: SandboxSettings | None = None, sandbox: Sandbox | None 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        """Give the sandbox its loop (for ``SandboxHandle``) and stop event; close the store at shutdown."""
         sb.loop = asyncio.get_running_loop()
         sb.stopping = asyncio.Event()
         yield

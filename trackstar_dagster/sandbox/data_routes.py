@@ -96,6 +96,7 @@ class DataRoutes:
             await asyncio.sleep(delay)
 
     async def _fault_response(self, decision: FaultDecision, request: Request) -> Response:
+        """What an injected fault answers: 429, a 5xx, a hang then 504, or no answer at all (drop)."""
         kind = decision.kind
         if kind == "429":
             retry = str(self.sb.faults.config.retry_after_s)
@@ -125,6 +126,7 @@ class DataRoutes:
             await asyncio.sleep(0)  # let connection_lost run so uvicorn sees the disconnect
 
     def _readable(self, conn: Connection, vertical: str, resource: str) -> bool:
+        """Whether the integration can list this resource: in its actions, or a path of its document."""
         entry = self.sb.catalog_entry(conn.integration_type, conn.integration_name) or {}
         if f"get_{resource.replace('-', '_')}" in entry.get("available_actions", []) or resource == "orders":
             return True
@@ -133,6 +135,7 @@ class DataRoutes:
         return any(p == prefix or p.startswith(prefix + "/") for p in doc.get("paths", {}))
 
     async def _read(self, request: Request, conn: Connection, vertical: str, segments: list[str]) -> Response:
+        """``GET /{vertical}/{resource}[/{id}]``: 501 when the integration lacks it, then latency and faults."""
         if request.method not in ("GET", "HEAD") or not segments or len(segments) > 2:
             return not_found(request, "Not Found")
         resource = segments[0]
@@ -151,6 +154,7 @@ class DataRoutes:
         return self._list(request, conn, resource)
 
     def _list(self, request: Request, conn: Connection, resource: str) -> Response:
+        """A page of a connection's records after ``ids[in]`` or the ``field[op]`` filters (422 for bad ones)."""
         records = self.sb.store.list(conn.connection_id, resource)
         params = request.query_params
         problems: dict[str, list[str]] = {}
@@ -187,6 +191,7 @@ class DataRoutes:
         return JSONResponse(page)
 
     async def _write(self, request: Request, conn: Connection, vertical: str, segments: list[str]) -> Response:
+        """A create/update/cancel: resolve the operation, read the body, then the Idempotency-Key around the write."""
         if not segments or len(segments) > 3:
             return not_found(request, "Not Found")
         resource = segments[0]

@@ -40,6 +40,7 @@ for _name, _check in FORMAT_CHECKS.items():
 
 
 def dotted(path: Any) -> str:
+    """A jsonschema error path as a 422 detail key (``line_items.0.sku``)."""
     return ".".join(str(p) for p in path)
 
 

@@ -180,6 +180,7 @@ class SandboxHandle:
             self._admin_call("POST", "/_sandbox/reset")
 
     def close_admin(self) -> None:
+        """Close the HTTP client of the admin routes (subprocess mode), if one was opened."""
         if self._admin is not None:
             self._admin.close()
             self._admin = None
