@@ -6,7 +6,7 @@ import copy
 import json
 
 from tests.sandbox.helpers import SANDBOX_ORDER, WMS, body, client
-from trackstar_dagster.sandbox.app import DATA_DIR
+from trackstar_dagster.sandbox.core import DATA_DIR
 from trackstar_dagster.sandbox.server import SandboxHandle, run_sandbox
 
 

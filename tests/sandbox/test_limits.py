@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.sandbox.helpers import SANDBOX_ORDER, WMS, body, client
-from trackstar_dagster.sandbox.app import DATA_DIR
+from trackstar_dagster.sandbox.core import DATA_DIR
 from trackstar_dagster.sandbox.server import SandboxHandle
 
 MIB = 1024 * 1024

@@ -97,7 +97,7 @@ def test_write_info_placeholder_without_token_and_warehouses_with(sandbox_factor
         assert enums and all(e == ["WH-A1", "WH-A2"] for e in enums)
     with client(sb, token="tok-b") as c:
         enums = _warehouse_enums(c.get("/integrations/wms/shiphero/write-info").json())
-        assert all(e == ["shiphero-wh-1", "shiphero-wh-2"] for e in enums)
+        assert enums and all(e == ["shiphero-wh-1", "shiphero-wh-2"] for e in enums)
     with client(sb, token="tok-c") as c:  # a shipbob token cannot read shiphero's connection-specific info
         assert 400 <= c.get("/integrations/wms/shiphero/write-info").status_code < 500
 

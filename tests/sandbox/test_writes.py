@@ -87,8 +87,9 @@ def test_wrong_type_enum_and_unknown_field(sandbox: SandboxHandle) -> None:
         assert "line_items.0.expected_weight_unit" in _fields(c.post("/wms/inbound-shipments", json=bad_unit))
         bad_date = body(SHIPHERO_INBOUND, expected_arrival_date="next tuesday")
         assert "expected_arrival_date" in _fields(c.post("/wms/inbound-shipments", json=bad_date))
-        assert _fields(c.post("/wms/orders", content=b"not json"))
-        assert _fields(c.post("/wms/orders", json=["a list"]))
+        assert _fields(c.post("/wms/orders", content=b"not json")) == {"_schema": ["Invalid JSON body."]}
+        assert _fields(c.post("/wms/orders", json=["a list"])) == {
+            "_schema": ["Invalid input type: the body must be a JSON object."]}
     assert sandbox.records("orders") == [] and sandbox.records("inbound-shipments") == []
 
 

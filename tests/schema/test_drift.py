@@ -78,4 +78,6 @@ def test_new_action_and_new_integration_are_not_breaking() -> None:
 
 
 def test_report_type() -> None:
-    assert isinstance(schema_drift({}, {}), DriftReport)
+    report = schema_drift({}, {})
+    assert isinstance(report, DriftReport)
+    assert not report.has_changes and report.to_markdown() == "No schema drift."

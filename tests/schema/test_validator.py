@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 from tests.schema import kitchen_body, kitchen_sink, load_write_info, wrap
@@ -167,6 +167,7 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[Any]) -> Any:
     return body
 
 
+_LENIENT = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large]
 CASES = [(name, op.action) for name, doc in DOCS.items() for op in operations(doc)]
 
 
@@ -185,17 +186,28 @@ def test_agrees_with_jsonschema_on_every_shared_schema(name: str, action: str) -
     schema = normalise_schema(doc, action)
     base = body_strategy(schema, schema)
     check = reference(doc, action)
-    seen = {"valid": 0}
+    seen = {"valid": 0, "invalid": 0}
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                     HealthCheck.data_too_large])
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=_LENIENT)
     @given(mutated(base))
     def run(body: Any) -> None:
         _agree(doc, action, body)
-        seen["valid"] += check(body)
+        seen["valid" if check(body) else "invalid"] += 1
 
     run()
+    # Agreeing only on refusals would pass a validator that refuses everything (and only on acceptances, one
+    # that accepts everything): both outcomes must be checked. A short run can draw only one of them (about
+    # 1 run in 10 for a few schemas), so a body with the missing outcome is then searched for; ``find``
+    # raises NoSuchExample when the strategy cannot produce one, which fails the test.
+    for outcome in ("valid", "invalid"):
+        if not seen[outcome]:
+            wanted = outcome == "valid"
+            found = find(mutated(base), lambda b, wanted=wanted: check(b) is wanted,
+                         settings=settings(max_examples=500, database=None, suppress_health_check=_LENIENT,
+                                           phases=[Phase.generate]))  # any such body will do: no shrinking
+            _agree(doc, action, found)
+            seen[outcome] += 1
+    assert seen["valid"] > 0 and seen["invalid"] > 0, seen
 
 
 @settings(max_examples=max(EXAMPLES * 5, 60), deadline=None, database=None,
@@ -258,8 +270,10 @@ def test_values_that_look_empty_are_values(value: Any) -> None:
 
 
 def test_body_itself() -> None:
-    assert VALIDATE(None)[0].field == ""
-    assert VALIDATE([]) and VALIDATE("x")
+    assert VALIDATE(None) == [Problem("", "the body is null-like (None)")]
+    assert VALIDATE([]) == [Problem("", "expected object, got array []")]
+    assert VALIDATE("x") == [Problem("", "expected object, got string 'x'")]
+    assert not VALIDATE.is_valid(None) and not VALIDATE.is_valid([]) and not VALIDATE.is_valid("x")
     assert body_validator(wrap({"Root": {"type": "object"}}), "create_order")({}) == []
 
 

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from trackstar_dagster.sandbox.app import DEFAULT_API_KEY, DEFAULT_CONNECTIONS, Sandbox, SandboxSettings
+from trackstar_dagster.sandbox.core import DEFAULT_API_KEY, DEFAULT_CONNECTIONS, Sandbox, SandboxSettings
 from trackstar_dagster.sandbox.faults import FaultConfig
 from trackstar_dagster.sandbox.server import API_KEY_ENV, CONNECTIONS_ENV, bind_socket, make_server
 from trackstar_dagster.sandbox.state import ConnectionSpec
@@ -29,6 +29,7 @@ def _connection(value: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The CLI's options, with their defaults shown in ``--help``."""
     default_conns = " ".join(f"{t}={n}" for t, n in DEFAULT_CONNECTIONS.items())
     p = argparse.ArgumentParser(
         prog="trackstar-sandbox",
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
+    """SandboxSettings from the options, with the key and connections also read from the environment."""
     connections: dict[str, ConnectionSpec | str] | None = None
     from_env = os.environ.get(CONNECTIONS_ENV)
     if from_env:  # run_sandbox(subprocess=True) passes tokens here: a command line is visible in `ps`
@@ -94,6 +96,7 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve until stopped; 2 when the sandbox cannot start (bad data directory, port taken)."""
     args = build_parser().parse_args(argv)
     handler: logging.Handler = (logging.FileHandler(args.log_file) if args.log_file
                                 else logging.StreamHandler(sys.stderr))

@@ -1,14 +1,11 @@
-"""The sandbox's data endpoints (``/{vertical}/...`` reads and writes), as a mixin the ``Sandbox`` inherits.
+"""The data routes (``/{vertical}/...`` reads and writes): what a request to the WMS itself goes through.
 
-Split out of ``app.py`` so that module keeps the app factory, the management/catalog/admin routes and the
-middleware, while this one holds what a data request goes through: auth and per-token rate limit, route
-resolution against the connection's write-info document, the body limits (413, too deep), Idempotency-Key
-handling around writes, latency, injected faults, 422 judging and the store. The order of these checks, the
-limits and the idempotency rules are described in ``app.py``'s module docstring. ``app.py`` re-exports the
-public names defined here.
+Auth and the per-token rate limit, route resolution against the connection's write-info document (501 for
+what the integration lacks), the body limits (413, too deep), Idempotency-Key handling around writes, the
+simulated latency, injected faults, 422 judging (``judge.py``) and the store. The order of these checks, the
+limits and the idempotency rules are described in ``app.py``'s module docstring.
 
-``DataRoutes`` holds no state of its own: it uses the ``Sandbox``'s (declared below for readers and type
-checkers) and imports nothing from ``app.py``.
+``DataRoutes`` holds no state of its own: it is built with the ``Sandbox`` whose state it reads and changes.
 """
 
 from __future__ import annotations
@@ -18,13 +15,15 @@ import hashlib
 import json
 import re
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from trackstar_dagster.base.secrets import fingerprint
-from trackstar_dagster.sandbox.faults import FaultDecision, FaultInjector
+from trackstar_dagster.sandbox.core import Sandbox
+from trackstar_dagster.sandbox.faults import FaultDecision
 from trackstar_dagster.sandbox.judge import judge_body
 from trackstar_dagster.sandbox.queries import (
     FILTER_RE,
@@ -34,7 +33,6 @@ from trackstar_dagster.sandbox.queries import (
     paginate,
     parse_limit,
 )
-from trackstar_dagster.sandbox.ratelimits import RateLimits
 from trackstar_dagster.sandbox.responses import (
     MAX_WRITE_BODY,
     JSONTooDeep,
@@ -48,9 +46,6 @@ from trackstar_dagster.sandbox.responses import (
 from trackstar_dagster.sandbox.state import Connection, Store, utc_now_iso
 from trackstar_dagster.schema.openapi import action_for, operations
 
-if TYPE_CHECKING:
-    from jsonschema import Draft202012Validator
-
 VERTICALS = ("wms", "cart", "carrier", "freight", "erp")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 KNOWN_RESOURCES = ("orders", "returns", "products", "inbound-shipments", "kits", "inventory", "warehouses",
@@ -58,22 +53,14 @@ KNOWN_RESOURCES = ("orders", "returns", "products", "inbound-shipments", "kits",
 
 
 class DataRoutes:
-    """The ``/{vertical}/...`` route handlers of the ``Sandbox`` (mixed into it; see the module docstring)."""
+    """The ``/{vertical}/...`` route handlers over one ``Sandbox`` (see the module docstring)."""
 
-    # provided by Sandbox
-    store: Store
-    limits: RateLimits
-    faults: FaultInjector
-    uvicorn_server: Any
-    stopping: asyncio.Event | None
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sb = sandbox
 
-    if TYPE_CHECKING:
-        def check_key(self, request: Request) -> JSONResponse | None: ...
-        def token_connection(self, request: Request) -> Connection | JSONResponse: ...
-        def catalog_entry(self, integration_type: str, name: str) -> dict[str, Any] | None: ...
-        def display_name(self, name: str) -> str: ...
-        def connection_doc(self, conn: Connection) -> dict[str, Any] | None: ...
-        def validator(self, conn: Connection, action: str) -> Draft202012Validator: ...
+    def routes(self) -> list[Route]:
+        """The one catch-all route of this group (registered last: the other groups' paths come first)."""
+        return [Route("/{vertical}/{rest:path}", self.data, methods=["GET", "HEAD", *WRITE_METHODS])]
 
     # -- data routes (/wms/...) ----------------------------------------------------------------------
     async def data(self, request: Request) -> Response:
@@ -81,13 +68,13 @@ class DataRoutes:
         vertical = request.path_params["vertical"]
         if vertical not in VERTICALS:
             return not_found(request, "Not Found")
-        if (bad := self.check_key(request)) is not None:
+        if (bad := self.sb.check_key(request)) is not None:
             return bad
-        conn = self.token_connection(request)
+        conn = self.sb.token_connection(request)
         if isinstance(conn, Response):
             return conn
         is_write = request.method in WRITE_METHODS
-        verdict = self.limits.check(fingerprint(conn.token), "write" if is_write else "read")
+        verdict = self.sb.limits.check(fingerprint(conn.token), "write" if is_write else "read")
         headers = verdict.headers() if verdict else {}
         if verdict and not verdict.allowed:
             return error(429, "429 Too Many Requests", headers=headers)
@@ -104,19 +91,20 @@ class DataRoutes:
 
     async def _latency(self) -> None:
         """The simulated WMS round trip (after auth, rate limit and idempotency checks; replays skip it)."""
-        delay = self.faults.delay()
+        delay = self.sb.faults.delay()
         if delay > 0:
             await asyncio.sleep(delay)
 
     async def _fault_response(self, decision: FaultDecision, request: Request) -> Response:
+        """What an injected fault answers: 429, a 5xx, a hang then 504, or no answer at all (drop)."""
         kind = decision.kind
         if kind == "429":
-            retry = str(self.faults.config.retry_after_s)
+            retry = str(self.sb.faults.config.retry_after_s)
             return error(429, "429 Too Many Requests", headers={"retry-after": retry})
         if kind == "hang":
-            stopping = self.stopping or asyncio.Event()
+            stopping = self.sb.stopping or asyncio.Event()
             with suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=self.faults.config.hang_s)
+                await asyncio.wait_for(stopping.wait(), timeout=self.sb.faults.config.hang_s)
             return error(504, "Gateway Timeout: the integration did not answer in time.")
         if kind == "drop":
             await self._drop(request)
@@ -127,7 +115,7 @@ class DataRoutes:
     async def _drop(self, request: Request) -> None:
         """Close the client's TCP connection without an HTTP answer (uvicorn's transport, found by peer address)."""
         client = request.scope.get("client")
-        server = self.uvicorn_server
+        server = self.sb.uvicorn_server
         if server is None or client is None:
             raise RuntimeError("drop fault needs the uvicorn server (run via trackstar_dagster.sandbox.server)")
         for proto in list(server.server_state.connections):
@@ -138,33 +126,36 @@ class DataRoutes:
             await asyncio.sleep(0)  # let connection_lost run so uvicorn sees the disconnect
 
     def _readable(self, conn: Connection, vertical: str, resource: str) -> bool:
-        entry = self.catalog_entry(conn.integration_type, conn.integration_name) or {}
+        """Whether the integration can list this resource: in its actions, or a path of its document."""
+        entry = self.sb.catalog_entry(conn.integration_type, conn.integration_name) or {}
         if f"get_{resource.replace('-', '_')}" in entry.get("available_actions", []) or resource == "orders":
             return True
-        doc = self.connection_doc(conn) or {}
+        doc = self.sb.connection_doc(conn) or {}
         prefix = f"/{vertical}/{resource}"
         return any(p == prefix or p.startswith(prefix + "/") for p in doc.get("paths", {}))
 
     async def _read(self, request: Request, conn: Connection, vertical: str, segments: list[str]) -> Response:
+        """``GET /{vertical}/{resource}[/{id}]``: 501 when the integration lacks it, then latency and faults."""
         if request.method not in ("GET", "HEAD") or not segments or len(segments) > 2:
             return not_found(request, "Not Found")
         resource = segments[0]
         if not self._readable(conn, vertical, resource):
             action = f"get_{resource.replace('-', '_')}"
-            return error(501, f"Endpoint {action} is not implemented for {self.display_name(conn.integration_name)}")
+            return error(501, f"Endpoint {action} is not implemented for {self.sb.display_name(conn.integration_name)}")
         await self._latency()
-        decision = self.faults.decide(False)
+        decision = self.sb.faults.decide(False)
         if decision.kind:
             return await self._fault_response(decision, request)
         if len(segments) == 2:
-            record = self.store.get(conn.connection_id, resource, segments[1])
+            record = self.sb.store.get(conn.connection_id, resource, segments[1])
             if record is None:
                 return not_found(request, f"{resource} {segments[1]} not found.")
             return JSONResponse({"data": record})
         return self._list(request, conn, resource)
 
     def _list(self, request: Request, conn: Connection, resource: str) -> Response:
-        records = self.store.list(conn.connection_id, resource)
+        """A page of a connection's records after ``ids[in]`` or the ``field[op]`` filters (422 for bad ones)."""
+        records = self.sb.store.list(conn.connection_id, resource)
         params = request.query_params
         problems: dict[str, list[str]] = {}
         try:
@@ -193,21 +184,22 @@ class DataRoutes:
         if problems:
             return validation_error(problems, "query")
         try:
-            page = paginate(records, [self.store.seq.get(r["id"], 0) for r in records], limit,
+            page = paginate(records, [self.sb.store.seq.get(r["id"], 0) for r in records], limit,
                             params.get("page_token"))
         except (ValueError, KeyError, TypeError):
             return validation_error({"page_token": ["Invalid page_token."]}, "query")
         return JSONResponse(page)
 
     async def _write(self, request: Request, conn: Connection, vertical: str, segments: list[str]) -> Response:
+        """A create/update/cancel: resolve the operation, read the body, then the Idempotency-Key around the write."""
         if not segments or len(segments) > 3:
             return not_found(request, "Not Found")
         resource = segments[0]
         template = f"/{vertical}/{resource}" + ("/{id}" if len(segments) > 1 else "")
         template += f"/{segments[2]}" if len(segments) > 2 else ""
         action = action_for(request.method, template)
-        display = self.display_name(conn.integration_name)
-        doc = self.connection_doc(conn)
+        display = self.sb.display_name(conn.integration_name)
+        doc = self.sb.connection_doc(conn)
         if doc is None:
             return error(501, f"Endpoint {action} is not implemented for {display}")
         concrete = "/" + "/".join([vertical, *segments])
@@ -237,21 +229,21 @@ class DataRoutes:
         if body is None and not is_cancel:
             return validation_error({"_schema": ["A JSON object body is required."]})
 
-        key = None if self.faults.config.ignore_idempotency_key else request.headers.get("idempotency-key")
+        key = None if self.sb.faults.config.ignore_idempotency_key else request.headers.get("idempotency-key")
         scope = fingerprint(conn.token)
         if key is not None:
             if not key or len(key) > 255:
                 return error(400, "Idempotency-Key must be 1 to 255 characters.")
             canon_body = json.dumps(body, sort_keys=True, separators=(",", ":")) if body is not None else ""
             request_hash = hashlib.sha256(f"{request.method} {concrete}\n{canon_body}".encode()).hexdigest()
-            entry = self.store.idem_get(scope, key)
+            entry = self.sb.store.idem_get(scope, key)
             if entry is not None:
                 if entry.request_hash != request_hash:
                     return error(400, "Idempotency-Key was already used with a different endpoint or body.")
                 if entry.in_flight:
                     return error(409, "A request with this Idempotency-Key is still in progress.")
                 return JSONResponse(entry.body, status_code=entry.status, headers={"Idempotent-Replayed": "true"})
-            self.store.idem_claim(scope, key, request_hash)
+            self.sb.store.idem_claim(scope, key, request_hash)
         stored: dict[str, Any] | None = None
         try:
             response, stored = await self._perform_write(request, conn, action, resource, segments, body,
@@ -261,9 +253,9 @@ class DataRoutes:
             if key is not None:
                 if stored is not None:
                     # commit-then-fail keeps the key bound to the stored success: a retry replays it.
-                    self.store.idem_complete(scope, key, 200, stored)
+                    self.sb.store.idem_complete(scope, key, 200, stored)
                 else:
-                    self.store.idem_release(scope, key)
+                    self.sb.store.idem_release(scope, key)
 
     async def _perform_write(
         self, request: Request, conn: Connection, action: str, resource: str, segments: list[str], body: Any,
@@ -271,19 +263,19 @@ class DataRoutes:
     ) -> tuple[Response, dict[str, Any] | None]:
         """Latency, fault, validate, store. Returns (response, success payload when something was stored)."""
         await self._latency()
-        decision = self.faults.decide(True)
+        decision = self.sb.faults.decide(True)
         if decision.kind in ("429", "5xx", "hang", "drop"):
             return await self._fault_response(decision, request), None
         now = utc_now_iso()
         record_id = segments[1] if len(segments) > 1 else None
-        old = self.store.get(conn.connection_id, resource, record_id) if record_id else None
+        old = self.sb.store.get(conn.connection_id, resource, record_id) if record_id else None
         if record_id and old is None:
             return not_found(request, f"{resource} {record_id} not found."), None
         if is_cancel:
             assert old is not None
             record = {**old, "status": "cancelled", "updated_date": now, "trackstar_updated_date": now}
         else:
-            problems = judge_body(self.validator(conn, action), body)
+            problems = judge_body(self.sb.validator(conn, action), body)
             if problems:
                 return validation_error(problems), None
             if old is not None:
@@ -293,7 +285,7 @@ class DataRoutes:
                           "trackstar_created_date": now, "trackstar_updated_date": now}
                 if resource == "orders":
                     record.setdefault("status", "open")
-        self.store.put(conn.connection_id, resource, record)
+        self.sb.store.put(conn.connection_id, resource, record)
         payload = {"data": record, "id": record["id"], "unused_fields": []}
         if decision.kind == "commit_then_fail":
             return error(502, "Bad Gateway"), payload

@@ -1,6 +1,6 @@
 """Judging a write body against a connection's write-info document, as the sandbox answers with a 422.
 
-Split out of ``app.py`` so the routes stay about HTTP: this module owns the JSON Schema format checks
+Kept apart from the routes so they stay about HTTP: this module owns the JSON Schema format checks
 (``date``, ``date-time``), the 422 detail keys (``dotted``/``null_path``), ``judge_body`` itself, the
 write-info document as one connection sees it (its warehouse ids and return causes in the enums), and
 ``check_write_info``: whether a document replacing one while running is one writes can be judged with.
@@ -27,7 +27,7 @@ from trackstar_dagster.schema.openapi import (
     normalise_schema,
     operations,
 )
-from trackstar_dagster.schema.validator import FORMAT_CHECKS
+from trackstar_dagster.schema.rules import FORMAT_CHECKS
 
 PLACEHOLDER = "N/A - Connect an account to see options"
 
@@ -40,6 +40,7 @@ for _name, _check in FORMAT_CHECKS.items():
 
 
 def dotted(path: Any) -> str:
+    """A jsonschema error path as a 422 detail key (``line_items.0.sku``)."""
     return ".".join(str(p) for p in path)
 
 
@@ -84,7 +85,7 @@ def judge_body(validator: Draft202012Validator, body: Any) -> dict[str, list[str
     return out
 
 
-def _doc_with_enums(doc: dict[str, Any], conn: Connection | None) -> dict[str, Any]:
+def doc_with_enums(doc: dict[str, Any], conn: Connection | None) -> dict[str, Any]:
     """Write-info as a connection sees it (its warehouse ids, return causes) or, without one, with placeholders."""
     doc = copy.deepcopy(doc)
 
@@ -167,7 +168,7 @@ def check_write_info(doc: Any) -> None:
     if not isinstance(components, dict) or not isinstance(components.get("schemas", {}), dict):
         raise bad("'components' and 'components.schemas' must be objects.")
     try:
-        _doc_with_enums(doc, None)
+        doc_with_enums(doc, None)
         # one schema holding every write's normalised body (one check_schema: it is slow, ~50 ms a call)
         combined: dict[str, Any] = {"$defs": {}, "properties": {}}
         for op in operations(doc):

@@ -1,13 +1,14 @@
 """The sandbox's list queries: ``field[op]=value`` filters, ``limit`` and opaque page tokens.
 
-Split out of ``app.py`` so the routes stay about HTTP; ``Sandbox._list`` and ``list_connections`` use
-these. The matching rules are described in ``app.py``'s module docstring.
+Kept apart from the routes so they stay about HTTP; ``DataRoutes`` (record lists) and ``CatalogRoutes``
+(``GET /connections``) use these. The matching rules are described in ``app.py``'s module docstring.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import operator
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -60,6 +61,10 @@ def tag_matches(tags: Any, wanted: str) -> bool:
 
 
 Predicate = Callable[[dict[str, Any]], bool]
+#: the ordering filters, applied to two numbers or two strings
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
+}
 
 
 def build_filter(field_name: str, op: str, raw: str) -> Predicate:
@@ -109,22 +114,25 @@ def build_filter(field_name: str, op: str, raw: str) -> Predicate:
             return present and any(wanted[0] in i for i in items)
         if base_op == "not_contains":
             return not any(wanted[0] in i for i in items)
+        pair: tuple[float, float] | tuple[str, str]
         try:  # gt/gte/lt/lte on numbers, else on text
-            a, b = float(_as_text(value)), float(raw)
+            pair = (float(_as_text(value)), float(raw))
         except ValueError:
-            a, b = _as_text(value), raw  # type: ignore[assignment]
+            pair = (_as_text(value), raw)
         if not present:
             return False
-        return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[base_op]
+        return _ORDER[base_op](*pair)
 
     return pred
 
 
 def encode_page_token(after: int) -> str:
+    """The opaque ``next_token``: the sequence number of the last item returned (clients must not parse it)."""
     return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode().rstrip("=")
 
 
 def decode_page_token(token: str) -> int:
+    """The position a ``page_token`` encodes; ValueError (or KeyError) for one this sandbox did not make."""
     padded = token + "=" * (-len(token) % 4)
     return int(json.loads(base64.urlsafe_b64decode(padded.encode()))["after"])
 

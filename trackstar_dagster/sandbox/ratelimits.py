@@ -23,6 +23,7 @@ class Verdict:
     retry_after: int  # seconds (ceil), 0 when allowed
 
     def headers(self) -> dict[str, str]:
+        """The ``x-ratelimit-*`` headers, and ``retry-after`` when refused."""
         h = {
             "x-ratelimit-limit": str(self.limit),
             "x-ratelimit-remaining": str(self.remaining),
@@ -42,6 +43,7 @@ class SlidingWindow:
         self.events: deque[float] = deque()
 
     def check(self, now: float | None = None) -> Verdict:
+        """Admit (and count) one event at ``now`` if the last ``window`` seconds hold fewer than ``rate``."""
         now = time.time() if now is None else now
         limit = max(1, int(self.rate))
         while self.events and self.events[0] <= now - self.window:
@@ -63,6 +65,7 @@ class RateLimits:
         self.windows: dict[tuple[str, str], SlidingWindow] = {}
 
     def set_rate(self, kind: str, rate: float | None) -> None:
+        """Change a kind's rate; its windows start afresh (their history was counted against the old rate)."""
         self.rates[kind] = rate
         for key in [k for k in self.windows if k[1] == kind]:
             del self.windows[key]
@@ -79,4 +82,5 @@ class RateLimits:
         return sw.check()
 
     def reset(self) -> None:
+        """Forget every window: all budgets are full again."""
         self.windows.clear()

@@ -1,9 +1,9 @@
 """The sandbox's answer shapes (Trackstar's error bodies, the empty answer of a dropped connection) and the
 request-body limits (size, JSON nesting depth) every route that reads a body goes through.
 
-A module of its own so that both ``app.py`` (management and admin routes) and ``data_routes.py`` (the
-``/{vertical}/...`` routes) can build the same answers without importing each other; ``app.py`` re-exports
-these names. The limits and why they are what they are: ``app.py``'s module docstring.
+A module of its own so that every route group (``catalog_routes``, ``admin_routes``, ``data_routes``) and the
+app's error handlers build the same answers. The limits and why they are what they are: ``app.py``'s module
+docstring.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def error(status: int, message: str, headers: dict[str, str] | None = None, **ex
 
 
 def request_id(request: Request) -> str:
+    """The ``X-Request-Id`` the middleware gave this request (404 bodies and the error log carry it)."""
     return request.scope.get("state", {}).get("request_id", "")
 
 
@@ -30,6 +31,7 @@ def not_found(request: Request, message: str) -> JSONResponse:
 
 
 def validation_error(fields: dict[str, list[str]], location: str = "json") -> JSONResponse:
+    """Trackstar's 422: field path -> messages, under ``detail.json`` (a body) or ``detail.query``."""
     return error(422, "Validation failed", detail={location: fields})
 
 
@@ -51,6 +53,7 @@ MAX_JSON_DEPTH = 64  # objects and arrays nested in one another, the outermost c
 
 
 def body_too_large(limit: int) -> JSONResponse:
+    """The 413 for a body over ``limit``, naming the limit so a client knows what to send instead."""
     size = f"{limit // MIB} MiB ({limit} bytes)" if limit % MIB == 0 else f"{limit} bytes"
     return error(413, f"Request body too large: the limit is {size}.")
 

@@ -28,13 +28,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from trackstar_dagster.sandbox.app import (
-    DEFAULT_API_KEY,
-    DEFAULT_CONNECTIONS,
-    Sandbox,
-    SandboxSettings,
-    create_app,
-)
+from trackstar_dagster.sandbox.app import create_app
+from trackstar_dagster.sandbox.core import DEFAULT_API_KEY, DEFAULT_CONNECTIONS, Sandbox, SandboxSettings
 from trackstar_dagster.sandbox.faults import FaultConfig
 from trackstar_dagster.sandbox.state import ConnectionSpec
 
@@ -185,6 +180,7 @@ class SandboxHandle:
             self._admin_call("POST", "/_sandbox/reset")
 
     def close_admin(self) -> None:
+        """Close the HTTP client of the admin routes (subprocess mode), if one was opened."""
         if self._admin is not None:
             self._admin.close()
             self._admin = None

@@ -8,6 +8,7 @@ bottleneck at a few hundred writes per second. Everything here is called from th
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -36,6 +37,7 @@ def canonical_integration(name: str) -> str:
 
 
 def utc_now_iso() -> str:
+    """Now as Trackstar writes timestamps: UTC, microseconds, a trailing ``Z``."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -70,10 +72,12 @@ class Connection:
 
     @property
     def canonical_name(self) -> str:
+        """The integration's real name (``sandbox`` is ``wms_sandbox``)."""
         return canonical_integration(self.integration_name)
 
     @classmethod
     def build(cls, token: str, spec: ConnectionSpec | str | dict[str, Any]) -> Connection:
+        """A live connection from a spec, filling in ids, warehouses and return causes derived from the token."""
         if isinstance(spec, str):
             spec = ConnectionSpec(spec)
         elif isinstance(spec, dict):
@@ -141,6 +145,7 @@ class Store:
                 self.idempotency[(scope, key)] = IdempotencyEntry(rh, False, status, json.loads(body), created)
 
     def close(self) -> None:
+        """Close the SQLite mirror (records stay in memory)."""
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -148,6 +153,7 @@ class Store:
     # -- records --------------------------------------------------------------------------------------
     @staticmethod
     def new_id(resource: str) -> str:
+        """A fresh record id with Trackstar's kind of prefix (``ord_...``)."""
         prefix = {"orders": "ord", "returns": "ret", "products": "prod", "inbound-shipments": "ibs", "kits": "kit"}
         return f"{prefix.get(resource, resource[:4])}_{uuid.uuid4().hex[:20]}"
 
@@ -167,12 +173,15 @@ class Store:
         return record
 
     def get(self, connection_id: str, resource: str, record_id: str) -> dict[str, Any] | None:
+        """One record of a connection, None when it has none by that id."""
         return self.records.get((connection_id, resource), {}).get(record_id)
 
     def list(self, connection_id: str, resource: str) -> list[dict[str, Any]]:
+        """A connection's records of a resource, in insertion order (the store's, not copies)."""
         return list(self.records.get((connection_id, resource), {}).values())
 
-    def all_for_resource(self, resource: str) -> list[dict[str, Any]]:
+    def all_for_resource(self, resource: str) -> builtins.list[dict[str, Any]]:  # ``list`` is a method here
+        """Every connection's records of a resource, in insertion order."""
         out: list[dict[str, Any]] = []
         for (_, res), bucket in self.records.items():
             if res == resource:
@@ -197,6 +206,7 @@ class Store:
 
     # -- idempotency ----------------------------------------------------------------------------------
     def idem_get(self, scope: str, key: str) -> IdempotencyEntry | None:
+        """The live entry of a key (one older than 24 h is forgotten and counts as none)."""
         entry = self.idempotency.get((scope, key))
         if entry is not None and not entry.in_flight and entry.created < time.time() - IDEMPOTENCY_TTL_S:
             self.idem_release(scope, key)
@@ -204,10 +214,12 @@ class Store:
         return entry
 
     def idem_claim(self, scope: str, key: str, request_hash: str) -> IdempotencyEntry:
+        """Mark a key in flight for this request (a second request with it meanwhile is a 409)."""
         entry = self.idempotency[(scope, key)] = IdempotencyEntry(request_hash)
         return entry
 
     def idem_complete(self, scope: str, key: str, status: int, body: Any) -> None:
+        """Bind a key to the answer to replay, and persist it (a retry after a restart still replays)."""
         entry = self.idempotency.get((scope, key))
         if entry is None:
             return
@@ -219,6 +231,7 @@ class Store:
             )
 
     def idem_release(self, scope: str, key: str) -> None:
+        """Forget a key: the request failed, so a retry with it is performed afresh."""
         self.idempotency.pop((scope, key), None)
         if self.db is not None:
             self.db.execute("DELETE FROM idempotency WHERE scope = ? AND key = ?", (scope, key))

@@ -46,10 +46,12 @@ class DriftReport:
 
     @property
     def has_breaking(self) -> bool:
+        """A field became required: bodies built for the old document are now refused."""
         return bool(self.newly_required)
 
     @property
     def has_changes(self) -> bool:
+        """Anything differs between the two snapshots."""
         return bool(self.added or self.removed or self.newly_required or self.enum_changes
                     or self.integrations_added or self.integrations_removed)
 

@@ -127,7 +127,8 @@ class _Walker:
         if not isinstance(node, dict):
             return
         props = node.get("properties")
-        required = node.get("required") if isinstance(node.get("required"), list) else []
+        raw_required = node.get("required")
+        required = raw_required if isinstance(raw_required, list) else []
         if isinstance(props, dict):
             for name, prop in props.items():
                 self.field(str(name), prop, prefix, name in required, effective, branch, stack)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
@@ -22,7 +23,8 @@ class WriteInfoFieldsModel(pa.DataFrameModel):
     required_effective: Series[bool]
     enum: Series[object]
     description: Series[str] = pa.Field(nullable=True)
-    example: Series[str] = pa.Field(nullable=True)
+    # the column "example" under another attribute name: ``example`` is DataFrameModel's example-data classmethod
+    example_: Series[str] = pa.Field(nullable=True, alias="example")
     branch: Series[str] = pa.Field(nullable=True)
 
     class Config:
@@ -30,12 +32,15 @@ class WriteInfoFieldsModel(pa.DataFrameModel):
         ordered = True
 
     @pa.dataframe_check
-    def effective_implies_required(cls, df):  # noqa: N805 - pandera passes the class
+    @classmethod  # what pandera makes of a check anyway; spelled out so type checkers read it as one
+    def effective_implies_required(cls, df: pd.DataFrame) -> pd.Series:
         """A field cannot be required from the root down unless it is required at its own level."""
         return ~df["required_effective"] | df["required"]
 
     @pa.check("enum")
-    def enum_is_list(cls, series):  # noqa: N805
+    @classmethod
+    def enum_is_list(cls, series: pd.Series) -> pd.Series:
+        """Every ``enum`` cell is a list (empty when the field has none)."""
         return series.map(lambda v: isinstance(v, list))
 
 
@@ -59,7 +64,9 @@ class CatalogModel(pa.DataFrameModel):
         ordered = True
 
     @pa.dataframe_check
-    def list_columns_hold_lists(cls, df):  # noqa: N805
+    @classmethod
+    def list_columns_hold_lists(cls, df: pd.DataFrame) -> pd.Series:
+        """The list-valued columns hold lists in every row (never NaN or a string)."""
         cols = ["required_base_schema_fields", "optional_base_schema_fields", "integration_specific_fields",
                 "integration_specific_required", "available_actions"]
         return df[cols].map(lambda v: isinstance(v, list)).all(axis=1)

@@ -37,12 +37,14 @@ class SchemaStore:
         return self.directory / _SAFE.sub("_", kind) / f"{_SAFE.sub('_', rest)}.json"
 
     def load(self, key: str) -> dict[str, Any] | None:
+        """The snapshot of ``key``, None when there is none yet (a first run)."""
         path = self._path(key)
         if not path.exists():
             return None
         return json.loads(path.read_text(encoding="utf-8"))
 
     def load_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The snapshots that exist, by key (missing ones left out)."""
         return {k: doc for k in keys if (doc := self.load(k)) is not None}
 
     def save(self, key: str, doc: dict[str, Any]) -> Path:
