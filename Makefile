@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml example_project/pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]" -e ./example_project
+	$(PY) -m pip install --quiet -e ".[dev,sandbox]" -e ./example_project
 	touch $(STAMP)
 
 install: $(STAMP)
