@@ -18,8 +18,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m trackstar_example.demo
 
-# ruff (lint), the layer contract (pyproject's [tool.importlinter]) and the type checker
+# ruff (format and lint), the layer contract (pyproject's [tool.importlinter]) and the type checker
 lint: $(STAMP)
+	$(VENV)/bin/ruff format --check trackstar_dagster tests example_project benchmarks
 	$(VENV)/bin/ruff check trackstar_dagster tests example_project benchmarks
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy

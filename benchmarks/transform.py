@@ -80,47 +80,91 @@ def make_frame(rows: int, seed: int = 7) -> pd.DataFrame:
     def per_order_col(values: np.ndarray) -> np.ndarray:
         return values[order_of_row]
 
-    names = [f"{first} {last}" for first in ("Ann", "Bob", "Cy", "Dee", "Eve", "Fay", "Gus")
-             for last in ("Lee", "Ng", "Roe", "Poe")]
+    names = [
+        f"{first} {last}"
+        for first in ("Ann", "Bob", "Cy", "Dee", "Eve", "Fay", "Gus")
+        for last in ("Lee", "Ng", "Roe", "Poe")
+    ]
     order_ids = np.array([f"ORD-{i:08d}" for i in range(n_orders)], dtype=object)
     customers = pick(["ACME", "BETA", "acme ", "ZZZ"], n_orders, [0.6, 0.35, 0.045, 0.005])
     customers[customers == "acme "] = "ACME"
-    frame = pd.DataFrame({
-        "order_id": pd.Series(per_order_col(order_ids), dtype="str"),
-        "order_ref": pd.Series(per_order_col(np.array([f"shop-{i}" for i in range(n_orders)], dtype=object)),
-                               dtype="str"),
-        "customer": pd.Series(per_order_col(customers), dtype="str"),
-        "service": pd.Series(per_order_col(pick(["Standard", "Express", " Standard ", "null", None],
-                                                n_orders, [0.6, 0.2, 0.1, 0.05, 0.05])), dtype="str"),
-        "total_price": per_order_col(np.where(rng.random(n_orders) < 0.03, np.nan,
-                                              np.round(rng.gamma(2, 30, n_orders), 2))),
-        "ship_name": pd.Series(per_order_col(pick(names + ["N/A", ""], n_orders)), dtype="str"),
-        "ship_company": pd.Series(per_order_col(pick(["None Such Ltd", "Acme Corp", "NULL", "n/a", " ", None],
-                                                     n_orders, [0.2, 0.2, 0.1, 0.1, 0.1, 0.3])), dtype="str"),
-        "ship_address1": pd.Series(per_order_col(np.array([f"{i % 9000 + 1} Main St" for i in range(n_orders)],
-                                                          dtype=object)), dtype="str"),
-        "ship_address2": pd.Series(per_order_col(pick(["Apt 1", "Suite 200", None, "", "none"], n_orders,
-                                                      [0.15, 0.1, 0.55, 0.1, 0.1])), dtype="str"),
-        "ship_city": pd.Series(per_order_col(pick(["Boston", "Austin ", "Denver", "Reno", None], n_orders,
-                                                  [0.3, 0.3, 0.2, 0.195, 0.005])), dtype="str"),
-        "ship_state": pd.Series(per_order_col(pick(["MA", "TX", "CO", "NV"], n_orders)), dtype="str"),
-        "ship_zip": pd.Series(per_order_col(pick(["02134", "73301", " 80202", "89501"], n_orders)), dtype="str"),
-        "ship_country": pd.Series(per_order_col(pick(["US", "NA", None], n_orders, [0.9, 0.05, 0.05])),
-                                  dtype="str"),
-        "product_id": pd.Series(pick([f"prod_{i}" for i in range(500)] + [None], rows), dtype="str"),
-        "sku": pd.Series(pick([f"SKU-{i}" for i in range(500)] + ["null", None], rows), dtype="str"),
-        "quantity": np.where(rng.random(rows) < 0.01, pick([0.0, -1.0, 2.5, np.nan], rows).astype(float),
-                             rng.integers(1, 6, rows).astype(float)),
-        "unit_price": np.where(rng.random(rows) < 0.03, np.nan, np.round(rng.gamma(2, 10, rows), 2)),
-        "discount": np.where(rng.random(rows) < 0.7, np.nan, np.round(rng.random(rows) * 3, 2)),
-        "warehouse_note": pd.Series(pick(["fragile", None], rows), dtype="str"),  # not mapped: ignored
-    })
+    frame = pd.DataFrame(
+        {
+            "order_id": pd.Series(per_order_col(order_ids), dtype="str"),
+            "order_ref": pd.Series(
+                per_order_col(np.array([f"shop-{i}" for i in range(n_orders)], dtype=object)), dtype="str"
+            ),
+            "customer": pd.Series(per_order_col(customers), dtype="str"),
+            "service": pd.Series(
+                per_order_col(
+                    pick(
+                        ["Standard", "Express", " Standard ", "null", None],
+                        n_orders,
+                        [0.6, 0.2, 0.1, 0.05, 0.05],
+                    )
+                ),
+                dtype="str",
+            ),
+            "total_price": per_order_col(
+                np.where(rng.random(n_orders) < 0.03, np.nan, np.round(rng.gamma(2, 30, n_orders), 2))
+            ),
+            "ship_name": pd.Series(per_order_col(pick(names + ["N/A", ""], n_orders)), dtype="str"),
+            "ship_company": pd.Series(
+                per_order_col(
+                    pick(
+                        ["None Such Ltd", "Acme Corp", "NULL", "n/a", " ", None],
+                        n_orders,
+                        [0.2, 0.2, 0.1, 0.1, 0.1, 0.3],
+                    )
+                ),
+                dtype="str",
+            ),
+            "ship_address1": pd.Series(
+                per_order_col(np.array([f"{i % 9000 + 1} Main St" for i in range(n_orders)], dtype=object)),
+                dtype="str",
+            ),
+            "ship_address2": pd.Series(
+                per_order_col(
+                    pick(["Apt 1", "Suite 200", None, "", "none"], n_orders, [0.15, 0.1, 0.55, 0.1, 0.1])
+                ),
+                dtype="str",
+            ),
+            "ship_city": pd.Series(
+                per_order_col(
+                    pick(
+                        ["Boston", "Austin ", "Denver", "Reno", None], n_orders, [0.3, 0.3, 0.2, 0.195, 0.005]
+                    )
+                ),
+                dtype="str",
+            ),
+            "ship_state": pd.Series(per_order_col(pick(["MA", "TX", "CO", "NV"], n_orders)), dtype="str"),
+            "ship_zip": pd.Series(
+                per_order_col(pick(["02134", "73301", " 80202", "89501"], n_orders)), dtype="str"
+            ),
+            "ship_country": pd.Series(
+                per_order_col(pick(["US", "NA", None], n_orders, [0.9, 0.05, 0.05])), dtype="str"
+            ),
+            "product_id": pd.Series(pick([f"prod_{i}" for i in range(500)] + [None], rows), dtype="str"),
+            "sku": pd.Series(pick([f"SKU-{i}" for i in range(500)] + ["null", None], rows), dtype="str"),
+            "quantity": np.where(
+                rng.random(rows) < 0.01,
+                pick([0.0, -1.0, 2.5, np.nan], rows).astype(float),
+                rng.integers(1, 6, rows).astype(float),
+            ),
+            "unit_price": np.where(rng.random(rows) < 0.03, np.nan, np.round(rng.gamma(2, 10, rows), 2)),
+            "discount": np.where(rng.random(rows) < 0.7, np.nan, np.round(rng.random(rows) * 3, 2)),
+            "warehouse_note": pd.Series(pick(["fragile", None], rows), dtype="str"),  # not mapped: ignored
+        }
+    )
     return frame
 
 
 def targets() -> dict[str, Target]:
     doc = json.loads((WRITE_INFO / "wms_sandbox.json").read_text())
-    return {"acme": Target("acme", "wms", "wms_sandbox", doc), "beta": Target("beta", "wms", "wms_sandbox", doc)}
+    return {
+        "acme": Target("acme", "wms", "wms_sandbox", doc),
+        "beta": Target("beta", "wms", "wms_sandbox", doc),
+    }
 
 
 def naive(frame: pd.DataFrame, config: MappingConfig, tgts: dict[str, Target]) -> int:
@@ -129,8 +173,10 @@ def naive(frame: pd.DataFrame, config: MappingConfig, tgts: dict[str, Target]) -
 
     from trackstar_dagster.schema.openapi import normalise_schema
 
-    validator = jsonschema.Draft202012Validator(normalise_schema(tgts["acme"].doc, config.action),
-                                                format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    validator = jsonschema.Draft202012Validator(
+        normalise_schema(tgts["acme"].doc, config.action),
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
     orders: dict[tuple[str, str], dict[str, Any]] = {}
     bad: set[tuple[str, str]] = set()
     ints = {"line_items.quantity"}
@@ -203,7 +249,9 @@ def child_memory(rows: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-rows", type=int, default=20_000)
@@ -220,8 +268,10 @@ def main() -> None:
     tgts = targets()
     t0 = time.perf_counter()
     frame = make_frame(args.rows)
-    log(f"generated {len(frame):,} rows in {time.perf_counter() - t0:.1f}s "
-        f"({frame.memory_usage(deep=True).sum() / 1e6:.0f} MB deep)")
+    log(
+        f"generated {len(frame):,} rows in {time.perf_counter() - t0:.1f}s "
+        f"({frame.memory_usage(deep=True).sum() / 1e6:.0f} MB deep)"
+    )
     build_payloads(frame.head(2000), config, tgts)  # warm-up: compile validators once, as a long run would
     best = math.inf
     for i in range(args.repeats):
@@ -229,9 +279,11 @@ def main() -> None:
         batch = build_payloads(frame, config, tgts)
         dt = time.perf_counter() - t0
         best = min(best, dt)
-        log(f"run {i + 1}: {dt:.2f}s, payloads={len(batch.payloads):,} "
+        log(
+            f"run {i + 1}: {dt:.2f}s, payloads={len(batch.payloads):,} "
             f"rejected records={batch.rejects[['connection', 'key']].drop_duplicates().shape[0]:,} "
-            f"({len(batch.rejects):,} reasons)")
+            f"({len(batch.rejects):,} reasons)"
+        )
         del batch
         gc.collect()
     rows_per_s = len(frame) / best
@@ -245,14 +297,20 @@ def main() -> None:
     del frame, sample
     gc.collect()
 
-    proc = subprocess.run([sys.executable, __file__, "--child-memory", "--rows", str(args.rows)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child-memory", "--rows", str(args.rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     log(proc.stdout.strip())
     if proc.stderr.strip():
         log(proc.stderr.strip())
     peak_ratio = float(proc.stdout.strip().splitlines()[-1].split()[-1])
-    print(f"RESULT rows_per_s={rows_per_s:.0f} naive_rows_per_s={naive_rows_per_s:.0f} "
-          f"ratio={rows_per_s / naive_rows_per_s:.1f} peak_mem_ratio={peak_ratio:.2f}")
+    print(
+        f"RESULT rows_per_s={rows_per_s:.0f} naive_rows_per_s={naive_rows_per_s:.0f} "
+        f"ratio={rows_per_s / naive_rows_per_s:.1f} peak_mem_ratio={peak_ratio:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -121,8 +121,12 @@ def soak(client: dict[str, TrackstarClient], tokens: dict[str, str], ledger: Led
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=3000, help="orders with one token, and per token with 4")
-    parser.add_argument("--sequential", type=int, default=40, help="orders for the sequential reference writer")
+    parser.add_argument(
+        "--orders", type=int, default=3000, help="orders with one token, and per token with 4"
+    )
+    parser.add_argument(
+        "--sequential", type=int, default=40, help="orders for the sequential reference writer"
+    )
     parser.add_argument("--soak", action="store_true", help="also write 20,000 orders and report memory")
     parser.add_argument("--workdir", type=Path, default=None, help="where the ledger and sandbox log go")
     args = parser.parse_args(argv)
@@ -148,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess=True,
         log_file=workdir / "sandbox.log",
     ) as sb:
+
         def new_client() -> TrackstarClient:
             return TrackstarClient(sb.api_key, sb.base_url, timeout=10.0, write_rate=LIMIT, read_rate=10.0)
 
@@ -157,10 +162,24 @@ def main(argv: list[str] | None = None) -> int:
         ledger = Ledger(workdir / "ledger.sqlite")
 
         one = {"bench1": names["bench1"]}
-        report1 = write_payloads(payloads(list(one), args.orders, "one"), client, one, ledger, namespace=NAMESPACE, progress_every_s=10)
+        report1 = write_payloads(
+            payloads(list(one), args.orders, "one"),
+            client,
+            one,
+            ledger,
+            namespace=NAMESPACE,
+            progress_every_s=10,
+        )
         check(report1, "1 token")
 
-        report4 = write_payloads(payloads(list(names), args.orders, "four"), clients, names, ledger, namespace=NAMESPACE, progress_every_s=10)
+        report4 = write_payloads(
+            payloads(list(names), args.orders, "four"),
+            clients,
+            names,
+            ledger,
+            namespace=NAMESPACE,
+            progress_every_s=10,
+        )
         check(report4, "4 tokens")
 
         # the reference: one request at a time, a plain loop

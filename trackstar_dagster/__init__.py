@@ -64,22 +64,40 @@ __all__ = [
 #: The first release's top-level names that now live in their layer: name -> module.
 _MOVED = {
     **dict.fromkeys(
-        ["TrackstarAuthError", "TrackstarBadRequestError", "TrackstarConflictError", "TrackstarDagsterError",
-         "TrackstarNotFoundError", "TrackstarNotImplementedError", "TrackstarRateLimitError", "TrackstarServerError",
-         "TrackstarTransportError", "TrackstarValidationError"],
+        [
+            "TrackstarAuthError",
+            "TrackstarBadRequestError",
+            "TrackstarConflictError",
+            "TrackstarDagsterError",
+            "TrackstarNotFoundError",
+            "TrackstarNotImplementedError",
+            "TrackstarRateLimitError",
+            "TrackstarServerError",
+            "TrackstarTransportError",
+            "TrackstarValidationError",
+        ],
         "trackstar_dagster.base.errors",
     ),
     **dict.fromkeys(["NULL_LIKE_STRINGS", "drop_empty", "is_null_like"], "trackstar_dagster.base.nulls"),
     "key_tag": "trackstar_dagster.base.keys",
     **dict.fromkeys(["PRODUCTION_URL", "WriteResponse"], "trackstar_dagster.client"),
     **dict.fromkeys(
-        ["DriftReport", "Problem", "body_validator", "catalog_frame", "parse_json_lenient", "schema_drift",
-         "write_info_fields"],
+        [
+            "DriftReport",
+            "Problem",
+            "body_validator",
+            "catalog_frame",
+            "parse_json_lenient",
+            "schema_drift",
+            "write_info_fields",
+        ],
         "trackstar_dagster.schema",
     ),
     "PayloadBatch": "trackstar_dagster.mapping",
     **dict.fromkeys(["FailurePolicy", "WriteReport"], "trackstar_dagster.writer"),
-    **dict.fromkeys(["build_trackstar_catalog_asset", "build_trackstar_write_info_asset"], "trackstar_dagster.assets"),
+    **dict.fromkeys(
+        ["build_trackstar_catalog_asset", "build_trackstar_write_info_asset"], "trackstar_dagster.assets"
+    ),
     **dict.fromkeys(["sql_results_sink", "sql_row_loader"], "trackstar_dagster.sql"),
     "trackstar_io_manager_resources": "trackstar_dagster.sync",
 }
@@ -89,5 +107,7 @@ def __getattr__(name: str) -> Any:
     module = _MOVED.get(name)
     if module is None:
         raise AttributeError(f"module 'trackstar_dagster' has no attribute {name!r}")
-    warnings.warn(f"trackstar_dagster.{name} moved: import it from {module}", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        f"trackstar_dagster.{name} moved: import it from {module}", DeprecationWarning, stacklevel=2
+    )
     return getattr(importlib.import_module(module), name)

@@ -6,7 +6,6 @@ Factories, so a user picks integration types, integrations and connections (and,
 its own step, how they drifted from the previous snapshot.
 """
 
-
 from collections.abc import Sequence
 
 import dagster as dg
@@ -96,8 +95,9 @@ def build_trackstar_write_info_asset(
     ``build_trackstar_schema_assets`` passes it).
     """
     translator = translator or TrackstarTranslator()
-    spec = translated_spec(translator, write_info_data(key, group_name, [integration_type]),
-                           deps=[catalog_key])
+    spec = translated_spec(
+        translator, write_info_data(key, group_name, [integration_type]), deps=[catalog_key]
+    )
     spec = spec.with_io_manager_key(spec.metadata.get(IO_MANAGER_METADATA_KEY) or "io_manager")
     key = spec.key
 
@@ -132,7 +132,9 @@ def build_trackstar_write_info_asset(
             doc = client.get_write_info(itype, iname, access_token=token)
             docs[skey] = doc
             fields = write_info_fields(doc, itype, iname)
-            fields["connection"] = pd.Series([conn_name] * len(fields), dtype=fields["integration_name"].dtype)
+            fields["connection"] = pd.Series(
+                [conn_name] * len(fields), dtype=fields["integration_name"].dtype
+            )
             frames.append(fields)
         if frames:
             frame = pd.concat(frames, ignore_index=True)
@@ -171,7 +173,8 @@ def build_trackstar_write_info_asset(
                 "drift": dg.MetadataValue.md(drift.to_markdown()),
                 "compared_documents": dg.MetadataValue.int(len(previous)),
             },
-            description="Newly required fields: " + ", ".join(sorted({d["field"] for d in drift.newly_required}))
+            description="Newly required fields: "
+            + ", ".join(sorted({d["field"] for d in drift.newly_required}))
             if drift.has_breaking
             else None,
         )
@@ -194,7 +197,10 @@ def build_trackstar_schema_assets(
     write-info asset's translated key, or set the sync's ``write_info_key``.
     """
     catalog = build_trackstar_catalog_asset(
-        integration_types=integration_types, resource_key=resource_key, group_name=group_name, translator=translator
+        integration_types=integration_types,
+        resource_key=resource_key,
+        group_name=group_name,
+        translator=translator,
     )
     return [
         catalog,
@@ -210,18 +216,24 @@ def build_trackstar_schema_assets(
     ]
 
 
-def catalog_data(key: dg.AssetKey = CATALOG_KEY, group_name: str = "trackstar",
-                 integration_types: Sequence[str] = ("wms",)) -> TrackstarAssetData:
+def catalog_data(
+    key: dg.AssetKey = CATALOG_KEY, group_name: str = "trackstar", integration_types: Sequence[str] = ("wms",)
+) -> TrackstarAssetData:
     """What a translator is told about the catalog asset."""
-    return TrackstarAssetData(kind="catalog", key=key, group_name=group_name,
-                              integration_types=tuple(integration_types))
+    return TrackstarAssetData(
+        kind="catalog", key=key, group_name=group_name, integration_types=tuple(integration_types)
+    )
 
 
-def write_info_data(key: dg.AssetKey = WRITE_INFO_KEY, group_name: str = "trackstar",
-                    integration_types: Sequence[str] = ("wms",)) -> TrackstarAssetData:
+def write_info_data(
+    key: dg.AssetKey = WRITE_INFO_KEY,
+    group_name: str = "trackstar",
+    integration_types: Sequence[str] = ("wms",),
+) -> TrackstarAssetData:
     """What a translator is told about the write-info asset."""
-    return TrackstarAssetData(kind="write_info", key=key, group_name=group_name,
-                              integration_types=tuple(integration_types))
+    return TrackstarAssetData(
+        kind="write_info", key=key, group_name=group_name, integration_types=tuple(integration_types)
+    )
 
 
 def translated_write_info_key(translator: TrackstarTranslator | None) -> dg.AssetKey:

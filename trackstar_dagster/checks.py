@@ -38,23 +38,42 @@ def failure_counts(outcomes: Sequence[Any]) -> pd.DataFrame:
             f["count"] = 1
         frames.append(f[["check", "column", "count"]])
     if not frames:
-        return pd.DataFrame({"check": pd.Series(dtype="string"), "column": pd.Series(dtype="string"),
-                             "failures": pd.Series(dtype="int64")})
+        return pd.DataFrame(
+            {
+                "check": pd.Series(dtype="string"),
+                "column": pd.Series(dtype="string"),
+                "failures": pd.Series(dtype="int64"),
+            }
+        )
     allf = pd.concat(frames, ignore_index=True)
     allf["column"] = allf["column"].astype("string").fillna("(frame)")
-    return (allf.groupby(["check", "column"], dropna=False)["count"].sum().rename("failures")
-            .reset_index().sort_values("failures", ascending=False, ignore_index=True))
+    return (
+        allf.groupby(["check", "column"], dropna=False)["count"]
+        .sum()
+        .rename("failures")
+        .reset_index()
+        .sort_values("failures", ascending=False, ignore_index=True)
+    )
 
 
 def rows_valid_result(
-    asset_key: dg.AssetKey, check_name: str, outcomes: Sequence[Any], *, n_rows: int, n_records: int,
+    asset_key: dg.AssetKey,
+    check_name: str,
+    outcomes: Sequence[Any],
+    *,
+    n_rows: int,
+    n_records: int,
     n_rejected: int,
 ) -> dg.AssetCheckResult:
     """Passed when every validation outcome passed; WARN otherwise, with counts and a sample of failure cases."""
     failed = [o for o in outcomes if not getattr(o, "passed", True)]
     counts = failure_counts(outcomes)
     n_failures = int(counts["failures"].sum()) if len(counts) else 0
-    sample = pd.concat([_failures(o).head(SAMPLE_ROWS) for o in failed], ignore_index=True) if failed else pd.DataFrame()
+    sample = (
+        pd.concat([_failures(o).head(SAMPLE_ROWS) for o in failed], ignore_index=True)
+        if failed
+        else pd.DataFrame()
+    )
     metadata: dict[str, Any] = {
         "rows": dg.MetadataValue.int(n_rows),
         "records": dg.MetadataValue.int(n_records),
@@ -64,20 +83,30 @@ def rows_valid_result(
     }
     if len(counts):
         metadata["failures_table"] = dg.MetadataValue.table(
-            records=[dg.TableRecord({"check": str(r.check), "column": str(r.column), "failures": int(r.failures)})
-                     for r in counts.head(50).itertuples()],
-            schema=dg.TableSchema(columns=[dg.TableColumn("check", "string"), dg.TableColumn("column", "string"),
-                                           dg.TableColumn("failures", "int")]),
+            records=[
+                dg.TableRecord({"check": str(r.check), "column": str(r.column), "failures": int(r.failures)})
+                for r in counts.head(50).itertuples()
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("check", "string"),
+                    dg.TableColumn("column", "string"),
+                    dg.TableColumn("failures", "int"),
+                ]
+            ),
         )
     if not sample.empty:
-        metadata["sample_failure_cases"] = dg.MetadataValue.md(markdown_table(sample.astype(str), max_rows=SAMPLE_ROWS))
+        metadata["sample_failure_cases"] = dg.MetadataValue.md(
+            markdown_table(sample.astype(str), max_rows=SAMPLE_ROWS)
+        )
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=check_name,
         passed=not failed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
-        description="; ".join(str(getattr(o, "description", None) or getattr(o, "name", "")) for o in failed) or None,
+        description="; ".join(str(getattr(o, "description", None) or getattr(o, "name", "")) for o in failed)
+        or None,
     )
 
 
@@ -98,5 +127,9 @@ def reject_share_result(
             "reject_share": dg.MetadataValue.float(share),
             "max_reject_share": dg.MetadataValue.float(max_share),
         },
-        description=(f"{rejected} of {n_records} records rejected ({share:.1%}; limit {max_share:.0%})" if rejected else None),
+        description=(
+            f"{rejected} of {n_records} records rejected ({share:.1%}; limit {max_share:.0%})"
+            if rejected
+            else None
+        ),
     )

@@ -32,7 +32,9 @@ class ConnectionModel(dg.Model, dg.Resolvable):
     access_token_env: str = Field(description="Name of the environment variable holding the access token.")
     integration_type: str = "wms"
     integration_name: str | None = None
-    connection_id: str | None = Field(default=None, description="Looked up when integration_name is not given.")
+    connection_id: str | None = Field(
+        default=None, description="Looked up when integration_name is not given."
+    )
 
 
 class SourceModel(dg.Model, dg.Resolvable):
@@ -41,7 +43,9 @@ class SourceModel(dg.Model, dg.Resolvable):
     table: str
     date_column: str | None = None
     resource_key: str = "duckdb"
-    asset_key: str | None = Field(default=None, description="Upstream asset key (slash-separated); default the table.")
+    asset_key: str | None = Field(
+        default=None, description="Upstream asset key (slash-separated); default the table."
+    )
 
 
 class PartitionsModel(dg.Model, dg.Resolvable):
@@ -82,16 +86,22 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
     """
 
     name: str
-    api_key_env: str = Field(default="TRACKSTAR_API_KEY", description="Environment variable with the org API key.")
+    api_key_env: str = Field(
+        default="TRACKSTAR_API_KEY", description="Environment variable with the org API key."
+    )
     base_url: str = PRODUCTION_URL
-    base_url_env: str | None = Field(default=None, description="Environment variable overriding base_url when set.")
+    base_url_env: str | None = Field(
+        default=None, description="Environment variable overriding base_url when set."
+    )
     connections: list[ConnectionModel] = Field(default_factory=list)
     lookup_integration_by_token: bool = Field(
         default=False,
         description="Look up a connection's integration by its token (the token goes in a URL; not recommended).",
     )
     source: SourceModel
-    mapping: dict[str, Any] | None = Field(default=None, description="Inline mapping config (see MappingConfig).")
+    mapping: dict[str, Any] | None = Field(
+        default=None, description="Inline mapping config (see MappingConfig)."
+    )
     mapping_file: str | None = Field(default=None, description="Mapping YAML, relative to this defs.yaml.")
     partitions: PartitionsModel | None = None
     write_from: str | None = None
@@ -102,10 +112,13 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
     pool: str | None = None
     integration_types: list[str] = Field(default_factory=lambda: ["wms"])
     include_schema_assets: bool = True
-    results_table_prefix: str | None = Field(default=None, description="Write results and rejects back as tables.")
+    results_table_prefix: str | None = Field(
+        default=None, description="Write results and rejects back as tables."
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="On the sync's assets and its job's runs.")
     translation: ResolvedTranslationFn[TrackstarAssetData] = Field(
-        default=None, description="An AssetSpec update for every asset (templates see `data`: TrackstarAssetData).",
+        default=None,
+        description="An AssetSpec update for every asset (templates see `data`: TrackstarAssetData).",
     )
 
     def get_asset_spec(self, data: TrackstarAssetData) -> dg.AssetSpec:
@@ -143,10 +156,14 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             lookup_integration_by_token=self.lookup_integration_by_token,
         )
 
-    def build_sync(self, context: dg.ComponentLoadContext, write_info_key: dg.AssetKey | None = None) -> TrackstarSync:
+    def build_sync(
+        self, context: dg.ComponentLoadContext, write_info_key: dg.AssetKey | None = None
+    ) -> TrackstarSync:
         src = self.source
         partitions_def = (
-            dg.DailyPartitionsDefinition(start_date=self.partitions.start_date, end_offset=self.partitions.end_offset)
+            dg.DailyPartitionsDefinition(
+                start_date=self.partitions.start_date, end_offset=self.partitions.end_offset
+            )
             if self.partitions
             else None
         )
@@ -158,7 +175,9 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             date_column=src.date_column,
             partitions_def=partitions_def,
             backfill_policy=(
-                None if not self.partitions or self.partitions.single_run_backfill else dg.BackfillPolicy.multi_run(1)
+                None
+                if not self.partitions or self.partitions.single_run_backfill
+                else dg.BackfillPolicy.multi_run(1)
             ),
             write_from=date.fromisoformat(self.write_from) if self.write_from else None,
             mode=self.mode,
@@ -166,7 +185,9 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             max_reject_share=self.max_reject_share,
             max_failed_share=self.max_failed_share,
             pool=self.pool,
-            results_sink=sql_results_sink(self.results_table_prefix, src.resource_key) if self.results_table_prefix else None,
+            results_sink=sql_results_sink(self.results_table_prefix, src.resource_key)
+            if self.results_table_prefix
+            else None,
             extra_resource_keys=frozenset({src.resource_key}),
             write_info_key=write_info_key,
             tags=self.tags,
@@ -175,8 +196,11 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         schema_assets = (
-            build_trackstar_schema_assets(integration_types=self.integration_types, translator=self.translator)
-            if self.include_schema_assets else []
+            build_trackstar_schema_assets(
+                integration_types=self.integration_types, translator=self.translator
+            )
+            if self.include_schema_assets
+            else []
         )
         # the sync's payloads depend on the write-info asset as built here (its translated key)
         sync = self.build_sync(context, write_info_key=schema_assets[1].key if schema_assets else None)

@@ -75,8 +75,13 @@ class TrackstarFrameIOManager(dg.ConfigurableIOManager):
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def read_frames(asset_key: dg.AssetKey, partitions: list[str] | None = None, *, base_dir: str | None = None,
-                instance: dg.DagsterInstance | None = None) -> pd.DataFrame:
+def read_frames(
+    asset_key: dg.AssetKey,
+    partitions: list[str] | None = None,
+    *,
+    base_dir: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> pd.DataFrame:
     """A sync's stored frames (payloads, rejects, write_results) read back without building paths by hand:
     every partition stored (or those named), concatenated; an empty frame when none is stored."""
     if base_dir:
@@ -87,6 +92,10 @@ def read_frames(asset_key: dg.AssetKey, partitions: list[str] | None = None, *, 
     directory = root.joinpath(*asset_key.path)
     if not directory.exists():
         return pd.DataFrame()
-    paths = sorted(directory.glob("*.pkl")) if partitions is None else [directory / f"{p}.pkl" for p in partitions]
+    paths = (
+        sorted(directory.glob("*.pkl"))
+        if partitions is None
+        else [directory / f"{p}.pkl" for p in partitions]
+    )
     frames = [pd.read_pickle(p) for p in paths if p.exists()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -12,7 +12,14 @@ from trackstar_dagster.mapping.previews import markdown_table
 
 __all__ = ["frame_metadata", "markdown_table", "table_schema_for"]
 
-_TYPE_NAMES = {"b": "boolean", "i": "integer", "u": "integer", "f": "number", "M": "datetime", "m": "timedelta"}
+_TYPE_NAMES = {
+    "b": "boolean",
+    "i": "integer",
+    "u": "integer",
+    "f": "number",
+    "M": "datetime",
+    "m": "timedelta",
+}
 
 
 def _type_name(column: pd.Series) -> str:
@@ -28,8 +35,10 @@ def _type_name(column: pd.Series) -> str:
 def table_schema_for(frame: pd.DataFrame, descriptions: Mapping[str, str] | None = None) -> dg.TableSchema:
     """A ``TableSchema`` from a frame's columns and dtypes (lists and dicts show as ``object``)."""
     descriptions = descriptions or {}
-    columns = [dg.TableColumn(str(name), _type_name(frame.iloc[:, i]), description=descriptions.get(str(name)))
-               for i, name in enumerate(frame.columns)]
+    columns = [
+        dg.TableColumn(str(name), _type_name(frame.iloc[:, i]), description=descriptions.get(str(name)))
+        for i, name in enumerate(frame.columns)
+    ]
     return dg.TableSchema(columns=columns)
 
 

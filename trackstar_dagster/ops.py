@@ -17,8 +17,13 @@ from trackstar_dagster.write_step import WriteConfig, run_writes
 def write_orders(context: dg.OpExecutionContext, config: WriteConfig, payloads: pd.DataFrame) -> pd.DataFrame:
     """Write a payloads frame (from ``build_payloads``) to Trackstar: each record exactly once, all accounted for."""
     results, metadata = run_writes(
-        context, context.resources.trackstar, payloads, dry_run=config.dry_run,
-        mode=config.mode_or("create_only"), max_failed_share=0.0, namespace=config.namespace,
+        context,
+        context.resources.trackstar,
+        payloads,
+        dry_run=config.dry_run,
+        mode=config.mode_or("create_only"),
+        max_failed_share=0.0,
+        namespace=config.namespace,
     )
     context.add_output_metadata(metadata)
     return results

@@ -125,14 +125,21 @@ class Beater:
         return self.host == me.host and self.pid_ns == me.pid_ns
 
     def __str__(self) -> str:
-        orchestrator = f", orchestrator pid {self.orchestrator_pid}" if self.orchestrator_pid != self.pid else ""
+        orchestrator = (
+            f", orchestrator pid {self.orchestrator_pid}" if self.orchestrator_pid != self.pid else ""
+        )
         return f"pid {self.pid}{orchestrator} on {self.host}"
 
 
 def this_process() -> Beater:
     """This process, and the one that runs its steps (the multiprocess executor's parent; else itself)."""
     parent = multiprocessing.parent_process()
-    return Beater(socket.gethostname(), _pid_namespace(), os.getpid(), parent.pid if parent and parent.pid else os.getpid())
+    return Beater(
+        socket.gethostname(),
+        _pid_namespace(),
+        os.getpid(),
+        parent.pid if parent and parent.pid else os.getpid(),
+    )
 
 
 def _pid_namespace() -> str:
@@ -166,8 +173,13 @@ def pid_alive(pid: int) -> bool:
 
 def beat(instance: dg.DagsterInstance, run_id: str) -> None:
     """Stamp the run's heartbeat tags now."""
-    instance.add_run_tags(run_id, {HEARTBEAT_TAG: datetime.now(UTC).isoformat(timespec="milliseconds"),
-                                   HEARTBEAT_BY_TAG: this_process().encode()})
+    instance.add_run_tags(
+        run_id,
+        {
+            HEARTBEAT_TAG: datetime.now(UTC).isoformat(timespec="milliseconds"),
+            HEARTBEAT_BY_TAG: this_process().encode(),
+        },
+    )
 
 
 def heartbeat_of(run: dg.DagsterRun) -> tuple[datetime | None, Beater | None]:
@@ -220,14 +232,22 @@ class _Heartbeat(threading.Thread):
         if run.is_finished:
             # a write step that never ran (skipped by a blocking check, or its payloads step failed) leaves the
             # slot its payloads step claimed for it
-            if any(self.run_id in holders for holders in (_holding_runs(self.instance, p) for p in self.pools)):
+            if any(
+                self.run_id in holders for holders in (_holding_runs(self.instance, p) for p in self.pools)
+            ):
                 self.instance.event_log_storage.free_concurrency_slots_for_run(self.run_id)
             return False
         beat(self.instance, self.run_id)
         for pool in sorted(self.pools):
             if self.run_id not in _HOLDING and _is_waiting(self.instance, pool, self.run_id):
-                free_dead_holders(self.instance, pool, self.settings, exclude_run_id=self.run_id,
-                                  freed_by=f"run {self.run_id}", log=self.log)
+                free_dead_holders(
+                    self.instance,
+                    pool,
+                    self.settings,
+                    exclude_run_id=self.run_id,
+                    freed_by=f"run {self.run_id}",
+                    log=self.log,
+                )
         return True
 
 
@@ -237,8 +257,9 @@ _HOLDING: set[str] = set()  # runs whose payloads step is in hold_pool (it does 
 _FREEING = threading.Lock()  # one check at a time per process: a dead run is reported once
 
 
-def keep_heartbeat(context: dg.AssetExecutionContext | dg.OpExecutionContext, pool: str,
-                   settings: PoolSettings | None = None) -> None:
+def keep_heartbeat(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, pool: str, settings: PoolSettings | None = None
+) -> None:
     """Beat now, and from a background thread for as long as the run is in progress and this process lives."""
     settings = settings or PoolSettings.from_env()
     instance, run_id = context.instance, context.run.run_id
@@ -295,8 +316,10 @@ def pool_holders(instance: dg.DagsterInstance, pool: str) -> list[Holder]:
     for step in info.pending_steps:
         if step.step_key not in held.get(step.run_id, []):
             waiting.setdefault(step.run_id, []).append(step.step_key)
-    return [Holder(pool, run_id, tuple(held.get(run_id, ())), tuple(waiting.get(run_id, ())))
-            for run_id in dict.fromkeys([*held, *waiting])]
+    return [
+        Holder(pool, run_id, tuple(held.get(run_id, ())), tuple(waiting.get(run_id, ())))
+        for run_id in dict.fromkeys([*held, *waiting])
+    ]
 
 
 def _holding_runs(instance: dg.DagsterInstance, pool: str) -> set[str]:
@@ -309,8 +332,9 @@ def _is_waiting(instance: dg.DagsterInstance, pool: str, run_id: str) -> bool:
     return any(p.run_id == run_id and p.assigned_timestamp is None for p in info.pending_steps)
 
 
-def judge_run(instance: dg.DagsterInstance, run_id: str, settings: PoolSettings,
-              now: datetime | None = None) -> Verdict:
+def judge_run(
+    instance: dg.DagsterInstance, run_id: str, settings: PoolSettings, now: datetime | None = None
+) -> Verdict:
     """Is the run behind a slot alive? See the module docstring for the rules."""
     run = instance.get_run_by_id(run_id)
     if run is None:
@@ -321,13 +345,22 @@ def judge_run(instance: dg.DagsterInstance, run_id: str, settings: PoolSettings,
     if at is None:
         return Verdict("unknown", f"the run is {run.status.value} and keeps no trackstar heartbeat", run)
     age = max(0.0, ((now or datetime.now(UTC)) - at).total_seconds())
-    if settings.check_pid and beater is not None and beater.is_local() and not pid_alive(beater.pid) \
-            and not pid_alive(beater.orchestrator_pid):
+    if (
+        settings.check_pid
+        and beater is not None
+        and beater.is_local()
+        and not pid_alive(beater.pid)
+        and not pid_alive(beater.orchestrator_pid)
+    ):
         return Verdict("dead", f"its process ({beater}) is gone; last heartbeat {age:.0f}s ago", run, age)
     if age > settings.stale_s:
         by = f" from {beater}" if beater else ""
-        return Verdict("dead", f"its last heartbeat{by} was {age:.0f}s ago (stale after {settings.stale_s:.0f}s)",
-                       run, age)
+        return Verdict(
+            "dead",
+            f"its last heartbeat{by} was {age:.0f}s ago (stale after {settings.stale_s:.0f}s)",
+            run,
+            age,
+        )
     return Verdict("alive", f"heartbeat {age:.0f}s ago", run, age)
 
 
@@ -337,22 +370,36 @@ def free_run(instance: dg.DagsterInstance, holder: Holder, verdict: Verdict, *, 
         run = instance.get_run_by_id(holder.run_id)  # again: it may have ended meanwhile
         if run is not None and not run.is_finished:
             instance.report_run_failed(
-                run, f"Marked failed by {freed_by}: {verdict.reason}. Its slots in pool {holder.pool} were freed.")
+                run,
+                f"Marked failed by {freed_by}: {verdict.reason}. Its slots in pool {holder.pool} were freed.",
+            )
     instance.event_log_storage.free_concurrency_slots_for_run(holder.run_id)
     return True
 
 
-def free_dead_holders(instance: dg.DagsterInstance, pool: str, settings: PoolSettings, *,
-                      exclude_run_id: str | None = None, freed_by: str, log: Any = None
-                      ) -> list[tuple[Holder, Verdict]]:
+def free_dead_holders(
+    instance: dg.DagsterInstance,
+    pool: str,
+    settings: PoolSettings,
+    *,
+    exclude_run_id: str | None = None,
+    freed_by: str,
+    log: Any = None,
+) -> list[tuple[Holder, Verdict]]:
     """Free the slots of every dead, finished or deleted run in ``pool``; log a WARNING for each dead one."""
     log = log or _log
     with _FREEING:
         return _free_dead_holders(instance, pool, settings, exclude_run_id, freed_by, log)
 
 
-def _free_dead_holders(instance: dg.DagsterInstance, pool: str, settings: PoolSettings, exclude_run_id: str | None,
-                       freed_by: str, log: Any) -> list[tuple[Holder, Verdict]]:
+def _free_dead_holders(
+    instance: dg.DagsterInstance,
+    pool: str,
+    settings: PoolSettings,
+    exclude_run_id: str | None,
+    freed_by: str,
+    log: Any,
+) -> list[tuple[Holder, Verdict]]:
     freed = []
     for holder in pool_holders(instance, pool):
         if holder.run_id == exclude_run_id:
@@ -363,11 +410,15 @@ def _free_dead_holders(instance: dg.DagsterInstance, pool: str, settings: PoolSe
         free_run(instance, holder, verdict, freed_by=freed_by)
         freed.append((holder, verdict))
         if verdict.state == "dead":
-            log.warning(f"Pool {pool} was held by run {holder.run_id} ({holder.describe()}), which is dead: "
-                        f"{verdict.reason}. Marked run {holder.run_id} failed and freed its slots in pool {pool}.")
+            log.warning(
+                f"Pool {pool} was held by run {holder.run_id} ({holder.describe()}), which is dead: "
+                f"{verdict.reason}. Marked run {holder.run_id} failed and freed its slots in pool {pool}."
+            )
         else:
-            log.info(f"Pool {pool}: freed the slots left by run {holder.run_id} ({holder.describe()}): "
-                     f"{verdict.reason}.")
+            log.info(
+                f"Pool {pool}: freed the slots left by run {holder.run_id} ({holder.describe()}): "
+                f"{verdict.reason}."
+            )
     return freed
 
 
@@ -383,8 +434,12 @@ def _runs_step(context: dg.AssetExecutionContext | dg.OpExecutionContext, step_k
     return selected is None or step_key in selected
 
 
-def hold_pool(context: dg.AssetExecutionContext | dg.OpExecutionContext, pool: str, step_key: str,
-              settings: PoolSettings | None = None) -> bool:
+def hold_pool(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    pool: str,
+    step_key: str,
+    settings: PoolSettings | None = None,
+) -> bool:
     """Free the pool's dead holders, then claim its slot for this run's ``step_key``, checking again while waiting.
 
     Returns whether a slot is held for ``step_key`` (False when the pool has no limit, or the run does not
@@ -398,7 +453,9 @@ def hold_pool(context: dg.AssetExecutionContext | dg.OpExecutionContext, pool: s
     freed_by = f"run {run.run_id} ({context.op_handle})"
 
     def free_dead() -> None:
-        free_dead_holders(instance, pool, settings, exclude_run_id=run.run_id, freed_by=freed_by, log=context.log)
+        free_dead_holders(
+            instance, pool, settings, exclude_run_id=run.run_id, freed_by=freed_by, log=context.log
+        )
 
     free_dead()
     if not _runs_step(context, step_key):
@@ -411,26 +468,35 @@ def hold_pool(context: dg.AssetExecutionContext | dg.OpExecutionContext, pool: s
             while not concurrency.claim(pool, step_key):
                 own = _own_steps_holding(instance, pool, run.run_id)
                 if own:  # never wait for this run itself: in-process, its steps run one at a time
-                    context.log.info(f"Pool {pool} is held by this run's {', '.join(own)}: not waiting; "
-                                     f"{step_key} claims it when it runs")
+                    context.log.info(
+                        f"Pool {pool} is held by this run's {', '.join(own)}: not waiting; "
+                        f"{step_key} claims it when it runs"
+                    )
                     break
                 if time.monotonic() - noted > WAIT_NOTE_EVERY_S:
                     noted = time.monotonic()
-                    context.log.info(f"Waiting for a slot in pool {pool} for {step_key}; held by "
-                                     + _describe_holders(instance, pool, settings, exclude=run.run_id))
+                    context.log.info(
+                        f"Waiting for a slot in pool {pool} for {step_key}; held by "
+                        + _describe_holders(instance, pool, settings, exclude=run.run_id)
+                    )
                 time.sleep(settings.poll_s)
                 free_dead()
             if noted:
                 context.log.info(f"Pool {pool}: slot claimed for {step_key}")
     finally:
         _HOLDING.discard(run.run_id)
-    return any(s.run_id == run.run_id and s.step_key == step_key
-               for s in instance.event_log_storage.get_concurrency_info(pool).claimed_slots)
+    return any(
+        s.run_id == run.run_id and s.step_key == step_key
+        for s in instance.event_log_storage.get_concurrency_info(pool).claimed_slots
+    )
 
 
 def _own_steps_holding(instance: dg.DagsterInstance, pool: str, run_id: str) -> list[str]:
-    return [s.step_key for s in instance.event_log_storage.get_concurrency_info(pool).claimed_slots
-            if s.run_id == run_id]
+    return [
+        s.step_key
+        for s in instance.event_log_storage.get_concurrency_info(pool).claimed_slots
+        if s.run_id == run_id
+    ]
 
 
 def _describe_holders(instance: dg.DagsterInstance, pool: str, settings: PoolSettings, exclude: str) -> str:
@@ -439,7 +505,11 @@ def _describe_holders(instance: dg.DagsterInstance, pool: str, settings: PoolSet
         if holder.run_id == exclude or not holder.steps:
             continue
         verdict = judge_run(instance, holder.run_id, settings)
-        hint = " (if it is dead: trackstar-dagster pools free --run-id ...)" if verdict.state == "unknown" else ""
+        hint = (
+            " (if it is dead: trackstar-dagster pools free --run-id ...)"
+            if verdict.state == "unknown"
+            else ""
+        )
         parts.append(f"run {holder.run_id} ({holder.describe()}): {verdict.reason}{hint}")
     return "; ".join(parts) or "nobody (slot being handed over)"
 

@@ -206,7 +206,9 @@ class TrackstarResource(ConfigurableResource):
     def _configured(self, name: str) -> TrackstarConnection:
         matches = [c for c in self.connections if c.name == name]
         if not matches:
-            raise ConfigError(f"no Trackstar connection named {name!r}; configured: {self.connection_names()}")
+            raise ConfigError(
+                f"no Trackstar connection named {name!r}; configured: {self.connection_names()}"
+            )
         if len(matches) > 1:
             raise ConfigError(f"Trackstar connection name {name!r} is configured more than once")
         return matches[0]
@@ -292,16 +294,29 @@ def _warn_plain_secrets(resource: TrackstarResource) -> None:
     """A ``PlainSecretWarning`` per secret field given as a plain string (once per field and process)."""
     found: list[tuple[tuple[str, ...], str]] = []
     if _is_plain(resource.api_key):
-        found.append((("api_key",), "TrackstarResource.api_key is a plain string; use "
-                                     "api_key=dg.EnvVar('TRACKSTAR_API_KEY')."))
+        found.append(
+            (
+                ("api_key",),
+                "TrackstarResource.api_key is a plain string; use api_key=dg.EnvVar('TRACKSTAR_API_KEY').",
+            )
+        )
     for conn in resource.connections:
         if _is_plain(conn.access_token):
-            found.append((("connection", conn.name, "access_token"),
-                          f"Trackstar connection {conn.name!r}: access_token is a plain string; use "
-                          "access_token=dg.EnvVar('<VARIABLE>') (access_token_env in the component)."))
+            found.append(
+                (
+                    ("connection", conn.name, "access_token"),
+                    f"Trackstar connection {conn.name!r}: access_token is a plain string; use "
+                    "access_token=dg.EnvVar('<VARIABLE>') (access_token_env in the component).",
+                )
+            )
     if _is_plain(resource.ledger_url) and url_has_password(resource.ledger_url):
-        found.append((("ledger_url",), "TrackstarResource.ledger_url holds a password and is a plain string; "
-                                       "use ledger_url=dg.EnvVar('<VARIABLE>')."))
+        found.append(
+            (
+                ("ledger_url",),
+                "TrackstarResource.ledger_url holds a password and is a plain string; "
+                "use ledger_url=dg.EnvVar('<VARIABLE>').",
+            )
+        )
     for key, message in found:
         with _PLAIN_SECRETS_LOCK:
             if key in _PLAIN_SECRETS_WARNED:

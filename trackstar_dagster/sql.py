@@ -42,8 +42,10 @@ def sql_row_loader(
         params: list[Any] = []
         if window is not None and date_column:
             sql += f" WHERE {quote_identifier(date_column)} >= ? AND {quote_identifier(date_column)} < ?"
-            params = [pd.Timestamp(window.start).tz_convert("UTC").tz_localize(None).to_pydatetime(),
-                      pd.Timestamp(window.end).tz_convert("UTC").tz_localize(None).to_pydatetime()]
+            params = [
+                pd.Timestamp(window.start).tz_convert("UTC").tz_localize(None).to_pydatetime(),
+                pd.Timestamp(window.end).tz_convert("UTC").tz_localize(None).to_pydatetime(),
+            ]
         if date_column:
             sql += f" ORDER BY {quote_identifier(date_column)}"
         with db.get_connection() as conn:
@@ -76,7 +78,9 @@ def sql_results_sink(
             partitioned = PARTITION_COLUMN in out.columns
             if partitioned and (context.has_partition_key or context.has_partition_key_range):
                 keys = list(context.partition_keys)
-                conn.execute(f"DELETE FROM {table} WHERE {PARTITION_COLUMN} IN ({','.join('?' * len(keys))})", keys)
+                conn.execute(
+                    f"DELETE FROM {table} WHERE {PARTITION_COLUMN} IN ({','.join('?' * len(keys))})", keys
+                )
             elif not partitioned:
                 conn.execute(f"DELETE FROM {table}")
             conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _trackstar_frame")

@@ -160,8 +160,13 @@ class TrackstarSync:
         with trackstar.ledger() as ledger:
             return ledger.entries(namespace=self.name)
 
-    def read_results(self, partitions: list[str] | None = None, *, base_dir: str | None = None,
-                     instance: dg.DagsterInstance | None = None) -> pd.DataFrame:
+    def read_results(
+        self,
+        partitions: list[str] | None = None,
+        *,
+        base_dir: str | None = None,
+        instance: dg.DagsterInstance | None = None,
+    ) -> pd.DataFrame:
         """The stored ``write_results`` frames (every partition, or those named)."""
         return read_frames(self.results_key, partitions, base_dir=base_dir, instance=instance)
 
@@ -174,7 +179,9 @@ class TrackstarSync:
 # the payloads step's inputs
 
 
-def resolve_targets(trackstar: TrackstarResource, mapping: MappingConfig, log: Any = None) -> dict[str, Target]:
+def resolve_targets(
+    trackstar: TrackstarResource, mapping: MappingConfig, log: Any = None
+) -> dict[str, Target]:
     """Each connection's integration and write-info document: the stored snapshot, else one fetch.
 
     Each connection is resolved once here, for the run: the write step needs only its token."""
@@ -188,8 +195,9 @@ def resolve_targets(trackstar: TrackstarResource, mapping: MappingConfig, log: A
             if log:
                 log.info(f"No write-info snapshot for {skey}; fetching it")
             # the resource's client: it closes it at the end of the run
-            doc = trackstar.get_client().get_write_info(conn.integration_type, conn.integration_name,
-                                                        access_token=conn.access_token)
+            doc = trackstar.get_client().get_write_info(
+                conn.integration_type, conn.integration_name, access_token=conn.access_token
+            )
             store.save(skey, doc)
         targets[name] = Target(
             connection=name,
@@ -204,8 +212,9 @@ def resolve_targets(trackstar: TrackstarResource, mapping: MappingConfig, log: A
 # the asset factory
 
 
-def build_trackstar_sync_assets(sync: TrackstarSync, *,
-                                translator: TrackstarTranslator | None = None) -> list[dg.AssetsDefinition]:
+def build_trackstar_sync_assets(
+    sync: TrackstarSync, *, translator: TrackstarTranslator | None = None
+) -> list[dg.AssetsDefinition]:
     """The sync's nodes: payloads + rejects (one step, with row checks) -> write results (in the sync's pool).
 
     ``translator`` replaces the sync's own (``TrackstarSync(translator=...)`` keeps ``sync.payloads_key`` and
@@ -213,18 +222,30 @@ def build_trackstar_sync_assets(sync: TrackstarSync, *,
     if translator is not None:
         sync = dataclasses.replace(sync, translator=translator)
     resource_key = sync.resource_key
-    payloads_spec, rejects_spec, results_spec = (sync.asset_spec(k) for k in ("payloads", "rejects", "write_results"))
+    payloads_spec, rejects_spec, results_spec = (
+        sync.asset_spec(k) for k in ("payloads", "rejects", "write_results")
+    )
     payloads_key, rejects_key, results_key = payloads_spec.key, rejects_spec.key, results_spec.key
     results_step = results_key.to_python_identifier()
 
     @dg.multi_asset(
         name=f"{sync.name}_payloads",
-        specs=[payloads_spec.with_io_manager_key(IO_MANAGER_KEY), rejects_spec.with_io_manager_key(IO_MANAGER_KEY)],
+        specs=[
+            payloads_spec.with_io_manager_key(IO_MANAGER_KEY),
+            rejects_spec.with_io_manager_key(IO_MANAGER_KEY),
+        ],
         check_specs=[
-            dg.AssetCheckSpec(ROWS_VALID_CHECK, asset=payloads_key,
-                              description="pandera and write-info validation of every row (WARN on any failure)."),
-            dg.AssetCheckSpec(REJECT_SHARE_CHECK, asset=payloads_key, blocking=True,
-                              description=f"ERROR when more than {sync.max_reject_share:.0%} of records are rejected, WARN when any."),
+            dg.AssetCheckSpec(
+                ROWS_VALID_CHECK,
+                asset=payloads_key,
+                description="pandera and write-info validation of every row (WARN on any failure).",
+            ),
+            dg.AssetCheckSpec(
+                REJECT_SHARE_CHECK,
+                asset=payloads_key,
+                blocking=True,
+                description=f"ERROR when more than {sync.max_reject_share:.0%} of records are rejected, WARN when any.",
+            ),
         ],
         required_resource_keys={resource_key, *sync.extra_resource_keys},
         backfill_policy=sync.effective_backfill_policy,
@@ -237,19 +258,28 @@ def build_trackstar_sync_assets(sync: TrackstarSync, *,
         # free the slots of dead runs, then hold the pool for this run's write step (from here to its end)
         hold_pool(context, sync.pool_name, results_step)
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
-        window = context.partition_time_window if isinstance(sync.partitions_def, dg.TimeWindowPartitionsDefinition) else None
+        window = (
+            context.partition_time_window
+            if isinstance(sync.partitions_def, dg.TimeWindowPartitionsDefinition)
+            else None
+        )
         frame = sync.load_rows(context, window).reset_index(drop=True)
         targets = resolve_targets(trackstar, sync.mapping, context.log)
         batch = build_payloads(frame, sync.tagged_mapping, targets)
-        PayloadsModel.validate(batch.payloads)  # the outputs' own contract, before anything downstream uses them
+        PayloadsModel.validate(
+            batch.payloads
+        )  # the outputs' own contract, before anything downstream uses them
         RejectsModel.validate(batch.rejects)
         for conn, dropped in batch.dropped_fields.items():
-            context.log.info(f"{conn}: its integration's schema has no {', '.join(dropped)}; left out of its bodies")
+            context.log.info(
+                f"{conn}: its integration's schema has no {', '.join(dropped)}; left out of its bodies"
+            )
         if batch.untagged_connections:
             context.log.warning(
                 f"bodies for {', '.join(batch.untagged_connections)} carry no key tag (key_tag off, or the schema has "
                 f"no trackstar_tags): an unknown outcome cannot be proven and a lost ledger cannot be rebuilt for "
-                f"them; exactly once then rests on the ledger and Trackstar honouring Idempotency-Key")
+                f"them; exactly once then rests on the ledger and Trackstar honouring Idempotency-Key"
+            )
         keys = list(context.partition_keys) if sync.partitions_def is not None else []
         row_parts = partition_of_rows(frame, sync.date_column, sync.partitions_def, keys)
         payloads = tag_frame(batch.payloads, frame, row_parts, sync.date_column, sync.write_from_ts)
@@ -258,18 +288,25 @@ def build_trackstar_sync_assets(sync: TrackstarSync, *,
             sync.results_sink(context, "rejects", rejects)
 
         n_records, n_rejected = batch.records, batch.rejected_records
-        source_parts = pd.Series(row_parts if row_parts is not None else [], dtype=object).value_counts().to_dict()
+        source_parts = (
+            pd.Series(row_parts if row_parts is not None else [], dtype=object).value_counts().to_dict()
+        )
 
         def payload_figures(part: pd.DataFrame) -> dict[str, Any]:
             per_conn = part.groupby("connection").size().to_dict() if len(part) else {}
             key = part[PARTITION_COLUMN].iloc[0] if PARTITION_COLUMN in part.columns and len(part) else None
             return {
                 **frame_metadata(part),
-                "source_rows": dg.MetadataValue.int(int(source_parts.get(key, 0)) if row_parts is not None
-                                                    else len(frame)),
+                "source_rows": dg.MetadataValue.int(
+                    int(source_parts.get(key, 0)) if row_parts is not None else len(frame)
+                ),
                 "dry_run_records": dg.MetadataValue.int(int(part["dry_run"].sum()) if len(part) else 0),
                 **{f"records_{c}": dg.MetadataValue.int(int(n)) for c, n in sorted(per_conn.items())},
-                **({"fields_left_out": dg.MetadataValue.json(batch.dropped_fields)} if batch.dropped_fields else {}),
+                **(
+                    {"fields_left_out": dg.MetadataValue.json(batch.dropped_fields)}
+                    if batch.dropped_fields
+                    else {}
+                ),
                 "preview": dg.MetadataValue.md(preview_bodies(part)),
             }
 
@@ -282,18 +319,35 @@ def build_trackstar_sync_assets(sync: TrackstarSync, *,
                 "top_reasons": dg.MetadataValue.md(top_reject_reasons(part)),
             }
 
-        context.log.info(f"Trackstar payloads: {len(frame)} source rows, {n_records} records: "
-                         f"{len(payloads)} payloads, {n_rejected} rejected")
+        context.log.info(
+            f"Trackstar payloads: {len(frame)} source rows, {n_records} records: "
+            f"{len(payloads)} payloads, {n_rejected} rejected"
+        )
         by_partition = stamp_partitions(context, payloads_key, payloads, payload_figures)
         stamp_partitions(context, rejects_key, rejects, reject_figures)
-        yield dg.Output(payloads, output_name=payloads_key.to_python_identifier(),
-                        metadata=None if by_partition else payload_figures(payloads))
-        yield dg.Output(rejects, output_name=rejects_key.to_python_identifier(),
-                        metadata=None if by_partition else {**reject_figures(rejects),
-                                                            "rejected_records": dg.MetadataValue.int(n_rejected)})
-        yield rows_valid_result(payloads_key, ROWS_VALID_CHECK, batch.checks, n_rows=len(frame),
-                                n_records=n_records, n_rejected=n_rejected)
-        yield reject_share_result(payloads_key, REJECT_SHARE_CHECK, n_rejected, n_records, sync.max_reject_share)
+        yield dg.Output(
+            payloads,
+            output_name=payloads_key.to_python_identifier(),
+            metadata=None if by_partition else payload_figures(payloads),
+        )
+        yield dg.Output(
+            rejects,
+            output_name=rejects_key.to_python_identifier(),
+            metadata=None
+            if by_partition
+            else {**reject_figures(rejects), "rejected_records": dg.MetadataValue.int(n_rejected)},
+        )
+        yield rows_valid_result(
+            payloads_key,
+            ROWS_VALID_CHECK,
+            batch.checks,
+            n_rows=len(frame),
+            n_records=n_records,
+            n_rejected=n_rejected,
+        )
+        yield reject_share_result(
+            payloads_key, REJECT_SHARE_CHECK, n_rejected, n_records, sync.max_reject_share
+        )
 
     @dg.multi_asset(
         name=results_step,  # the step key hold_pool claims the pool for
@@ -311,7 +365,9 @@ def build_trackstar_sync_assets(sync: TrackstarSync, *,
         keep_heartbeat(context, sync.pool_name)  # while it holds the pool, other runs can tell it is alive
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
         results, metadata = run_writes(
-            context, trackstar, payloads,
+            context,
+            trackstar,
+            payloads,
             dry_run=config.dry_run or sync.dry_run,
             mode=config.mode_or(sync.mode),
             max_failed_share=sync.max_failed_share,
@@ -319,7 +375,9 @@ def build_trackstar_sync_assets(sync: TrackstarSync, *,
             sink=(lambda frame: sink(context, "write_results", frame)) if sink is not None else None,
         )
         run_figures = {k: v for k, v in metadata.items() if k in RATE_KEYS}
-        if stamp_partitions(context, results_key, results, lambda part: {**results_metadata(part), **run_figures}):
+        if stamp_partitions(
+            context, results_key, results, lambda part: {**results_metadata(part), **run_figures}
+        ):
             return dg.Output(results, output_name=results_step)
         return dg.Output(results, output_name=results_step, metadata=metadata)
 
@@ -368,15 +426,24 @@ def build_trackstar_sync_definitions(
         partitions_def=sync.partitions_def,
         tags=dict(sync.tags) or None,
     )
-    schedules: list[Any] = []  # a ScheduleDefinition, or the unresolved one build_schedule_from_partitioned_job makes
+    schedules: list[
+        Any
+    ] = []  # a ScheduleDefinition, or the unresolved one build_schedule_from_partitioned_job makes
     if isinstance(schedule, dg.ScheduleDefinition):
         schedules.append(schedule)
     elif schedule:
         if not isinstance(sync.partitions_def, dg.TimeWindowPartitionsDefinition):
-            raise ConfigError(f"{sync.name}: schedule=True needs a time-window partitioned sync; give a schedule")
-        schedules.append(dg.build_schedule_from_partitioned_job(
-            job, name=f"{sync.name}_schedule", hour_of_day=hour_of_day, minute_of_hour=minute_of_hour,
-        ))
+            raise ConfigError(
+                f"{sync.name}: schedule=True needs a time-window partitioned sync; give a schedule"
+            )
+        schedules.append(
+            dg.build_schedule_from_partitioned_job(
+                job,
+                name=f"{sync.name}_schedule",
+                hour_of_day=hour_of_day,
+                minute_of_hour=minute_of_hour,
+            )
+        )
     resources: dict[str, Any] = trackstar_io_manager_resources(io_manager_base_dir)
     if trackstar is not None:
         resources[sync.resource_key] = trackstar

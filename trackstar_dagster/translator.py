@@ -83,8 +83,9 @@ class TrackstarTranslator:
         )
 
 
-def translated_spec(translator: TrackstarTranslator, data: TrackstarAssetData, *,
-                    deps: list[dg.AssetKey] | None = None) -> dg.AssetSpec:
+def translated_spec(
+    translator: TrackstarTranslator, data: TrackstarAssetData, *, deps: list[dg.AssetKey] | None = None
+) -> dg.AssetSpec:
     """The translator's spec with the factory's deps first (the user's own deps are kept after them)."""
     spec = translator.get_asset_spec(data)
     if not isinstance(spec, dg.AssetSpec):

@@ -51,11 +51,13 @@ def results_metadata(results: pd.DataFrame, report: WriteReport | None = None) -
         "dry_run_records": dg.MetadataValue.int(int(counts.get("dry_run", 0))),
     }
     if report is not None:
-        metadata.update({
-            "writes_per_s": dg.MetadataValue.float(float(report.writes_per_s or 0.0)),
-            "latency_p50_s": dg.MetadataValue.float(float(report.p50_latency_s or 0.0)),
-            "latency_p95_s": dg.MetadataValue.float(float(report.p95_latency_s or 0.0)),
-        })
+        metadata.update(
+            {
+                "writes_per_s": dg.MetadataValue.float(float(report.writes_per_s or 0.0)),
+                "latency_p50_s": dg.MetadataValue.float(float(report.p50_latency_s or 0.0)),
+                "latency_p95_s": dg.MetadataValue.float(float(report.p95_latency_s or 0.0)),
+            }
+        )
     if len(results) and "status" in results.columns:
         failures = results[results["status"].isin(["failed", "rejected", "in_flight_elsewhere"])]
         if len(failures):
@@ -72,7 +74,10 @@ def carry_partition(results: pd.DataFrame, sent: pd.DataFrame) -> pd.DataFrame:
     if PARTITION_COLUMN not in sent.columns:
         return results
     parts = sent[PARTITION_COLUMN].to_numpy()
-    if len(results) == len(sent) and (results["key"].astype(str).to_numpy() == sent["key"].astype(str).to_numpy()).all():
+    if (
+        len(results) == len(sent)
+        and (results["key"].astype(str).to_numpy() == sent["key"].astype(str).to_numpy()).all()
+    ):
         return results.assign(**{PARTITION_COLUMN: parts})
     by_record = dict(zip(zip(sent["connection"], sent["key"].astype(str), strict=True), parts, strict=True))
     ids = zip(results["connection"], results["key"].astype(str), strict=True)
@@ -96,7 +101,11 @@ def run_writes(
     Only the connections' access tokens are read here (their integrations were resolved by the payloads
     step). ``sink`` gets the results before the policy is applied: a failed step's outcomes reach the
     warehouse too."""
-    dry_mask = payloads["dry_run"].to_numpy(dtype=bool) if "dry_run" in payloads.columns else np.zeros(len(payloads), bool)
+    dry_mask = (
+        payloads["dry_run"].to_numpy(dtype=bool)
+        if "dry_run" in payloads.columns
+        else np.zeros(len(payloads), bool)
+    )
     if dry_run:
         dry_mask[:] = True
     to_send = payloads[~dry_mask]
@@ -106,13 +115,27 @@ def run_writes(
     if len(to_send):
         tokens = {name: trackstar.access_token(name) for name in sorted(set(to_send["connection"]))}
         with trackstar.ledger() as ledger:  # the client is the resource's: it closes it
-            report = write_payloads(to_send, trackstar.get_client(), tokens, ledger, mode=mode, namespace=namespace,
-                                    run_label=context.run_id, logger=context.log)
+            report = write_payloads(
+                to_send,
+                trackstar.get_client(),
+                tokens,
+                ledger,
+                mode=mode,
+                namespace=namespace,
+                run_label=context.run_id,
+                logger=context.log,
+            )
         frames.append(carry_partition(report.results, to_send))
     if len(dry):
-        cols = ["key", "connection", "action"] + ([PARTITION_COLUMN] if PARTITION_COLUMN in dry.columns else [])
+        cols = ["key", "connection", "action"] + (
+            [PARTITION_COLUMN] if PARTITION_COLUMN in dry.columns else []
+        )
         frames.append(dry[cols].assign(status="dry_run"))
-    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["key", "connection", "action", "status"])
+    results = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["key", "connection", "action", "status"])
+    )
 
     if sink is not None:
         sink(results)

@@ -39,8 +39,13 @@ WMS = "sandbox-token-wms"
 ORDER: dict[str, Any] = {
     "order_number": "SO-1",
     "reference_id": "ref-1",
-    "ship_to_address": {"address1": "1 Main St", "city": "Austin", "state": "TX", "postal_code": "78701",
-                        "country": "US"},
+    "ship_to_address": {
+        "address1": "1 Main St",
+        "city": "Austin",
+        "state": "TX",
+        "postal_code": "78701",
+        "country": "US",
+    },
     "line_items": [{"product_id": "prod-1", "quantity": 2}],
 }
 
@@ -148,7 +153,9 @@ def test_write_then_read_back(sandbox: Any) -> None:
 def test_async_calls_the_writer_uses(sandbox: Any) -> None:
     async def main() -> None:
         async with make_client(sandbox) as client:
-            results = await asyncio.gather(*(client.awrite("POST", "/wms/orders", order(i), WMS) for i in range(5)))
+            results = await asyncio.gather(
+                *(client.awrite("POST", "/wms/orders", order(i), WMS) for i in range(5))
+            )
             assert len({r.id for r in results}) == 5
             records = await client.alist_records("/wms/orders", WMS, limit=2)
             assert {r.id for r in results} <= {r["id"] for r in records}
@@ -171,8 +178,11 @@ def test_401_bad_key_and_bad_token(sandbox: Any) -> None:
 
 
 def test_403_disabled_action(sandbox_factory: Any) -> None:
-    sb = sandbox_factory(connections={"tok-disabled": {"integration_name": "wms_sandbox",
-                                                       "disabled_actions": ["create_order"]}})
+    sb = sandbox_factory(
+        connections={
+            "tok-disabled": {"integration_name": "wms_sandbox", "disabled_actions": ["create_order"]}
+        }
+    )
     with make_client(sb) as client, pytest.raises(TrackstarAuthError) as exc:
         client.write("POST", "/wms/orders", order(1), "tok-disabled")
     assert exc.value.status == 403 and "disabled" in (exc.value.error or "")
@@ -207,7 +217,9 @@ def test_409_in_flight_and_400_other_body(sandbox: Any) -> None:
     key = "idem-409"
     with make_client(sandbox) as client:
         first: dict[str, Any] = {}
-        t = threading.Thread(target=lambda: first.update(r=client.write("POST", "/wms/orders", order(1), WMS, key)))
+        t = threading.Thread(
+            target=lambda: first.update(r=client.write("POST", "/wms/orders", order(1), WMS, key))
+        )
         t.start()
         time.sleep(0.2)
         with pytest.raises(TrackstarConflictError) as exc:
@@ -304,7 +316,10 @@ def test_retry_after_http_date_and_reset_headers() -> None:
 
 def test_read_timeout_is_transport_error_sent(sandbox: Any, attempts: Attempts) -> None:
     sandbox.configure(faults={"hang": 1.0, "hang_s": 5, "applies_to": "reads"})
-    with make_client(sandbox, timeout=0.3, max_retries=1) as client, pytest.raises(TrackstarTransportError) as exc:
+    with (
+        make_client(sandbox, timeout=0.3, max_retries=1) as client,
+        pytest.raises(TrackstarTransportError) as exc,
+    ):
         client.list_records("/wms/orders", WMS)
     assert exc.value.sent is True and "timeout" in str(exc.value)
     assert attempts.count("GET /wms/orders -> ReadTimeout") == 2
@@ -312,7 +327,10 @@ def test_read_timeout_is_transport_error_sent(sandbox: Any, attempts: Attempts) 
 
 def test_write_timeout_is_unknown_outcome_not_retried(sandbox: Any, attempts: Attempts) -> None:
     sandbox.configure(faults={"hang": 1.0, "hang_s": 5})
-    with make_client(sandbox, timeout=0.3, max_retries=3) as client, pytest.raises(TrackstarTransportError) as exc:
+    with (
+        make_client(sandbox, timeout=0.3, max_retries=3) as client,
+        pytest.raises(TrackstarTransportError) as exc,
+    ):
         client.write("POST", "/wms/orders", order(1), WMS)
     assert exc.value.outcome_unknown and exc.value.sent
     assert attempts.count("POST /wms/orders ->") == 1
@@ -332,8 +350,16 @@ def test_dropped_connection(sandbox: Any, attempts: Attempts) -> None:
 
 def test_connection_refused_on_closed_port(attempts: Attempts) -> None:
     port = free_closed_port()
-    client = TrackstarClient("key-refused", f"http://127.0.0.1:{port}", max_retries=2, backoff_base=0.01,
-                             backoff_max=0.02, write_rate=None, read_rate=None, connect_timeout=1.0)
+    client = TrackstarClient(
+        "key-refused",
+        f"http://127.0.0.1:{port}",
+        max_retries=2,
+        backoff_base=0.01,
+        backoff_max=0.02,
+        write_rate=None,
+        read_rate=None,
+        connect_timeout=1.0,
+    )
     with client, pytest.raises(TrackstarTransportError) as exc:
         client.write("POST", "/wms/orders", order(1), "tok-refused")
     assert exc.value.sent is False and exc.value.outcome_unknown is False
@@ -363,7 +389,9 @@ def test_5xx_on_write_is_unknown_outcome_and_not_retried(sandbox: Any, attempts:
     assert len(sandbox.records("orders", WMS)) == 1  # stored once: no second attempt
 
 
-def test_429_on_write_is_raised_with_its_wait_for_the_writer_to_decide(sandbox: Any, attempts: Attempts) -> None:
+def test_429_on_write_is_raised_with_its_wait_for_the_writer_to_decide(
+    sandbox: Any, attempts: Attempts
+) -> None:
     sandbox.configure(faults={"burst_429": 1, "retry_after_s": 1})
     with make_client(sandbox) as client:
         with pytest.raises(TrackstarRateLimitError) as exc:
@@ -440,7 +468,9 @@ def test_pagination_three_pages_filters_repeated(sandbox: Any, attempts: Attempt
 # -- client-side rate limiting -------------------------------------------------------------------------
 
 
-def test_write_rate_never_more_than_50_in_any_second(sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_rate_never_more_than_50_in_any_second(
+    sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sb = sandbox_factory(write_rate=None)  # the server does not limit: only our limiter does
     starts: list[float] = []
     original = RateLimiter.aacquire
@@ -453,7 +483,9 @@ def test_write_rate_never_more_than_50_in_any_second(sandbox_factory: Any, monke
 
     async def main() -> list[WriteResponse]:
         async with make_client(sb, write_rate=50.0, timeout=10.0) as client:
-            return await asyncio.gather(*(client.awrite("POST", "/wms/orders", order(i), WMS) for i in range(130)))
+            return await asyncio.gather(
+                *(client.awrite("POST", "/wms/orders", order(i), WMS) for i in range(130))
+            )
 
     t0 = time.monotonic()
     results = asyncio.run(main())
@@ -463,8 +495,10 @@ def test_write_rate_never_more_than_50_in_any_second(sandbox_factory: Any, monke
     assert max_in_window(starts) <= 50
     assert elapsed >= 2.0  # 130 writes at <= 50/s cannot finish faster
     # the server saw them arrive at the same pace (its clock, stored creation times)
-    created = sorted(datetime.fromisoformat(r["created_date"].replace("Z", "+00:00")).timestamp()
-                     for r in sb.records("orders", WMS))
+    created = sorted(
+        datetime.fromisoformat(r["created_date"].replace("Z", "+00:00")).timestamp()
+        for r in sb.records("orders", WMS)
+    )
     assert len(created) == 130
     assert max_in_window(created) <= 52  # arrival jitter on a busy machine; the bound above is the strict one
 
@@ -549,7 +583,11 @@ def test_secrets_never_in_logs_reprs_or_errors(sandbox: Any, caplog: pytest.LogC
     client.lookup_connection_by_token(secret_token)
     client.close()
     # client-side loggers only: the in-process sandbox server (uvicorn.*, trackstar_dagster.sandbox) is not ours
-    texts += [r.getMessage() for r in caplog.records if not r.name.startswith(("uvicorn", "trackstar_dagster.sandbox"))]
+    texts += [
+        r.getMessage()
+        for r in caplog.records
+        if not r.name.startswith(("uvicorn", "trackstar_dagster.sandbox"))
+    ]
     blob = "\n".join(texts)
     assert any("HTTP Request" in r.getMessage() for r in caplog.records)  # httpx logged (redacted) URLs
     assert any(r.name.startswith("httpcore") for r in caplog.records)
@@ -564,16 +602,24 @@ def test_redact_helper() -> None:
     assert redact("GET /connections?access_token=abc&limit=5") == "GET /connections?access_token=***&limit=5"
     assert redact("page_token=abc") == "page_token=abc"
     # a DSN's password, wherever it is in a line of text
-    assert (redact("ledger at postgresql+psycopg://ledger:pw-Xy9@db.example:5432/trackstar, retrying")
-            == "ledger at postgresql+psycopg://ledger:***@db.example:5432/trackstar, retrying")
+    assert (
+        redact("ledger at postgresql+psycopg://ledger:pw-Xy9@db.example:5432/trackstar, retrying")
+        == "ledger at postgresql+psycopg://ledger:***@db.example:5432/trackstar, retrying"
+    )
     assert redact("sqlite:////tmp/ledger.sqlite") == "sqlite:////tmp/ledger.sqlite"
-    assert redact("https://production.trackstarhq.com/wms/orders") == "https://production.trackstarhq.com/wms/orders"
+    assert (
+        redact("https://production.trackstarhq.com/wms/orders")
+        == "https://production.trackstarhq.com/wms/orders"
+    )
 
 
 def test_mask_url_password() -> None:
     from trackstar_dagster.base.secrets import mask_url_password
 
-    assert mask_url_password("postgresql+psycopg://user:secret@host/db") == "postgresql+psycopg://user:***@host/db"
+    assert (
+        mask_url_password("postgresql+psycopg://user:secret@host/db")
+        == "postgresql+psycopg://user:***@host/db"
+    )
     # an unencoded '@' or '/' in the password is still hidden whole
     assert mask_url_password("postgresql://u:p@ss/w0rd@host:5432/db?sslmode=require") == (
         "postgresql://u:***@host:5432/db?sslmode=require"
@@ -582,12 +628,16 @@ def test_mask_url_password() -> None:
         assert mask_url_password(plain) == plain
 
 
-def test_connection_lookup_by_id_keeps_the_token_out_of_urls(sandbox: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_connection_lookup_by_id_keeps_the_token_out_of_urls(
+    sandbox: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """GET /connections/{connection_id}: API key only, no access token anywhere in the request."""
     seen: list[httpx.Request] = []
     caplog.set_level(logging.INFO, logger="httpx")
     with make_client(sandbox) as client:
-        conn_id = next(c["connection_id"] for c in client.list_connections() if c["integration_name"] == "shipbob")
+        conn_id = next(
+            c["connection_id"] for c in client.list_connections() if c["integration_name"] == "shipbob"
+        )
         client.http.event_hooks["request"].append(seen.append)
         assert client.get_connection_by_id(conn_id)["integration_name"] == "shipbob"
     assert [str(r.url.path) for r in seen] == [f"/connections/{conn_id}"]

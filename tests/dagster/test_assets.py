@@ -12,13 +12,34 @@ from trackstar_dagster import TrackstarConnection, TrackstarResource, build_trac
 from trackstar_dagster.schema.openapi import find_operation, resolve
 
 CATALOG_COLUMNS = {
-    "integration_type", "integration_name", "display_name", "action", "method", "path",
-    "required_base_schema_fields", "optional_base_schema_fields", "integration_specific_fields",
-    "integration_specific_required", "available_actions",
+    "integration_type",
+    "integration_name",
+    "display_name",
+    "action",
+    "method",
+    "path",
+    "required_base_schema_fields",
+    "optional_base_schema_fields",
+    "integration_specific_fields",
+    "integration_specific_required",
+    "available_actions",
 }
 FIELD_COLUMNS = {
-    "integration_type", "integration_name", "connection", "action", "method", "path", "field", "type", "format",
-    "nullable", "required", "required_effective", "enum", "description", "example",
+    "integration_type",
+    "integration_name",
+    "connection",
+    "action",
+    "method",
+    "path",
+    "field",
+    "type",
+    "format",
+    "nullable",
+    "required",
+    "required_effective",
+    "enum",
+    "description",
+    "example",
 }
 
 
@@ -29,8 +50,12 @@ def resource(sandbox, tmp_path):
         base_url=sandbox.base_url,
         state_dir=str(tmp_path / "state"),
         connections=[
-            TrackstarConnection(name="acme", access_token="sandbox-token-wms", integration_name="wms_sandbox"),
-            TrackstarConnection(name="globex", access_token="sandbox-token-shiphero", integration_name="shiphero"),
+            TrackstarConnection(
+                name="acme", access_token="sandbox-token-wms", integration_name="wms_sandbox"
+            ),
+            TrackstarConnection(
+                name="globex", access_token="sandbox-token-shiphero", integration_name="shiphero"
+            ),
         ],
     )
 
@@ -51,12 +76,17 @@ def test_catalog_and_write_info_materialize_as_frames_with_metadata(instance, re
     # one document per connection, fetched with its token (connection-specific enums)
     assert set(fields["connection"].dropna()) == {"acme", "globex"}
     assert set(fields["integration_name"]) == {"wms_sandbox", "shiphero"}
-    city = fields[(fields["connection"] == "acme") & (fields["action"] == "create_order")
-                  & (fields["field"] == "ship_to_address.city")]
+    city = fields[
+        (fields["connection"] == "acme")
+        & (fields["action"] == "create_order")
+        & (fields["field"] == "ship_to_address.city")
+    ]
     assert city["required_effective"].all()
 
     mats = {
-        tuple(ev.event_specific_data.materialization.asset_key.path): ev.event_specific_data.materialization.metadata
+        tuple(
+            ev.event_specific_data.materialization.asset_key.path
+        ): ev.event_specific_data.materialization.metadata
         for ev in result.get_asset_materialization_events()
     }
     meta = mats[("trackstar", "integrations")]
@@ -71,15 +101,19 @@ def test_schema_drift_check_fails_when_a_field_becomes_required(instance, resour
     assert materialize(instance, resource).success
     from importlib import resources as ir
 
-    doc = json.loads((ir.files("trackstar_dagster.sandbox") / "data" / "write-info" / "wms_sandbox.json").read_text())
+    doc = json.loads(
+        (ir.files("trackstar_dagster.sandbox") / "data" / "write-info" / "wms_sandbox.json").read_text()
+    )
     drifted = copy.deepcopy(doc)
     _, schema = resolve(drifted, find_operation(drifted, "create_order").schema)
     schema["required"] = sorted({*schema["required"], "reference_id"})
     sandbox.set_write_info("wms_sandbox", drifted)
 
     result = dg.materialize(
-        build_trackstar_schema_assets(integration_types=["wms"]), instance=instance,
-        resources={"trackstar": resource}, raise_on_error=False,
+        build_trackstar_schema_assets(integration_types=["wms"]),
+        instance=instance,
+        resources={"trackstar": resource},
+        raise_on_error=False,
     )
     check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "schema_drift")
     assert not check.passed

@@ -14,16 +14,26 @@ BIN = Path(sys.executable).parent
 
 
 def test_dg_lists_the_component():
-    out = subprocess.run([str(BIN / "dg"), "list", "components", "--json"], cwd=ROOT / "example_project",
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(BIN / "dg"), "list", "components", "--json"],
+        cwd=ROOT / "example_project",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     keys = {c["key"] for c in json.loads(out.stdout)["items"]}
     assert "trackstar_dagster.TrackstarSyncComponent" in keys
 
 
 def test_dagster_definitions_validate_passes():
-    out = subprocess.run([str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
 
 

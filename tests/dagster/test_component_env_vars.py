@@ -34,20 +34,25 @@ def component(**changes: Any) -> TrackstarSyncComponent:
 
 
 def test_component_connection_by_id_or_name_or_opt_in() -> None:
-    by_id = component(connections=[{"name": "acme", "access_token_env": "ACME_TOKEN", "connection_id": "conn_1"}])
+    by_id = component(
+        connections=[{"name": "acme", "access_token_env": "ACME_TOKEN", "connection_id": "conn_1"}]
+    )
     conn = by_id.trackstar_resource().connections[0]
     assert conn.connection_id == "conn_1" and conn.integration_name is None
     assert isinstance(conn.access_token, dg.EnvVar) and conn.access_token.env_var_name == "ACME_TOKEN"
 
-    opted = component(connections=[{"name": "acme", "access_token_env": "ACME_TOKEN"}],
-                      lookup_integration_by_token=True)
+    opted = component(
+        connections=[{"name": "acme", "access_token_env": "ACME_TOKEN"}], lookup_integration_by_token=True
+    )
     assert opted.trackstar_resource().lookup_integration_by_token is True
 
     with pytest.raises(ConfigError, match="'acme'.*integration_name.*connection_id"):
         component(connections=[{"name": "acme", "access_token_env": "ACME_TOKEN"}]).trackstar_resource()
 
 
-def test_example_project_secrets_are_envvars_and_do_not_warn(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_example_project_secrets_are_envvars_and_do_not_warn(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     from trackstar_example.definitions import defs as example_defs
 
     monkeypatch.setenv("TRACKSTAR_EXAMPLE_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))

@@ -55,7 +55,11 @@ def test_asset_graph_has_the_lineage_schedule_partitions_checks_and_pools(exampl
     defs = load_example_defs()
     graph = defs.resolve_asset_graph()
     key = dg.AssetKey
-    payloads, rejects, results = key(["orders_sync", "payloads"]), key(["orders_sync", "rejects"]), key(["orders_sync", "write_results"])
+    payloads, rejects, results = (
+        key(["orders_sync", "payloads"]),
+        key(["orders_sync", "rejects"]),
+        key(["orders_sync", "write_results"]),
+    )
     assert key(["warehouse", "order_lines"]) in graph.get(payloads).parent_keys
     assert key(["trackstar", "write_info"]) in graph.get(payloads).parent_keys
     assert key(["trackstar", "integrations"]) in graph.get(key(["trackstar", "write_info"])).parent_keys
@@ -102,11 +106,16 @@ def _run_backfill(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.Exec
     )
 
 
-def test_backfill_of_three_partitions_writes_each_valid_order_once_and_keeps_the_bad_ones(example_env, sandbox):
+def test_backfill_of_three_partitions_writes_each_valid_order_once_and_keeps_the_bad_ones(
+    example_env, sandbox
+):
     defs = load_example_defs()
     instance = dg.DagsterInstance.get()
     schemas = dg.Definitions.merge(
-        defs, dg.Definitions(jobs=[dg.define_asset_job("schemas", selection=dg.AssetSelection.groups("trackstar"))])
+        defs,
+        dg.Definitions(
+            jobs=[dg.define_asset_job("schemas", selection=dg.AssetSelection.groups("trackstar"))]
+        ),
     )
     assert schemas.resolve_job_def("schemas").execute_in_process(instance=instance).success
 
@@ -115,8 +124,11 @@ def test_backfill_of_three_partitions_writes_each_valid_order_once_and_keeps_the
     valid, bad = _valid_orders_in_range(example_env["TRACKSTAR_EXAMPLE_WAREHOUSE"], *RANGE)
     assert valid and bad
 
-    stored = [r for token in ("sandbox-token-wms", "sandbox-token-shiphero", "sandbox-token-shipbob")
-              for r in sandbox.records("orders", token=token)]
+    stored = [
+        r
+        for token in ("sandbox-token-wms", "sandbox-token-shiphero", "sandbox-token-shipbob")
+        for r in sandbox.records("orders", token=token)
+    ]
     stored_keys = [r.get("order_number") or r.get("reference_id") for r in stored]
     assert len(stored) == len(valid)
     assert len(set(stored_keys)) == len(stored_keys)
@@ -124,7 +136,9 @@ def test_backfill_of_three_partitions_writes_each_valid_order_once_and_keeps_the
     con = duckdb.connect(example_env["TRACKSTAR_EXAMPLE_WAREHOUSE"], read_only=True)
     try:
         rejected = {r[0] for r in con.execute("SELECT DISTINCT key FROM trackstar_orders_rejects").fetchall()}
-        statuses = dict(con.execute("SELECT status, count(*) FROM trackstar_orders_write_results GROUP BY 1").fetchall())
+        statuses = dict(
+            con.execute("SELECT status, count(*) FROM trackstar_orders_write_results GROUP BY 1").fetchall()
+        )
     finally:
         con.close()
     assert bad <= rejected
@@ -132,12 +146,17 @@ def test_backfill_of_three_partitions_writes_each_valid_order_once_and_keeps_the
 
     second = _run_backfill(defs, instance)
     assert second.success
-    again = [r for token in ("sandbox-token-wms", "sandbox-token-shiphero", "sandbox-token-shipbob")
-             for r in sandbox.records("orders", token=token)]
+    again = [
+        r
+        for token in ("sandbox-token-wms", "sandbox-token-shiphero", "sandbox-token-shipbob")
+        for r in sandbox.records("orders", token=token)
+    ]
     assert len(again) == len(stored)
     con = duckdb.connect(example_env["TRACKSTAR_EXAMPLE_WAREHOUSE"], read_only=True)
     try:
-        statuses = dict(con.execute("SELECT status, count(*) FROM trackstar_orders_write_results GROUP BY 1").fetchall())
+        statuses = dict(
+            con.execute("SELECT status, count(*) FROM trackstar_orders_write_results GROUP BY 1").fetchall()
+        )
     finally:
         con.close()
     assert statuses == {"unchanged": len(valid)}
@@ -154,7 +173,10 @@ def test_webserver_serves_the_asset_graph_over_graphql(example_env):
     webserver = Path(sys.executable).parent / "dagster-webserver"
     proc = subprocess.Popen(
         [str(webserver), "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         url = f"http://127.0.0.1:{port}/graphql"
@@ -172,7 +194,9 @@ def test_webserver_serves_the_asset_graph_over_graphql(example_env):
                 pass
             time.sleep(1)
         assert data, "webserver did not serve the asset graph"
-        deps = {"/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in data}
+        deps = {
+            "/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in data
+        }
         assert "warehouse/order_lines" in deps["orders_sync/payloads"]
         assert "trackstar/write_info" in deps["orders_sync/payloads"]
         assert "orders_sync/payloads" in deps["orders_sync/write_results"]

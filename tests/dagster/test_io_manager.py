@@ -14,22 +14,36 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2026-11-01")
 
 
 def results(days: dict[str, int]) -> pd.DataFrame:
-    return pd.DataFrame([{"key": f"{day}-{i}", "status": "created", PARTITION_COLUMN: day}
-                         for day, n in days.items() for i in range(n)])
+    return pd.DataFrame(
+        [
+            {"key": f"{day}-{i}", "status": "created", PARTITION_COLUMN: day}
+            for day, n in days.items()
+            for i in range(n)
+        ]
+    )
 
 
 def write(manager: TrackstarFrameIOManager, frame: pd.DataFrame, partitions: list[str] | None) -> None:
-    context = dg.build_output_context(asset_key=KEY, partition_key=partitions[0] if partitions and len(partitions) == 1
-                                      else None, asset_partitions_def=DAILY if partitions else None)
+    context = dg.build_output_context(
+        asset_key=KEY,
+        partition_key=partitions[0] if partitions and len(partitions) == 1 else None,
+        asset_partitions_def=DAILY if partitions else None,
+    )
     if partitions and len(partitions) > 1:
-        context = dg.build_output_context(asset_key=KEY, asset_partitions_def=DAILY,
-                                          asset_partition_key_range=dg.PartitionKeyRange(partitions[0], partitions[-1]))
+        context = dg.build_output_context(
+            asset_key=KEY,
+            asset_partitions_def=DAILY,
+            asset_partition_key_range=dg.PartitionKeyRange(partitions[0], partitions[-1]),
+        )
     manager.handle_output(context, frame)
 
 
 def read(manager: TrackstarFrameIOManager, first: str, last: str | None = None) -> pd.DataFrame:
-    context = dg.build_input_context(asset_key=KEY, asset_partitions_def=DAILY,
-                                     asset_partition_key_range=dg.PartitionKeyRange(first, last or first))
+    context = dg.build_input_context(
+        asset_key=KEY,
+        asset_partitions_def=DAILY,
+        asset_partition_key_range=dg.PartitionKeyRange(first, last or first),
+    )
     return manager.load_input(context)
 
 
@@ -42,7 +56,10 @@ def test_a_range_is_written_one_file_per_partition_and_read_back(tmp_path):
     assert read(manager, "2026-11-19").empty  # a day without rows is stored empty, not missing
     both = read(manager, "2026-11-18", "2026-11-20")
     assert both[PARTITION_COLUMN].value_counts().to_dict() == {"2026-11-18": 3, "2026-11-20": 2}
-    assert read_frames(KEY, ["2026-11-20"], base_dir=str(tmp_path))["key"].tolist() == ["2026-11-20-0", "2026-11-20-1"]
+    assert read_frames(KEY, ["2026-11-20"], base_dir=str(tmp_path))["key"].tolist() == [
+        "2026-11-20-0",
+        "2026-11-20-1",
+    ]
     assert len(read_frames(KEY, base_dir=str(tmp_path))) == 5  # every stored partition
 
 
@@ -65,8 +82,12 @@ def test_a_missing_partition_says_to_materialize_it(tmp_path):
 def test_a_range_without_the_partition_column_cannot_be_split(tmp_path):
     manager = TrackstarFrameIOManager(base_dir=str(tmp_path))
     with pytest.raises(dg.DagsterInvariantViolationError, match="needs a 'partition' column"):
-        write(manager, results({"2026-11-18": 1}).drop(columns=[PARTITION_COLUMN]), ["2026-11-18", "2026-11-19"])
-    write(manager, results({"2026-11-18": 2}).drop(columns=[PARTITION_COLUMN]), ["2026-11-18"])  # one key: fine
+        write(
+            manager, results({"2026-11-18": 1}).drop(columns=[PARTITION_COLUMN]), ["2026-11-18", "2026-11-19"]
+        )
+    write(
+        manager, results({"2026-11-18": 2}).drop(columns=[PARTITION_COLUMN]), ["2026-11-18"]
+    )  # one key: fine
     assert len(read(manager, "2026-11-18")) == 2
 
 

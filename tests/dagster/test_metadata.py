@@ -9,14 +9,16 @@ from trackstar_dagster.metadata import frame_metadata, markdown_table, table_sch
 
 
 def frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "key": pd.array(["A-1", "A-2", "A-3"], dtype="string"),
-        "attempts": [1, 2, 1],
-        "latency_s": [0.1, 0.25, None],
-        "dry_run": [False, True, False],
-        "finished_at": pd.to_datetime(["2026-11-20", "2026-11-21", "2026-11-22"], utc=True),
-        "source_rows": [[0, 1], [2], [3]],
-    })
+    return pd.DataFrame(
+        {
+            "key": pd.array(["A-1", "A-2", "A-3"], dtype="string"),
+            "attempts": [1, 2, 1],
+            "latency_s": [0.1, 0.25, None],
+            "dry_run": [False, True, False],
+            "finished_at": pd.to_datetime(["2026-11-20", "2026-11-21", "2026-11-22"], utc=True),
+            "source_rows": [[0, 1], [2], [3]],
+        }
+    )
 
 
 def test_row_count_and_column_schema():
@@ -25,8 +27,14 @@ def test_row_count_and_column_schema():
     schema = meta["dagster/column_schema"]
     assert isinstance(schema, dg.TableSchema)
     types = {c.name: c.type for c in schema.columns}
-    assert types == {"key": "string", "attempts": "integer", "latency_s": "number", "dry_run": "boolean",
-                     "finished_at": "datetime", "source_rows": "object"}
+    assert types == {
+        "key": "string",
+        "attempts": "integer",
+        "latency_s": "number",
+        "dry_run": "boolean",
+        "finished_at": "datetime",
+        "source_rows": "object",
+    }
     assert [c.description for c in schema.columns][:2] == ["the record's key", None]
 
 
@@ -38,8 +46,11 @@ def test_an_empty_frame_keeps_its_schema():
 
 
 def test_markdown_preview_values_rows_and_cut():
-    text = markdown_table(pd.DataFrame({"key": ["A-1", "A-2", "A-3"], "status": ["created", "failed", "x" * 300]}),
-                          max_rows=2, width=20)
+    text = markdown_table(
+        pd.DataFrame({"key": ["A-1", "A-2", "A-3"], "status": ["created", "failed", "x" * 300]}),
+        max_rows=2,
+        width=20,
+    )
     lines = text.splitlines()
     assert lines[0] == "| key | status |" and lines[1] == "|---|---|"
     assert lines[2] == "| A-1 | created |" and lines[3] == "| A-2 | failed |"

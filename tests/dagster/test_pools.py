@@ -62,8 +62,14 @@ def instance(home):
 def sync_resources(base_url: str, api_key: str, base: Path) -> dict[str, Any]:
     return {
         "trackstar": TrackstarResource(
-            api_key=api_key, base_url=base_url, state_dir=str(base / "state"),
-            connections=[TrackstarConnection(name="acme", access_token="sandbox-token-wms", integration_name="wms_sandbox")],
+            api_key=api_key,
+            base_url=base_url,
+            state_dir=str(base / "state"),
+            connections=[
+                TrackstarConnection(
+                    name="acme", access_token="sandbox-token-wms", integration_name="wms_sandbox"
+                )
+            ],
         ),
         **trackstar_io_manager_resources(str(base / "io")),
     }
@@ -78,26 +84,48 @@ def child_main() -> None:
     """The run that gets killed (run by the subprocess): the sync over the sandbox, in $DAGSTER_HOME."""
     spec = json.loads(sys.argv[1])
     with dg.DagsterInstance.get() as instance:
-        run(make_sync(rows(spec["orders"])), instance, sync_resources(spec["base_url"], spec["api_key"], Path(spec["dir"])))
+        run(
+            make_sync(rows(spec["orders"])),
+            instance,
+            sync_resources(spec["base_url"], spec["api_key"], Path(spec["dir"])),
+        )
 
 
 def start_and_kill_a_holder(sandbox, instance, tmp_path) -> str:
     """Run the sync in a subprocess, SIGKILL it while its write step holds the pool; return the dead run's id."""
     sandbox.configure(faults={"hang": 1.0, "hang_s": 120})  # writes hang: the write step holds the pool
     log = tmp_path / "child.log"
-    spec = {"orders": 3, "base_url": sandbox.base_url, "api_key": sandbox.api_key, "dir": str(tmp_path / "child")}
+    spec = {
+        "orders": 3,
+        "base_url": sandbox.base_url,
+        "api_key": sandbox.api_key,
+        "dir": str(tmp_path / "child"),
+    }
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from tests.dagster.test_pools import child_main; child_main()", json.dumps(spec)],
-            cwd=ROOT, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-c",
+                "from tests.dagster.test_pools import child_main; child_main()",
+                json.dumps(spec),
+            ],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60
         run_id = None
         while run_id is None:
             assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the child never reached its write step\n" + log.read_text()[-3000:]
-            holders = {(s.run_id, s.step_key) for s in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots}
+            assert time.monotonic() < deadline, (
+                "the child never reached its write step\n" + log.read_text()[-3000:]
+            )
+            holders = {
+                (s.run_id, s.step_key)
+                for s in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots
+            }
             for rid, step in holders:
                 started = instance.all_logs(rid, of_type=dg.DagsterEventType.STEP_START)
                 if step == WRITE_STEP and any(e.step_key == WRITE_STEP for e in started):
@@ -108,7 +136,9 @@ def start_and_kill_a_holder(sandbox, instance, tmp_path) -> str:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     sandbox.configure(faults={"hang": 0.0})
-    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED  # nothing noticed the death yet
+    assert (
+        instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
+    )  # nothing noticed the death yet
     return run_id
 
 
@@ -145,34 +175,48 @@ def test_a_killed_run_does_not_block_the_next_one(detected_by, sandbox, instance
 
     frame = rows(3).assign(order_id=lambda f: f["order_id"] + "-next")
     resources = sync_resources(sandbox.base_url, sandbox.api_key, tmp_path / "next")
-    result, elapsed = run_within(BOUND_S, lambda: run(make_sync(frame), instance, resources, raise_on_error=False))
+    result, elapsed = run_within(
+        BOUND_S, lambda: run(make_sync(frame), instance, resources, raise_on_error=False)
+    )
 
     assert result is not None, f"the next run was still waiting for pool {POOL} after {BOUND_S:.0f}s"
     assert result.success
     assert set(result.asset_value(dg.AssetKey(["s", "write_results"]))["status"]) == {"created"}
     assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.FAILURE
     assert dead not in holders_of(instance)
-    warnings = [e.user_message for e in instance.all_logs(result.run_id)
-                if e.level == logging.WARNING and dead in e.user_message and POOL in e.user_message]
+    warnings = [
+        e.user_message
+        for e in instance.all_logs(result.run_id)
+        if e.level == logging.WARNING and dead in e.user_message and POOL in e.user_message
+    ]
     assert warnings, "no WARNING naming the dead run and the pool"
     assert ("pid" if detected_by == "pid" else "heartbeat") in warnings[0]
     failure = instance.all_logs(dead, of_type=dg.DagsterEventType.RUN_FAILURE)
-    assert failure and result.run_id in failure[-1].dagster_event.message  # the dead run says who failed it, and why
+    assert (
+        failure and result.run_id in failure[-1].dagster_event.message
+    )  # the dead run says who failed it, and why
     if detected_by == "heartbeat":
         assert elapsed >= 1.0  # it waited for the heartbeat to go stale (3 s after the last beat)
 
 
-def a_started_run(instance, *, holds: str | None = None, beat_age_s: float | None = None, pid: int | None = None) -> str:
+def a_started_run(
+    instance, *, holds: str | None = None, beat_age_s: float | None = None, pid: int | None = None
+) -> str:
     """A run as a run worker leaves it in storage: STARTED, maybe with a heartbeat, maybe holding the pool."""
     run_id = str(uuid.uuid4())
     tags = {}
     if beat_age_s is not None:
         me = this_process()
         beater = dataclasses.replace(me, pid=pid, orchestrator_pid=pid) if pid else me
-        tags = {HEARTBEAT_TAG: (datetime.now(UTC) - timedelta(seconds=beat_age_s)).isoformat(),
-                HEARTBEAT_BY_TAG: beater.encode()}
-    instance.add_run(dg.DagsterRun(job_name="orders_sync_job", run_id=run_id, status=dg.DagsterRunStatus.STARTED,
-                                   tags=tags))
+        tags = {
+            HEARTBEAT_TAG: (datetime.now(UTC) - timedelta(seconds=beat_age_s)).isoformat(),
+            HEARTBEAT_BY_TAG: beater.encode(),
+        }
+    instance.add_run(
+        dg.DagsterRun(
+            job_name="orders_sync_job", run_id=run_id, status=dg.DagsterRunStatus.STARTED, tags=tags
+        )
+    )
     if holds:
         assert instance.event_log_storage.claim_concurrency_slot(POOL, run_id, holds).is_claimed
     return run_id
@@ -192,7 +236,12 @@ def test_pools_command_lists_and_frees_dead_runs(instance, monkeypatch, capsys):
 
     assert cli.main(["pools", "list"]) == 0
     out = capsys.readouterr().out
-    assert f"pool {POOL}: limit 1, 1 slot(s) held" in out and killed in out and WRITE_STEP in out and "dead" in out
+    assert (
+        f"pool {POOL}: limit 1, 1 slot(s) held" in out
+        and killed in out
+        and WRITE_STEP in out
+        and "dead" in out
+    )
 
     # a fresh heartbeat and (without the pid check) nothing else to go by: left alone
     monkeypatch.setenv("TRACKSTAR_POOL_CHECK_PID", "0")
@@ -238,8 +287,9 @@ def test_pools_command_lists_and_frees_dead_runs(instance, monkeypatch, capsys):
 def test_two_syncs_sharing_a_pool_in_one_run_do_not_wait_for_each_other(sandbox, instance, tmp_path):
     """In-process steps run one at a time: a payloads step waiting for its own run's slot would wait forever."""
     first = make_sync(rows(2), pool="trackstar_shared")
-    second = dataclasses.replace(make_sync(rows(2).assign(order_id=lambda f: f["order_id"] + "-2"), pool="trackstar_shared"),
-                                 name="t")
+    second = dataclasses.replace(
+        make_sync(rows(2).assign(order_id=lambda f: f["order_id"] + "-2"), pool="trackstar_shared"), name="t"
+    )
     resources = sync_resources(sandbox.base_url, sandbox.api_key, tmp_path)
     assets = [*build_trackstar_sync_assets(first), *build_trackstar_sync_assets(second)]
     result, _ = run_within(BOUND_S, lambda: dg.materialize(assets, instance=instance, resources=resources))

@@ -1,6 +1,5 @@
 """TrackstarResource: config, client, connection look-up, and no secret in reprs or Dagster's run records."""
 
-
 import logging
 import warnings
 from collections.abc import Iterator
@@ -47,8 +46,11 @@ def resource(sb: Any, **kwargs: Any) -> TrackstarResource:
     kwargs.setdefault(
         "connections",
         [
-            TrackstarConnection(name="main", access_token="sandbox-token-wms",
-                                connection_id=connection_id(sb, "sandbox-token-wms")),
+            TrackstarConnection(
+                name="main",
+                access_token="sandbox-token-wms",
+                connection_id=connection_id(sb, "sandbox-token-wms"),
+            ),
             TrackstarConnection(name="bob", access_token="sandbox-token-shipbob", integration_name="shipbob"),
         ],
     )
@@ -79,8 +81,13 @@ def test_lookup_cached(sandbox: Any) -> None:
 
 
 def test_duplicate_and_empty(sandbox: Any) -> None:
-    dup = resource(sandbox, connections=[TrackstarConnection(name="a", access_token="t1", integration_name="x"),
-                                         TrackstarConnection(name="a", access_token="t2", integration_name="y")])
+    dup = resource(
+        sandbox,
+        connections=[
+            TrackstarConnection(name="a", access_token="t1", integration_name="x"),
+            TrackstarConnection(name="a", access_token="t2", integration_name="y"),
+        ],
+    )
     with pytest.raises(ConfigError, match="more than once"):
         dup.resolved_connections()
     with pytest.raises(ConfigError, match="api_key is empty"):
@@ -90,10 +97,19 @@ def test_duplicate_and_empty(sandbox: Any) -> None:
 def test_no_secret_in_repr() -> None:
     res = TrackstarResource(
         api_key="super-secret-key-9",
-        connections=[TrackstarConnection(name="c", access_token="super-secret-token-9", integration_name="x")],
+        connections=[
+            TrackstarConnection(name="c", access_token="super-secret-token-9", integration_name="x")
+        ],
     )
     conn = ResolvedConnection("c", "super-secret-token-9", "wms", "shipbob")
-    for text in (repr(res), str(res), repr(res.connections[0]), repr(conn), str(conn), repr(res.get_client())):
+    for text in (
+        repr(res),
+        str(res),
+        repr(res.connections[0]),
+        repr(conn),
+        str(conn),
+        repr(res.get_client()),
+    ):
         assert "super-secret" not in text, text
 
 
@@ -103,8 +119,13 @@ def test_in_a_dagster_run_with_envvar(sandbox: Any, monkeypatch: pytest.MonkeyPa
     res = TrackstarResource(
         api_key=dg.EnvVar("TRACKSTAR_API_KEY"),
         base_url=sandbox.base_url,
-        connections=[TrackstarConnection(name="main", access_token=dg.EnvVar("TRACKSTAR_TOKEN_MAIN"),
-                                         connection_id=connection_id(sandbox, "sandbox-token-wms"))],
+        connections=[
+            TrackstarConnection(
+                name="main",
+                access_token=dg.EnvVar("TRACKSTAR_TOKEN_MAIN"),
+                connection_id=connection_id(sandbox, "sandbox-token-wms"),
+            )
+        ],
     )
 
     @dg.asset
@@ -140,8 +161,9 @@ def test_the_resource_owns_its_client_and_a_token_needs_no_lookup(sandbox: Any, 
     assert res.access_token("main") == "sandbox-token-wms" and seen == []
     # the payloads step resolves the connection once and fetches its write-info with the shared client,
     # which it leaves open for the next caller
-    mapping = MappingConfig.model_validate({"action": "create_order", "key": "k", "connection": "main",
-                                            "fields": {"order_number": "k"}})
+    mapping = MappingConfig.model_validate(
+        {"action": "create_order", "key": "k", "connection": "main", "fields": {"order_number": "k"}}
+    )
     targets = resolve_targets(res, mapping)
     assert targets["main"].integration_name == "wms_sandbox"
     assert res.get_client() is client and not client.http.is_closed
@@ -185,10 +207,15 @@ def test_connection_id_is_looked_up_without_the_token(sandbox: Any, caplog: pyte
 
 def test_token_lookup_only_as_an_opt_in_that_warns(sandbox: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    res = resource(sandbox, lookup_integration_by_token=True,
-                   connections=[TrackstarConnection(name="main", access_token="sandbox-token-wms")])
+    res = resource(
+        sandbox,
+        lookup_integration_by_token=True,
+        connections=[TrackstarConnection(name="main", access_token="sandbox-token-wms")],
+    )
     assert res.connection("main").integration_name == "wms_sandbox"
-    warned = [r for r in caplog.records if r.name == "trackstar_dagster.resource" and r.levelno == logging.WARNING]
+    warned = [
+        r for r in caplog.records if r.name == "trackstar_dagster.resource" and r.levelno == logging.WARNING
+    ]
     assert len(warned) == 1
     message = warned[0].getMessage()
     assert "'main'" in message and "access log" in message and "integration_name" in message
@@ -208,24 +235,37 @@ def test_unresolvable_connection_given_at_launch_fails_before_any_call(sandbox: 
     result = dg.materialize(
         [uses],
         resources={"trackstar": TrackstarResource.configure_at_launch()},
-        run_config={"resources": {"trackstar": {"config": {
-            "api_key": sandbox.api_key, "base_url": sandbox.base_url,
-            "connections": [{"name": "acme", "access_token": "sandbox-token-wms"}],
-        }}}},
+        run_config={
+            "resources": {
+                "trackstar": {
+                    "config": {
+                        "api_key": sandbox.api_key,
+                        "base_url": sandbox.base_url,
+                        "connections": [{"name": "acme", "access_token": "sandbox-token-wms"}],
+                    }
+                }
+            }
+        },
         raise_on_error=False,
     )
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value in ("RESOURCE_INIT_FAILURE", "STEP_FAILURE"))
+    failure = next(
+        e for e in result.all_events if e.event_type_value in ("RESOURCE_INIT_FAILURE", "STEP_FAILURE")
+    )
     assert "acme" in str(failure.event_specific_data.error) and "connection_id" in str(
-        failure.event_specific_data.error)
+        failure.event_specific_data.error
+    )
     assert all(c.times_used == 0 for c in sandbox.sandbox.connections.values())
     assert "sandbox-token-wms" not in str(failure.event_specific_data.error)
 
 
 def test_connection_checked_again_before_the_first_call() -> None:
     """Even a resource that skipped validation never sends a token in a query string."""
-    res = TrackstarResource(api_key="k-123456", base_url="http://127.0.0.1:9",
-                            connections=[TrackstarConnection(name="c", access_token="t-123456", integration_name="x")])
+    res = TrackstarResource(
+        api_key="k-123456",
+        base_url="http://127.0.0.1:9",
+        connections=[TrackstarConnection(name="c", access_token="t-123456", integration_name="x")],
+    )
     object.__setattr__(res.connections[0], "integration_name", None)
     with pytest.raises(ConfigError, match="'c'.*integration_name.*connection_id"):
         res.connection("c")
@@ -272,19 +312,29 @@ def build_defs(res: TrackstarResource) -> dg.Definitions:
 def test_plain_string_secrets_warn_once_per_field_without_the_value() -> None:
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        build_defs(TrackstarResource(
-            api_key="plain-key-0000",
-            ledger_url=DSN,
-            connections=[
-                TrackstarConnection(name="acme", access_token="plain-token-1111", integration_name="shipbob"),
-                TrackstarConnection(name="globex", access_token=dg.EnvVar("GLOBEX_TOKEN"), integration_name="x"),
-            ],
-        ))
+        build_defs(
+            TrackstarResource(
+                api_key="plain-key-0000",
+                ledger_url=DSN,
+                connections=[
+                    TrackstarConnection(
+                        name="acme", access_token="plain-token-1111", integration_name="shipbob"
+                    ),
+                    TrackstarConnection(
+                        name="globex", access_token=dg.EnvVar("GLOBEX_TOKEN"), integration_name="x"
+                    ),
+                ],
+            )
+        )
         # the same fields again: no second warning
-        build_defs(TrackstarResource(
-            api_key="plain-key-0000",
-            connections=[TrackstarConnection(name="acme", access_token="plain-token-1111", integration_name="y")],
-        ))
+        build_defs(
+            TrackstarResource(
+                api_key="plain-key-0000",
+                connections=[
+                    TrackstarConnection(name="acme", access_token="plain-token-1111", integration_name="y")
+                ],
+            )
+        )
     found = plain_secret_warnings(record)
     assert len(found) == 3, found
     joined = "\n".join(found)
@@ -295,13 +345,18 @@ def test_plain_string_secrets_warn_once_per_field_without_the_value() -> None:
         assert secret not in joined
 
 
-def test_envvar_secrets_do_not_warn_at_definition_or_at_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_envvar_secrets_do_not_warn_at_definition_or_at_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     monkeypatch.setenv("TRACKSTAR_API_KEY", "key-from-env")
     monkeypatch.setenv("ACME_TOKEN", "token-from-env")
     monkeypatch.setenv("LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     res = TrackstarResource(
-        api_key=dg.EnvVar("TRACKSTAR_API_KEY"), ledger_url=dg.EnvVar("LEDGER_URL"),
-        connections=[TrackstarConnection(name="acme", access_token=dg.EnvVar("ACME_TOKEN"), integration_name="x")],
+        api_key=dg.EnvVar("TRACKSTAR_API_KEY"),
+        ledger_url=dg.EnvVar("LEDGER_URL"),
+        connections=[
+            TrackstarConnection(name="acme", access_token=dg.EnvVar("ACME_TOKEN"), integration_name="x")
+        ],
     )
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
@@ -313,6 +368,9 @@ def test_envvar_secrets_do_not_warn_at_definition_or_at_run(monkeypatch: pytest.
     # a ledger URL without a password is not a secret
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        build_defs(TrackstarResource(api_key=dg.EnvVar("TRACKSTAR_API_KEY"),
-                                     ledger_url=f"sqlite:///{tmp_path / 'other.sqlite'}"))
+        build_defs(
+            TrackstarResource(
+                api_key=dg.EnvVar("TRACKSTAR_API_KEY"), ledger_url=f"sqlite:///{tmp_path / 'other.sqlite'}"
+            )
+        )
     assert plain_secret_warnings(record) == []

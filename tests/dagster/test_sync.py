@@ -66,7 +66,9 @@ def resources(sandbox, tmp_path):
             base_url=sandbox.base_url,
             state_dir=str(tmp_path / "state"),
             connections=[
-                TrackstarConnection(name="acme", access_token="sandbox-token-wms", integration_name="wms_sandbox")
+                TrackstarConnection(
+                    name="acme", access_token="sandbox-token-wms", integration_name="wms_sandbox"
+                )
             ],
         ),
         **trackstar_io_manager_resources(str(tmp_path / "io")),
@@ -124,8 +126,13 @@ def test_rerun_sends_nothing_and_reports_unchanged(sandbox, instance, resources)
 
 
 def test_dry_run_and_write_from_send_nothing_before_the_date(sandbox, instance, resources):
-    frame = pd.concat([rows(3, day="2026-01-01"), rows(3, day="2026-11-20").assign(
-        order_id=lambda f: f["order_id"] + "-new")], ignore_index=True)
+    frame = pd.concat(
+        [
+            rows(3, day="2026-01-01"),
+            rows(3, day="2026-11-20").assign(order_id=lambda f: f["order_id"] + "-new"),
+        ],
+        ignore_index=True,
+    )
     sync = make_sync(frame, date_column="order_date", write_from="2026-06-01")
     result = run(sync, instance, resources)
     results = result.asset_value(dg.AssetKey(["s", "write_results"]))
@@ -138,7 +145,9 @@ def test_write_failures_fail_the_run_with_the_error_bodies(sandbox, instance, re
     result = run(make_sync(rows(3)), instance, resources, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert failure.step_key == "s__write_results"  # the records were written and recorded, then the run failed
+    assert (
+        failure.step_key == "s__write_results"
+    )  # the records were written and recorded, then the run failed
     data = failure.event_specific_data.user_failure_data
     assert data is not None and "3" in data.description
     assert data.metadata["status_failed"].value == 3
@@ -151,9 +160,14 @@ def test_write_orders_op_in_a_plain_job(sandbox, instance, resources):
 
     from trackstar_dagster.mapping import Target, build_payloads
 
-    doc = json.loads((ir.files("trackstar_dagster.sandbox") / "data" / "write-info" / "wms_sandbox.json").read_text())
-    batch = build_payloads(rows(4), MAPPING, {"acme": Target(connection="acme", integration_type="wms",
-                                                              integration_name="wms_sandbox", doc=doc)})
+    doc = json.loads(
+        (ir.files("trackstar_dagster.sandbox") / "data" / "write-info" / "wms_sandbox.json").read_text()
+    )
+    batch = build_payloads(
+        rows(4),
+        MAPPING,
+        {"acme": Target(connection="acme", integration_type="wms", integration_name="wms_sandbox", doc=doc)},
+    )
 
     @dg.op
     def payloads() -> pd.DataFrame:
@@ -170,23 +184,43 @@ def test_write_orders_op_in_a_plain_job(sandbox, instance, resources):
 
 
 def three_days() -> pd.DataFrame:
-    return pd.concat([rows(3, day="2026-11-18"), rows(5, day="2026-11-19").assign(order_id=lambda f: f["order_id"] + "-b"),
-                      rows(7, day="2026-11-20").assign(order_id=lambda f: f["order_id"] + "-c")], ignore_index=True)
+    return pd.concat(
+        [
+            rows(3, day="2026-11-18"),
+            rows(5, day="2026-11-19").assign(order_id=lambda f: f["order_id"] + "-b"),
+            rows(7, day="2026-11-20").assign(order_id=lambda f: f["order_id"] + "-c"),
+        ],
+        ignore_index=True,
+    )
 
 
-RANGE = {"dagster/asset_partition_range_start": "2026-11-18", "dagster/asset_partition_range_end": "2026-11-20"}
+RANGE = {
+    "dagster/asset_partition_range_start": "2026-11-18",
+    "dagster/asset_partition_range_end": "2026-11-20",
+}
 
 
 def test_each_partition_of_a_single_run_backfill_carries_its_own_figures(sandbox, instance, resources):
     """3 days with 3, 5 and 7 orders in one run: each day's materializations say 3, 5 and 7 (not 15 each)."""
-    sync = make_sync(three_days(), date_column="order_date",
-                     partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01"))
-    result = run(sync, instance, resources, selection=dg.AssetSelection.assets(sync.payloads_key, sync.rejects_key,
-                                                                              sync.results_key), tags=RANGE)
+    sync = make_sync(
+        three_days(),
+        date_column="order_date",
+        partitions_def=dg.DailyPartitionsDefinition(start_date="2026-11-01"),
+    )
+    result = run(
+        sync,
+        instance,
+        resources,
+        selection=dg.AssetSelection.assets(sync.payloads_key, sync.rejects_key, sync.results_key),
+        tags=RANGE,
+    )
     assert result.success
     expected = {"2026-11-18": 3, "2026-11-19": 5, "2026-11-20": 7}
-    figures = {(m.asset_key, m.partition): m.metadata for n in ("s__write_results", "s_payloads")
-               for m in result.asset_materializations_for_node(n)}
+    figures = {
+        (m.asset_key, m.partition): m.metadata
+        for n in ("s__write_results", "s_payloads")
+        for m in result.asset_materializations_for_node(n)
+    }
 
     def of(key, name):
         return {p: md[name].value for (k, p), md in figures.items() if k == key}
@@ -202,8 +236,10 @@ def test_each_partition_of_a_single_run_backfill_carries_its_own_figures(sandbox
 def test_a_failed_write_step_still_sends_its_results_to_the_sink(sandbox, instance, resources):
     sunk: list[pd.DataFrame] = []
     sandbox.configure(faults={"error_5xx": 1.0})
-    sync = make_sync(rows(3), results_sink=lambda context, name, frame: sunk.append(frame) if name == "write_results"
-                     else None)
+    sync = make_sync(
+        rows(3),
+        results_sink=lambda context, name, frame: sunk.append(frame) if name == "write_results" else None,
+    )
     result = run(sync, instance, resources, raise_on_error=False)
     assert not result.success
     assert len(sunk) == 1 and set(sunk[0]["status"]) == {"failed"} and len(sunk[0]) == 3

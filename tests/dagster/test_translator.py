@@ -23,8 +23,10 @@ key = dg.AssetKey
 
 def stand_ins() -> dict:
     """Resources the definitions name, for inspecting them without a run."""
-    return {"trackstar": TrackstarResource(api_key=dg.EnvVar("TRACKSTAR_API_KEY")),
-            "duckdb": dg.ResourceDefinition.none_resource()}
+    return {
+        "trackstar": TrackstarResource(api_key=dg.EnvVar("TRACKSTAR_API_KEY")),
+        "duckdb": dg.ResourceDefinition.none_resource(),
+    }
 
 
 class OpsTranslator(TrackstarTranslator):
@@ -44,21 +46,32 @@ class OpsTranslator(TrackstarTranslator):
 
 
 def make_sync(frame: pd.DataFrame, **kwargs) -> TrackstarSync:
-    return TrackstarSync(name="s", mapping=MAPPING, load_rows=lambda context, window: frame,
-                         translator=OpsTranslator(), tags={"team": "fulfilment"}, **kwargs)
+    return TrackstarSync(
+        name="s",
+        mapping=MAPPING,
+        load_rows=lambda context, window: frame,
+        translator=OpsTranslator(),
+        tags={"team": "fulfilment"},
+        **kwargs,
+    )
 
 
 def defs_of(sync: TrackstarSync, extra_resources: dict | None = None) -> dg.Definitions:
     schema = dg.Definitions(assets=build_trackstar_schema_assets(translator=OpsTranslator()))
-    return dg.Definitions.merge(schema, build_trackstar_sync_definitions(sync),
-                                dg.Definitions(resources=extra_resources or {}))
+    return dg.Definitions.merge(
+        schema, build_trackstar_sync_definitions(sync), dg.Definitions(resources=extra_resources or {})
+    )
 
 
 def test_renamed_keys_groups_tags_and_owners_show_in_the_definitions_and_lineage_follows():
     sync = make_sync(rows(1))
     defs = defs_of(sync, stand_ins())
     graph = defs.resolve_asset_graph()
-    payloads, rejects, sent = key(["ops", "s", "payloads"]), key(["ops", "s", "rejects"]), key(["ops", "s", "sent"])
+    payloads, rejects, sent = (
+        key(["ops", "s", "payloads"]),
+        key(["ops", "s", "rejects"]),
+        key(["ops", "s", "sent"]),
+    )
     catalog, write_info = key(["ops", "trackstar", "integrations"]), key(["ops", "trackstar", "write_info"])
     assert (sync.payloads_key, sync.rejects_key, sync.results_key) == (payloads, rejects, sent)
     assert set(graph.get_all_asset_keys()) == {payloads, rejects, sent, catalog, write_info}
@@ -70,7 +83,9 @@ def test_renamed_keys_groups_tags_and_owners_show_in_the_definitions_and_lineage
 
     node = graph.get(sent)
     assert node.group_name == "fulfilment" and node.owners == ["team:fulfilment"]
-    assert node.tags["team"] == "fulfilment" and node.tags["layer"] == "write_results"  # the sync's tags, the translator's
+    assert (
+        node.tags["team"] == "fulfilment" and node.tags["layer"] == "write_results"
+    )  # the sync's tags, the translator's
     assert node.description == "write_results (create_order)"
     assert graph.get(catalog).group_name == "ops_schemas" and "team" not in graph.get(catalog).tags
     assert graph.get(payloads).kinds == {"trackstar", "pandas"}
@@ -82,11 +97,22 @@ def test_renamed_keys_groups_tags_and_owners_show_in_the_definitions_and_lineage
 
 
 def test_default_translator_keeps_the_documented_keys():
-    sync = TrackstarSync(name="orders", mapping=MAPPING, load_rows=lambda c, w: pd.DataFrame(),
-                         key_prefix=["wh"], group_name="g", source_key=key("src"))
-    graph = dg.Definitions.merge(dg.Definitions(assets=build_trackstar_schema_assets(), resources=stand_ins()),
-                                 build_trackstar_sync_definitions(sync)).resolve_asset_graph()
-    assert graph.get(key(["wh", "orders", "payloads"])).parent_keys == {key("src"), key(["trackstar", "write_info"])}
+    sync = TrackstarSync(
+        name="orders",
+        mapping=MAPPING,
+        load_rows=lambda c, w: pd.DataFrame(),
+        key_prefix=["wh"],
+        group_name="g",
+        source_key=key("src"),
+    )
+    graph = dg.Definitions.merge(
+        dg.Definitions(assets=build_trackstar_schema_assets(), resources=stand_ins()),
+        build_trackstar_sync_definitions(sync),
+    ).resolve_asset_graph()
+    assert graph.get(key(["wh", "orders", "payloads"])).parent_keys == {
+        key("src"),
+        key(["trackstar", "write_info"]),
+    }
     assert graph.get(key(["wh", "orders", "write_results"])).group_name == "g"
     assert graph.get(key(["trackstar", "integrations"])).group_name == "trackstar"
 
@@ -94,8 +120,11 @@ def test_default_translator_keeps_the_documented_keys():
 def test_a_renamed_sync_still_materializes(sandbox, instance, resources):  # noqa: F811
     sync = make_sync(rows(4))
     defs = defs_of(sync, {"trackstar": resources["trackstar"]})
-    assert dg.materialize(build_trackstar_schema_assets(translator=OpsTranslator()), instance=instance,
-                          resources={"trackstar": resources["trackstar"]}).success
+    assert dg.materialize(
+        build_trackstar_schema_assets(translator=OpsTranslator()),
+        instance=instance,
+        resources={"trackstar": resources["trackstar"]},
+    ).success
     result = defs.resolve_job_def("s_job").execute_in_process(instance=instance)
     assert result.success
     results = result.asset_value(key(["ops", "s", "sent"]))
@@ -105,19 +134,23 @@ def test_a_renamed_sync_still_materializes(sandbox, instance, resources):  # noq
 
 
 def test_component_translation_from_yaml_attributes():
-    component = TrackstarSyncComponent.from_attributes_dict(attributes={
-        "name": "orders_sync",
-        "connections": [{"name": "acme", "access_token_env": "ACME_TOKEN", "integration_name": "wms_sandbox"}],
-        "source": {"table": "order_lines", "date_column": "order_date"},
-        "mapping": MAPPING.model_dump(exclude_defaults=True),
-        "partitions": {"start_date": "2026-11-01"},
-        "tags": {"team": "fulfilment"},
-        "translation": {
-            "key_prefix": "ops",
-            "group_name": "trackstar_orders",
-            "description": "{{ data.kind }} of {{ data.sync_name or 'every sync' }}",
-        },
-    })
+    component = TrackstarSyncComponent.from_attributes_dict(
+        attributes={
+            "name": "orders_sync",
+            "connections": [
+                {"name": "acme", "access_token_env": "ACME_TOKEN", "integration_name": "wms_sandbox"}
+            ],
+            "source": {"table": "order_lines", "date_column": "order_date"},
+            "mapping": MAPPING.model_dump(exclude_defaults=True),
+            "partitions": {"start_date": "2026-11-01"},
+            "tags": {"team": "fulfilment"},
+            "translation": {
+                "key_prefix": "ops",
+                "group_name": "trackstar_orders",
+                "description": "{{ data.kind }} of {{ data.sync_name or 'every sync' }}",
+            },
+        }
+    )
     defs = component.build_defs(ComponentTree.for_test().load_context)
     defs = dg.Definitions.merge(defs, dg.Definitions(resources={"duckdb": stand_ins()["duckdb"]}))
     graph = defs.resolve_asset_graph()
@@ -136,7 +169,13 @@ def test_component_translation_from_yaml_attributes():
 
 def test_two_syncs_definitions_merge_with_one_io_manager():
     a, b = (TrackstarSync(name=n, mapping=MAPPING, load_rows=lambda c, w: pd.DataFrame()) for n in ("a", "b"))
-    defs = dg.Definitions.merge(build_trackstar_sync_definitions(a), build_trackstar_sync_definitions(b),
-                                dg.Definitions(assets=build_trackstar_schema_assets(), resources=stand_ins()))
+    defs = dg.Definitions.merge(
+        build_trackstar_sync_definitions(a),
+        build_trackstar_sync_definitions(b),
+        dg.Definitions(assets=build_trackstar_schema_assets(), resources=stand_ins()),
+    )
     assert {j for j in ("a_job", "b_job") if defs.resolve_job_def(j)} == {"a_job", "b_job"}
-    assert defs.resources["trackstar_io_manager"] is build_trackstar_sync_definitions(a).resources["trackstar_io_manager"]
+    assert (
+        defs.resources["trackstar_io_manager"]
+        is build_trackstar_sync_definitions(a).resources["trackstar_io_manager"]
+    )

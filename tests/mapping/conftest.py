@@ -60,11 +60,21 @@ def order_rows(n_orders: int = 3, items: int = 2, **overrides: list) -> pd.DataF
     rows = []
     for o in range(n_orders):
         for i in range(items):
-            rows.append({
-                "order_id": f"O{o}", "name": "Ann Lee", "address1": "1 Main St", "city": "Boston",
-                "state": "MA", "zip": "02134", "country": "US", "product_id": f"p{o}-{i}", "qty": i + 1,
-                "price": 9.5, "customer": "ACME",
-            })
+            rows.append(
+                {
+                    "order_id": f"O{o}",
+                    "name": "Ann Lee",
+                    "address1": "1 Main St",
+                    "city": "Boston",
+                    "state": "MA",
+                    "zip": "02134",
+                    "country": "US",
+                    "product_id": f"p{o}-{i}",
+                    "qty": i + 1,
+                    "price": 9.5,
+                    "customer": "ACME",
+                }
+            )
     frame = pd.DataFrame(rows)
     for col, values in overrides.items():
         frame[col] = values

@@ -11,8 +11,11 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "transform.py"
 
 
 def test_transform_benchmark_smoke_prints_the_result_line():
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True,
-                          timeout=120, check=True)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, timeout=120, check=True
+    )
     last = proc.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"RESULT rows_per_s=\d+ naive_rows_per_s=\d+ ratio=[\d.]+ peak_mem_ratio=-?[\d.]+", last)
+    assert re.fullmatch(
+        r"RESULT rows_per_s=\d+ naive_rows_per_s=\d+ ratio=[\d.]+ peak_mem_ratio=-?[\d.]+", last
+    )
     assert "run 1" in proc.stderr

@@ -72,7 +72,9 @@ def test_each_timestamp_is_written_on_its_own_whatever_its_neighbours():
     fractional value too (it was ``.000000Z`` then, so a record's body depended on the other rows)."""
     mixed = pd.Series(pd.to_datetime(["2024-03-01 04:30:00", "2024-03-01 04:30:00.5"], format="ISO8601"))
     alone = pd.Series(pd.to_datetime(["2024-03-01 04:30:00"]))
-    objects = pd.Series([pd.Timestamp("2024-03-01 04:30:00"), np.datetime64("2024-03-01T04:30:00.5")], dtype=object)
+    objects = pd.Series(
+        [pd.Timestamp("2024-03-01 04:30:00"), np.datetime64("2024-03-01T04:30:00.5")], dtype=object
+    )
     want = ["2024-03-01T04:30:00Z", "2024-03-01T04:30:00.500000Z"]
     assert list(coerce(mixed, type="string", format="date-time").values) == want
     assert list(coerce(objects, type="string", format="date-time").values) == want

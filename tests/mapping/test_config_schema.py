@@ -20,17 +20,23 @@ def bodies(batch) -> dict[str, dict]:
 
 
 TWO = {"connection_column": "customer", "connection_values": {"ACME": "acme", "HERO": "hero"}}
-HERO_FIELDS = {**{k: v for k, v in ORDER_FIELDS.items() if k != "line_items.product_id"}, "line_items.sku": "sku"}
+HERO_FIELDS = {
+    **{k: v for k, v in ORDER_FIELDS.items() if k != "line_items.product_id"},
+    "line_items.sku": "sku",
+}
 
 
-@pytest.mark.parametrize(("where", "typo", "closest"), [
-    ("fields", "refrence_id", "reference_id"),
-    ("fields", "ship_to_adress.city", "ship_to_address.city"),
-    ("fields", "line_items.quantiy", "line_items.quantity"),
-    ("constants", "ship_to_adress.city", "ship_to_address.city"),
-    ("constants", "invoice_curency_code", "invoice_currency_code"),
-    ("connection_constants", "shiping_method_name", "shipping_method_name"),
-])
+@pytest.mark.parametrize(
+    ("where", "typo", "closest"),
+    [
+        ("fields", "refrence_id", "reference_id"),
+        ("fields", "ship_to_adress.city", "ship_to_address.city"),
+        ("fields", "line_items.quantiy", "line_items.quantity"),
+        ("constants", "ship_to_adress.city", "ship_to_address.city"),
+        ("constants", "invoice_curency_code", "invoice_currency_code"),
+        ("connection_constants", "shiping_method_name", "shipping_method_name"),
+    ],
+)
 def test_a_target_no_schema_has_is_a_config_error_naming_the_closest_field(targets, where, typo, closest):
     fields = dict(HERO_FIELDS)
     extra: dict = {}
@@ -49,8 +55,12 @@ def test_a_target_no_schema_has_is_a_config_error_naming_the_closest_field(targe
 
 
 def test_several_typos_are_named_at_once(targets):
-    cfg = MappingConfig(key="order_id", connection="acme", fields={**ORDER_FIELDS, "refrence_id": "city"},
-                        constants={"chanel": "web"})
+    cfg = MappingConfig(
+        key="order_id",
+        connection="acme",
+        fields={**ORDER_FIELDS, "refrence_id": "city"},
+        constants={"chanel": "web"},
+    )
     with pytest.raises(ConfigError) as info:
         build_payloads(order_rows(1, 1), cfg, targets)
     assert "refrence_id" in str(info.value) and "chanel" in str(info.value)
@@ -60,7 +70,9 @@ def test_several_typos_are_named_at_once(targets):
 def test_a_field_only_some_connections_lack_is_left_out_for_them_and_listed(targets):
     fields = {**HERO_FIELDS, "line_items.product_id": "product_id", "packing_note": "note", "channel": "chan"}
     cfg = MappingConfig(key="order_id", **TWO, fields=fields)
-    frame = order_rows(2, 1, sku=["s0", "s1"], note=["fragile"] * 2, chan=["web"] * 2, customer=["ACME", "HERO"])
+    frame = order_rows(
+        2, 1, sku=["s0", "s1"], note=["fragile"] * 2, chan=["web"] * 2, customer=["ACME", "HERO"]
+    )
     batch = build_payloads(frame, cfg, targets)
     assert not len(batch.rejects), batch.rejects.to_dict("records")
     b = bodies(batch)
@@ -73,23 +85,37 @@ def test_a_field_only_some_connections_lack_is_left_out_for_them_and_listed(targ
 def test_constants_a_connection_lacks_are_left_out_for_it(targets):
     """The README's own example: a currency constant in a mapping feeding an integration without that field."""
     fields = {**HERO_FIELDS, "line_items.product_id": "product_id"}
-    cfg = MappingConfig(key="order_id", **TWO, fields=fields, constants={"invoice_currency_code": "USD"},
-                        connection_constants={"hero": {"packing_note": "handle with care"},
-                                              "acme": {"packing_note": "ignored here"}})
+    cfg = MappingConfig(
+        key="order_id",
+        **TWO,
+        fields=fields,
+        constants={"invoice_currency_code": "USD"},
+        connection_constants={
+            "hero": {"packing_note": "handle with care"},
+            "acme": {"packing_note": "ignored here"},
+        },
+    )
     frame = order_rows(2, 1, sku=["s0", "s1"], customer=["ACME", "HERO"])
     batch = build_payloads(frame, cfg, targets, validate_bodies="all")
     assert not len(batch.rejects), batch.rejects.to_dict("records")
     b = bodies(batch)
     assert b["O0"]["invoice_currency_code"] == "USD" and "packing_note" not in b["O0"]
     assert "invoice_currency_code" not in b["O1"] and b["O1"]["packing_note"] == "handle with care"
-    assert batch.dropped_fields == {"acme": ["packing_note"],
-                                    "hero": ["invoice_currency_code", "line_items.product_id"]}
+    assert batch.dropped_fields == {
+        "acme": ["packing_note"],
+        "hero": ["invoice_currency_code", "line_items.product_id"],
+    }
 
 
 def test_with_reject_a_field_a_connection_lacks_rejects_its_records(targets):
     fields = {**HERO_FIELDS, "line_items.product_id": "product_id"}
-    cfg = MappingConfig(key="order_id", **TWO, fields=fields, constants={"invoice_currency_code": "USD"},
-                        unknown_fields="reject")
+    cfg = MappingConfig(
+        key="order_id",
+        **TWO,
+        fields=fields,
+        constants={"invoice_currency_code": "USD"},
+        unknown_fields="reject",
+    )
     frame = order_rows(2, 1, sku=["s0", "s1"], customer=["ACME", "HERO"])
     batch = build_payloads(frame, cfg, targets)
     assert list(batch.payloads["key"]) == ["O0"] and set(batch.rejects["key"]) == {"O1"}

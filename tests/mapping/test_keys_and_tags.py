@@ -77,7 +77,11 @@ def test_composite_key_parts_with_backslashes_are_escaped_and_plain_parts_read_a
     cfg = _cfg(key=["order_id", "shop"])
     frame = order_rows(3, 1, order_id=["a\\", "a", "O2"], shop=["b", "\\b", "s1"])
     batch = build_payloads(frame, cfg, targets)
-    assert list(batch.payloads["key"]) == ["a\\\\|b", "a|\\\\b", "O2|s1"]  # the last as the first release wrote it
+    assert list(batch.payloads["key"]) == [
+        "a\\\\|b",
+        "a|\\\\b",
+        "O2|s1",
+    ]  # the last as the first release wrote it
     assert len(set(batch.payloads["tag"])) == 3
 
 
@@ -89,8 +93,13 @@ PART = st.text(alphabet="a|\\", min_size=1, max_size=4)
 def test_composite_keys_are_one_record_per_distinct_tuple_of_parts(targets, pairs):
     cfg = _cfg(key=["order_id", "shop"], fields={**ORDER_FIELDS, "order_number": "ref"})
     distinct = list(dict.fromkeys(pairs))
-    frame = order_rows(len(pairs), 1, order_id=[a for a, _ in pairs], shop=[b for _, b in pairs],
-                       ref=[f"R{distinct.index(p)}" for p in pairs])
+    frame = order_rows(
+        len(pairs),
+        1,
+        order_id=[a for a, _ in pairs],
+        shop=[b for _, b in pairs],
+        ref=[f"R{distinct.index(p)}" for p in pairs],
+    )
     batch = build_payloads(frame, cfg, targets)
     assert not len(batch.rejects) and batch.records == len(distinct)
     assert list(batch.payloads["key"]) == [keys.encode_key(p) for p in distinct]
@@ -145,17 +154,30 @@ def test_a_600_character_key_gets_a_hashed_tag_and_a_payload(targets, namespace)
 
 
 @pytest.mark.parametrize("namespace", [None, NS])
-@pytest.mark.parametrize("odd", [
-    "q\"uote", "back\\slash", "tab\there", "h:looks-hashed", "x" * 100, "x" * 101, "y" * 103, "y" * 104,
-    "línea-ü", "line\u2028sep",
-])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        'q"uote',
+        "back\\slash",
+        "tab\there",
+        "h:looks-hashed",
+        "x" * 100,
+        "x" * 101,
+        "y" * 103,
+        "y" * 104,
+        "línea-ü",
+        "line\u2028sep",
+    ],
+)
 def test_every_tag_path_gives_exactly_the_keys_module_tag(targets, namespace, odd):
     """One odd key sends the whole build down the per-key path; a plain build takes the vectorised one."""
     cfg = _cfg(tag_namespace=namespace)
     for ids in (["O0", odd, "O2"], ["O0", "O2"]):
         batch = build_payloads(order_rows(len(ids), 1, order_id=ids), cfg, targets)
         assert list(batch.payloads["key"]) == ids
-        for k, tag, body in zip(batch.payloads["key"], batch.payloads["tag"], batch.payloads["body"], strict=True):
+        for k, tag, body in zip(
+            batch.payloads["key"], batch.payloads["tag"], batch.payloads["body"], strict=True
+        ):
             assert tag == key_tag("create_order", k, namespace)
             assert json.dumps(tag, ensure_ascii=False) in body  # orjson's text of the tag
             assert json.loads(body)["trackstar_tags"] == [tag]
@@ -166,8 +188,12 @@ def test_the_namespace_is_checked(targets):
         _cfg(tag_namespace="has space")
     with pytest.raises(ConfigError, match="namespace"):
         MappingConfig.from_yaml("key: k\nconnection: acme\nfields: {a: b}\ntag_namespace: 'a:b'\n")
-    assert MappingConfig.from_yaml("key: k\nconnection: acme\nfields: {a: b}\ntag_namespace: s.1\n").tag_namespace \
+    assert (
+        MappingConfig.from_yaml(
+            "key: k\nconnection: acme\nfields: {a: b}\ntag_namespace: s.1\n"
+        ).tag_namespace
         == "s.1"
+    )
 
 
 def test_key_tag_is_the_keys_module_function():
@@ -180,9 +206,14 @@ def test_key_tag_is_the_keys_module_function():
 
 def test_the_tag_column_is_the_tag_in_each_body_or_null(targets, sandbox_doc):
     targets = {**targets, "plain": Target("plain", "wms", "wms_sandbox", _tagless(sandbox_doc))}
-    cfg = MappingConfig(key="order_id", connection_column="customer",
-                        connection_values={"ACME": "acme", "PLAIN": "plain"}, fields=dict(ORDER_FIELDS),
-                        connection_constants={"acme": {"trackstar_tags": ["nightly"]}}, tag_namespace=NS)
+    cfg = MappingConfig(
+        key="order_id",
+        connection_column="customer",
+        connection_values={"ACME": "acme", "PLAIN": "plain"},
+        fields=dict(ORDER_FIELDS),
+        connection_constants={"acme": {"trackstar_tags": ["nightly"]}},
+        tag_namespace=NS,
+    )
     frame = order_rows(4, 1, customer=["ACME", "PLAIN", "ACME", "PLAIN"])
     batch = build_payloads(frame, cfg, targets)
     assert list(batch.payloads.columns) == list(PAYLOAD_COLUMNS) and "tag" in PAYLOAD_COLUMNS
@@ -215,8 +246,12 @@ def test_an_empty_batch_has_the_tag_column(targets):
 
 def test_untagged_connections_are_listed_and_warned_once(targets, sandbox_doc, caplog):
     targets = {**targets, "plain": Target("plain", "wms", "wms_sandbox", _tagless(sandbox_doc))}
-    cfg = MappingConfig(key="order_id", connection_column="customer",
-                        connection_values={"ACME": "acme", "PLAIN": "plain"}, fields=dict(ORDER_FIELDS))
+    cfg = MappingConfig(
+        key="order_id",
+        connection_column="customer",
+        connection_values={"ACME": "acme", "PLAIN": "plain"},
+        fields=dict(ORDER_FIELDS),
+    )
     frame = order_rows(2, 1, customer=["ACME", "PLAIN"])
     with caplog.at_level(logging.WARNING, logger="trackstar_dagster"):
         batch = build_payloads(frame, cfg, targets)
@@ -228,9 +263,13 @@ def test_untagged_connections_are_listed_and_warned_once(targets, sandbox_doc, c
 
 
 def test_switching_the_key_tag_off_lists_every_connection(targets, caplog):
-    cfg = MappingConfig(key="order_id", connection_column="customer",
-                        connection_values={"ACME": "acme", "GLOBEX": "globex"}, fields=dict(ORDER_FIELDS),
-                        key_tag=False)
+    cfg = MappingConfig(
+        key="order_id",
+        connection_column="customer",
+        connection_values={"ACME": "acme", "GLOBEX": "globex"},
+        fields=dict(ORDER_FIELDS),
+        key_tag=False,
+    )
     with caplog.at_level(logging.WARNING, logger="trackstar_dagster"):
         batch = build_payloads(order_rows(2, 1, customer=["ACME", "GLOBEX"]), cfg, targets)
     assert batch.untagged_connections == ["acme", "globex"]
@@ -270,11 +309,14 @@ def test_bodies_without_a_namespace_are_the_first_releases_byte_for_byte(targets
         "odd keys": (_cfg(), order_rows(3, 1, order_id=["L" * 150, 'q"uote', "O2"])),
         "composite with constant tags": (
             _cfg(key=["order_id", "shop"], constants={"trackstar_tags": ["nightly"]}),
-            order_rows(1, 2, shop=["s1", "s2"])),
+            order_rows(1, 2, shop=["s1", "s2"]),
+        ),
     }
     for name, (cfg, frame) in cases.items():
         batch = build_payloads(frame, cfg, targets)
-        assert dict(zip(batch.payloads["key"], batch.payloads["body_hash"], strict=True)) \
-            == FIRST_RELEASE_HASHES[name], name
+        assert (
+            dict(zip(batch.payloads["key"], batch.payloads["body_hash"], strict=True))
+            == FIRST_RELEASE_HASHES[name]
+        ), name
     body = build_payloads(order_rows(1, 1), _cfg(), targets).payloads["body"].iloc[0]
     assert body.endswith(',"trackstar_tags":["tsd:create_order:O0"]}')

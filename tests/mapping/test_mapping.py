@@ -96,8 +96,10 @@ def test_one_body_per_key_with_one_item_per_row(targets, config):
     batch = build_payloads(order_rows(3, 2), config, targets)
     assert list(batch.payloads["key"]) == ["O0", "O1", "O2"]
     body = bodies(batch)["O1"]
-    assert body["line_items"] == [{"product_id": "p1-0", "quantity": 1, "unit_price": 9.5},
-                                  {"product_id": "p1-1", "quantity": 2, "unit_price": 9.5}]
+    assert body["line_items"] == [
+        {"product_id": "p1-0", "quantity": 1, "unit_price": 9.5},
+        {"product_id": "p1-1", "quantity": 2, "unit_price": 9.5},
+    ]
     assert body["ship_to_address"]["postal_code"] == "02134"
     assert list(batch.payloads["source_rows"].iloc[1]) == [2, 3]
     assert (batch.payloads["action"] == "create_order").all()
@@ -130,8 +132,12 @@ def test_key_tag_can_be_switched_off(targets):
 
 
 def test_key_tag_is_appended_to_constant_tags(targets):
-    cfg = MappingConfig(key="order_id", connection="acme", fields=dict(ORDER_FIELDS),
-                        constants={"trackstar_tags": ["nightly"]})
+    cfg = MappingConfig(
+        key="order_id",
+        connection="acme",
+        fields=dict(ORDER_FIELDS),
+        constants={"trackstar_tags": ["nightly"]},
+    )
     batch = build_payloads(order_rows(1, 1), cfg, targets)
     assert json.loads(batch.payloads["body"].iloc[0])["trackstar_tags"] == ["nightly", "tsd:create_order:O0"]
 
@@ -150,14 +156,17 @@ def test_a_bad_row_rejects_its_whole_order_with_a_reason_naming_the_field(target
     assert len(bodies(batch)["O0"]["line_items"]) == 2
 
 
-@pytest.mark.parametrize(("column", "value", "field"), [
-    ("qty", 0, "line_items.quantity"),
-    ("qty", -1, "line_items.quantity"),
-    ("price", -3.0, "line_items.unit_price"),
-    ("product_id", None, "line_items.product_id"),
-    ("city", "null", "ship_to_address.city"),
-    ("qty", "lots", "line_items.quantity"),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "field"),
+    [
+        ("qty", 0, "line_items.quantity"),
+        ("qty", -1, "line_items.quantity"),
+        ("price", -3.0, "line_items.unit_price"),
+        ("product_id", None, "line_items.product_id"),
+        ("city", "null", "ship_to_address.city"),
+        ("qty", "lots", "line_items.quantity"),
+    ],
+)
 def test_bad_values_reject_only_their_order(targets, config, column, value, field):
     frame = order_rows(3, 2)
     frame[column] = frame[column].astype(object)
@@ -190,7 +199,9 @@ def test_header_values_agree_after_cleaning_and_nulls_do_not_conflict(targets, c
 
 def test_rows_routed_by_a_connection_column_get_that_connections_constants(targets):
     cfg = MappingConfig.from_yaml(YAML)
-    frame = order_rows(4, 1, customer=["ACME", "GLOBEX", " ACME ", "GLOBEX"], country=["US", None, "US", "FR"])
+    frame = order_rows(
+        4, 1, customer=["ACME", "GLOBEX", " ACME ", "GLOBEX"], country=["US", None, "US", "FR"]
+    )
     batch = build_payloads(frame, cfg, targets)
     got = dict(zip(batch.payloads["key"], batch.payloads["connection"], strict=True))
     assert got == {"O0": "acme", "O1": "globex", "O2": "acme", "O3": "globex"}
@@ -235,8 +246,14 @@ def test_multi_column_keys(targets):
 
 def test_orders_and_items_from_two_tables_joined_on_the_key(targets, config):
     orders = order_rows(3, 1).drop(columns=["product_id", "qty", "price"])
-    items = pd.DataFrame({"order_id": ["O0", "O0", "O2", "O1"], "product_id": ["a", "b", "c", "d"],
-                          "qty": [1, 2, 3, 4], "price": [1.0, 2.0, 3.0, 4.0]})
+    items = pd.DataFrame(
+        {
+            "order_id": ["O0", "O0", "O2", "O1"],
+            "product_id": ["a", "b", "c", "d"],
+            "qty": [1, 2, 3, 4],
+            "price": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
     batch = build_payloads(orders, config, targets, items=items)
     b = bodies(batch)
     assert [i["product_id"] for i in b["O0"]["line_items"]] == ["a", "b"]
@@ -265,7 +282,9 @@ def test_a_field_the_integration_does_not_accept_rejects_when_asked(targets):
 
 
 def test_a_field_no_integration_accepts_is_a_config_error(targets):
-    cfg = MappingConfig(key="order_id", connection="acme", fields={**ORDER_FIELDS, "line_items.colour": "colour"})
+    cfg = MappingConfig(
+        key="order_id", connection="acme", fields={**ORDER_FIELDS, "line_items.colour": "colour"}
+    )
     with pytest.raises(ConfigError, match="line_items.colour"):
         build_payloads(order_rows(1, 1, colour=["red"]), cfg, targets)
 
@@ -276,8 +295,12 @@ def test_one_table_feeds_integrations_with_different_schemas(targets):
     fields = {**ORDER_FIELDS, "line_items.sku": "sku", "packing_note": "note", "channel": "chan"}
     frame = order_rows(4, 2, sku=["s"] * 8, note=["fragile"] * 8, chan=["web"] * 8)
     frame["customer"] = ["a", "a", "b", "b", "a", "a", "c", "c"]
-    cfg = MappingConfig(key="order_id", connection_column="customer",
-                        connection_values={"a": "acme", "b": "acme2", "c": "hero"}, fields=fields)
+    cfg = MappingConfig(
+        key="order_id",
+        connection_column="customer",
+        connection_values={"a": "acme", "b": "acme2", "c": "hero"},
+        fields=fields,
+    )
     targets = {**targets, "acme2": Target("acme2", "wms", "wms_sandbox", targets["acme"].doc)}
     batch = build_payloads(frame, cfg, targets)
     assert len(batch.payloads) == 4 and not len(batch.rejects)
@@ -298,8 +321,13 @@ def test_required_fields_missing_from_the_mapping_reject_with_the_field(targets)
 
 def test_each_integration_gets_its_own_schema(targets):
     cfg = MappingConfig(
-        key="order_id", connection_column="customer", connection_values={"ACME": "acme", "HERO": "hero"},
-        fields={**{k: v for k, v in ORDER_FIELDS.items() if k != "line_items.product_id"}, "line_items.sku": "sku"},
+        key="order_id",
+        connection_column="customer",
+        connection_values={"ACME": "acme", "HERO": "hero"},
+        fields={
+            **{k: v for k, v in ORDER_FIELDS.items() if k != "line_items.product_id"},
+            "line_items.sku": "sku",
+        },
         constants={"line_items.product_id": "ignored"},
         connection_constants={"hero": {}},
     )
@@ -308,11 +336,14 @@ def test_each_integration_gets_its_own_schema(targets):
     # the sandbox needs product_id (a constant gives it); shiphero has no product_id on items: left out for it
     assert set(batch.payloads["key"]) == {"O0", "O1"}
     b = bodies(batch)
-    assert b["O0"]["line_items"][0]["product_id"] == "ignored" and "product_id" not in b["O1"]["line_items"][0]
+    assert (
+        b["O0"]["line_items"][0]["product_id"] == "ignored" and "product_id" not in b["O1"]["line_items"][0]
+    )
     assert batch.dropped_fields["hero"] == ["line_items.product_id"]
     # asked to reject instead, shiphero's record is refused for it
-    batch = build_payloads(frame, cfg.model_copy(update={"unknown_fields": "reject"}), targets,
-                           validate_bodies="all")
+    batch = build_payloads(
+        frame, cfg.model_copy(update={"unknown_fields": "reject"}), targets, validate_bodies="all"
+    )
     assert list(batch.payloads["key"]) == ["O0"] and set(batch.rejects["key"]) == {"O1"}
 
 
@@ -332,8 +363,9 @@ def test_dates_are_sent_in_the_format_the_field_wants():
     targets = {"ongoing": Target("ongoing", "wms", "ongoing_wms", load_doc("ongoing_wms"))}
     fields = {k: v for k, v in ORDER_FIELDS.items() if k not in ("line_items.product_id",)}
     fields.update({"line_items.sku": "product_id", "delivery_date": "due"})
-    cfg = MappingConfig(key="order_id", connection="ongoing", fields=fields,
-                        constants={"warehouse_id": "WH1"})
+    cfg = MappingConfig(
+        key="order_id", connection="ongoing", fields=fields, constants={"warehouse_id": "WH1"}
+    )
     frame = order_rows(1, 1, due=pd.to_datetime(["2024-05-01 08:00"]).tz_localize("Europe/Stockholm"))
     batch = build_payloads(frame, cfg, targets, validate_bodies="all")
     assert json.loads(batch.payloads["body"].iloc[0])["delivery_date"] == "2024-05-01T06:00:00Z"

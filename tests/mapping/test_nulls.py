@@ -24,25 +24,38 @@ def test_drop_empty_removes_a_null_like_value_at_every_depth(null):
 
 @pytest.mark.parametrize("value", ["None Such Ltd", 0, 0.0, False, "NA", "nil-ish", "null value"])
 def test_real_values_survive(value):
-    assert drop_empty({"a": value, "b": [value], "c": {"d": value}}) == {"a": value, "b": [value],
-                                                                       "c": {"d": value}}
+    assert drop_empty({"a": value, "b": [value], "c": {"d": value}}) == {
+        "a": value,
+        "b": [value],
+        "c": {"d": value},
+    }
 
 
 def test_empty_body_becomes_empty_dict():
     assert drop_empty_body({"a": None, "b": {"c": ""}}) == {}
 
 
-@pytest.mark.parametrize("null", [None, np.nan, "null", "NULL", " none ", "n/a", "", "  ", "undefined", "NaN"],
-                         ids=repr)
+@pytest.mark.parametrize(
+    "null", [None, np.nan, "null", "NULL", " none ", "n/a", "", "  ", "undefined", "NaN"], ids=repr
+)
 def test_null_like_source_values_are_never_sent(null, targets):
     fields = dict(ORDER_FIELDS)
     fields["ship_to_address.company"] = "company"
     fields["line_items.sku"] = "sku"
     fields["line_items.discount_amount"] = "discount"
-    config = MappingConfig(key="order_id", connection="acme", fields=fields,
-                           constants={"ship_to_address": {"address2": null}, "service_level": null})
-    frame = order_rows(2, 2, company=[null, null, "None Such Ltd", "None Such Ltd"],
-                       sku=[null, "s1", null, "s2"], discount=[null, 0.0, null, 0.0])
+    config = MappingConfig(
+        key="order_id",
+        connection="acme",
+        fields=fields,
+        constants={"ship_to_address": {"address2": null}, "service_level": null},
+    )
+    frame = order_rows(
+        2,
+        2,
+        company=[null, null, "None Such Ltd", "None Such Ltd"],
+        sku=[null, "s1", null, "s2"],
+        discount=[null, 0.0, null, 0.0],
+    )
     frame["company"] = frame["company"].astype(object)
     batch = build_payloads(frame, config, targets, validate_bodies="all")
     assert len(batch.payloads) == 2 and not len(batch.rejects)

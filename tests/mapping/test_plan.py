@@ -12,9 +12,13 @@ from .conftest import ORDER_FIELDS, order_rows
 
 
 def _routed(**kw) -> MappingConfig:
-    return MappingConfig(key="order_id", connection_column="customer",
-                         connection_values={"ACME": "acme", "GLOBEX": "globex", "HERO": "hero"},
-                         fields=dict(ORDER_FIELDS), **kw)
+    return MappingConfig(
+        key="order_id",
+        connection_column="customer",
+        connection_values={"ACME": "acme", "GLOBEX": "globex", "HERO": "hero"},
+        fields=dict(ORDER_FIELDS),
+        **kw,
+    )
 
 
 def test_connections_sharing_a_document_share_one_schema_group(targets):
@@ -32,7 +36,9 @@ def test_the_items_array_is_found_and_paths_split_into_header_and_item(targets):
 
 
 def test_constants_and_tags_are_answered_per_connection(targets):
-    config = _routed(constants={"service_level": "ground"}, connection_constants={"globex": {"service_level": "air"}})
+    config = _routed(
+        constants={"service_level": "ground"}, connection_constants={"globex": {"service_level": "air"}}
+    )
     plan = make_plan(order_rows(1, 1), None, config, targets)
     assert plan.constants(config, "acme") == {"service_level": "ground"}
     assert plan.constants(config, "globex") == {"service_level": "air"}  # a connection's own win

@@ -19,10 +19,21 @@ PERSONAL = ["Ann Lee", "1 Main St", "ann@example.com", "+1 555 0100", "Lee Holdi
 
 
 def test_mask_body_hides_personal_fields_at_any_depth():
-    body = {"ship_to_address": {"full_name": "Ann Lee", "first_name": "Ann", "last_name": "Lee",
-                                "company": "Lee Holdings", "address1": "1 Main St", "email_address": "a@b.c",
-                                "phone_number": "555", "postal_code": "02134", "city": "Boston"},
-            "bill_to_address": {"email": "x@y.z", "phone": "1"}, "line_items": [{"sku": "S"}]}
+    body = {
+        "ship_to_address": {
+            "full_name": "Ann Lee",
+            "first_name": "Ann",
+            "last_name": "Lee",
+            "company": "Lee Holdings",
+            "address1": "1 Main St",
+            "email_address": "a@b.c",
+            "phone_number": "555",
+            "postal_code": "02134",
+            "city": "Boston",
+        },
+        "bill_to_address": {"email": "x@y.z", "phone": "1"},
+        "line_items": [{"sku": "S"}],
+    }
     masked = json.dumps(mask_body(body))
     for secret in ["Ann Lee", "Lee Holdings", "1 Main St", "a@b.c", "x@y.z", "02134"]:
         assert secret not in masked

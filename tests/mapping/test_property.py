@@ -17,10 +17,12 @@ from trackstar_dagster.schema.validator import body_validator
 from .conftest import ORDER_FIELDS
 
 NULLISH = [None, np.nan, "", " ", "null", "NULL", "None", "n/a", "undefined", "NaN"]
-TEXT = st.sampled_from(["Boston", " Austin ", "NA", "None Such Ltd", "x" * 40, "Zoë \"Q\" \\", "1 Main St",
-                        *NULLISH])
-NUMBER = st.sampled_from([1, 2, 3, 0, -1, 2.5, 2.0, np.nan, np.inf, "3", " 4 ", "x", None, Decimal("1.50"),
-                          Decimal("2"), True])
+TEXT = st.sampled_from(
+    ["Boston", " Austin ", "NA", "None Such Ltd", "x" * 40, 'Zoë "Q" \\', "1 Main St", *NULLISH]
+)
+NUMBER = st.sampled_from(
+    [1, 2, 3, 0, -1, 2.5, 2.0, np.nan, np.inf, "3", " 4 ", "x", None, Decimal("1.50"), Decimal("2"), True]
+)
 
 CONFIG = MappingConfig(
     key="order_id",
@@ -31,13 +33,24 @@ CONFIG = MappingConfig(
     connection_constants={"globex": {"ship_to_address.country": "DE"}},
 )
 
-row = st.fixed_dictionaries({
-    "order_id": st.sampled_from(["A", "B", "C", " A ", "D", None, "null", ""]),
-    "customer": st.sampled_from(["ACME", "GLOBEX", "HERO", " acme", "ZZZ", None]),
-    "name": TEXT, "address1": TEXT, "city": TEXT, "state": TEXT, "zip": TEXT, "country": TEXT,
-    "total": NUMBER, "sku": TEXT, "product_id": TEXT, "qty": NUMBER, "price": NUMBER,
-    "ignored": st.sampled_from([None, "x", 1]),
-})
+row = st.fixed_dictionaries(
+    {
+        "order_id": st.sampled_from(["A", "B", "C", " A ", "D", None, "null", ""]),
+        "customer": st.sampled_from(["ACME", "GLOBEX", "HERO", " acme", "ZZZ", None]),
+        "name": TEXT,
+        "address1": TEXT,
+        "city": TEXT,
+        "state": TEXT,
+        "zip": TEXT,
+        "country": TEXT,
+        "total": NUMBER,
+        "sku": TEXT,
+        "product_id": TEXT,
+        "qty": NUMBER,
+        "price": NUMBER,
+        "ignored": st.sampled_from([None, "x", 1]),
+    }
+)
 
 
 @st.composite
@@ -45,8 +58,9 @@ def frames(draw) -> pd.DataFrame:
     rows = draw(st.lists(row, min_size=0, max_size=25))
     frame = pd.DataFrame(rows, columns=list(row.mapping) if hasattr(row, "mapping") else None)
     if not len(frame):
-        frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in
-                              ["order_id", "customer", *CONFIG.fields.values()]})
+        frame = pd.DataFrame(
+            {c: pd.Series([], dtype=object) for c in ["order_id", "customer", *CONFIG.fields.values()]}
+        )
     typed = draw(st.booleans())
     if typed and len(frame):  # sometimes real pandas 3 string / float columns instead of object
         for col in ("name", "city", "sku"):
@@ -55,7 +69,11 @@ def frames(draw) -> pd.DataFrame:
     return frame
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(frame=frames())
 def test_every_record_lands_in_payloads_xor_rejects_and_payloads_are_valid(frame, targets):
     batch = build_payloads(frame, CONFIG, targets)

@@ -21,8 +21,12 @@ def _records(frame: pd.DataFrame, config: MappingConfig, targets) -> Records:
 
 
 def _routed() -> MappingConfig:
-    return MappingConfig(key="order_id", connection_column="customer",
-                         connection_values={"ACME": "acme", "HERO": "hero"}, fields=dict(ORDER_FIELDS))
+    return MappingConfig(
+        key="order_id",
+        connection_column="customer",
+        connection_values={"ACME": "acme", "HERO": "hero"},
+        fields=dict(ORDER_FIELDS),
+    )
 
 
 def test_rows_of_one_key_and_connection_are_one_record_in_sorted_order(targets):
@@ -52,7 +56,9 @@ def test_composite_keys_keep_their_parts_apart(targets):
 
 
 def test_screen_refuses_null_keys_bad_keys_and_unrouted_values_only(targets):
-    frame = order_rows(4, 1, order_id=["O1", None, "bad\x00key", "O4"], customer=["ACME", "ACME", "ACME", "NOPE"])
+    frame = order_rows(
+        4, 1, order_id=["O1", None, "bad\x00key", "O4"], customer=["ACME", "ACME", "ACME", "NOPE"]
+    )
     config = _routed()
     rs = _records(frame, config, targets)
     alive, refusals = screen(rs, config)
@@ -60,8 +66,11 @@ def test_screen_refuses_null_keys_bad_keys_and_unrouted_values_only(targets):
     by_key = {rs.rec_key[r]: (field, reason, value) for r, field, reason, value in refusals}
     assert by_key[None] == ("order_id", "record key is null or empty", None)
     assert by_key["bad\x00key"][0] == "order_id" and by_key["bad\x00key"][2] == "bad\\x00key"
-    assert by_key["O4"] == ("customer", "customer: routing value is not in connection_values (no connection for it)",
-                            "NOPE")
+    assert by_key["O4"] == (
+        "customer",
+        "customer: routing value is not in connection_values (no connection for it)",
+        "NOPE",
+    )
     rejects = Rejects(rs)
     for refusal in refusals:
         rejects.reject(*refusal)

@@ -11,13 +11,18 @@ from trackstar_dagster.mapping import MappingConfig, build_payloads
 from .conftest import ORDER_FIELDS, order_rows
 
 
-@pytest.mark.parametrize(("column", "rows", "field", "text"), [
-    ("city", [2, 3], "ship_to_address.city", "NULL"),
-    ("city", [2, 3], "ship_to_address.city", " n/a "),
-    ("product_id", [2], "line_items.product_id", "NULL"),
-    ("product_id", [3], "line_items.product_id", "none"),
-])
-def test_a_required_field_holding_a_null_like_text_shows_that_text(targets, config, column, rows, field, text):
+@pytest.mark.parametrize(
+    ("column", "rows", "field", "text"),
+    [
+        ("city", [2, 3], "ship_to_address.city", "NULL"),
+        ("city", [2, 3], "ship_to_address.city", " n/a "),
+        ("product_id", [2], "line_items.product_id", "NULL"),
+        ("product_id", [3], "line_items.product_id", "none"),
+    ],
+)
+def test_a_required_field_holding_a_null_like_text_shows_that_text(
+    targets, config, column, rows, field, text
+):
     frame = order_rows(3, 2)
     frame[column] = frame[column].astype(object)
     frame.loc[rows, column] = text
@@ -75,8 +80,9 @@ def test_rejected_records_and_reject_rows_are_both_said(targets, config):
 
 
 def test_a_failing_constant_that_filled_a_null_like_cell_shows_the_constant(targets):
-    cfg = MappingConfig(key="order_id", connection="acme", fields=dict(ORDER_FIELDS),
-                        constants={"line_items.quantity": 0})
+    cfg = MappingConfig(
+        key="order_id", connection="acme", fields=dict(ORDER_FIELDS), constants={"line_items.quantity": 0}
+    )
     frame = order_rows(2, 1)
     frame["qty"] = frame["qty"].astype(object)
     frame.loc[1, "qty"] = "NULL"  # O1's quantity: the constant 0 fills it, and 0 fails the minimum

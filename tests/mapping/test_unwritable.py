@@ -32,4 +32,3 @@ def test_objects_are_screened_for_what_json_cannot_hold():
     found = unwritable(_coerced([{"a": 1}, {"b": b"x"}, [2**70], 3], "object").values, "object")
     assert sorted(found) == [1, 2]
     assert found[2] == "holds an integer beyond the 64-bit range"
-

@@ -20,10 +20,12 @@ from .conftest import ORDER_FIELDS, load_doc, order_rows
 
 
 def test_base_model_checks_quantities_and_prices():
-    frame = pd.DataFrame({
-        "line_items.quantity": pd.array([1, 0, -2, None], dtype="Int64"),
-        "line_items.unit_price": pd.array([1.0, -1.0, 0.0, None], dtype="Float64"),
-    })
+    frame = pd.DataFrame(
+        {
+            "line_items.quantity": pd.array([1, 0, -2, None], dtype="Int64"),
+            "line_items.unit_price": pd.array([1.0, -1.0, 0.0, None], dtype="Float64"),
+        }
+    )
     fc = run_schema(BaseOrderRowsModel, frame)
     got = {(c, int(i)) for c, i in zip(fc["column"], fc["index"], strict=True)}
     assert got == {("line_items.quantity", 1), ("line_items.quantity", 2), ("line_items.unit_price", 1)}
@@ -37,28 +39,36 @@ def test_base_model_wants_real_string_keys():
 
 def test_integration_schema_from_write_info_checks_required_fields_and_enums():
     doc = load_doc("masonhub")
-    specs, required, complete = field_specs(doc, "wms", "masonhub", "create_order",
-                                            ["type", "ship_to_address.city", "line_items.sku"])
+    specs, required, complete = field_specs(
+        doc, "wms", "masonhub", "create_order", ["type", "ship_to_address.city", "line_items.sku"]
+    )
     assert "line_items.sku" in required and specs["ship_to_address.city"].required
     assert "customer" in specs["type"].enum
     schema = integration_schema(specs, "masonhub")
-    frame = pd.DataFrame({
-        "type": pd.Series(["customer", "gift"], dtype="str"),
-        "ship_to_address.city": pd.Series(["Boston", None], dtype="str"),
-    })
+    frame = pd.DataFrame(
+        {
+            "type": pd.Series(["customer", "gift"], dtype="str"),
+            "ship_to_address.city": pd.Series(["Boston", None], dtype="str"),
+        }
+    )
     fc = run_schema(schema, frame)
     reasons = {check_reason(c, col, "masonhub") for c, col in zip(fc["check"], fc["column"], strict=True)}
-    assert reasons == {"type: not one of the values masonhub accepts",
-                       "ship_to_address.city: required by masonhub but missing"}
+    assert reasons == {
+        "type: not one of the values masonhub accepts",
+        "ship_to_address.city: required by masonhub but missing",
+    }
 
 
 def test_max_length_from_write_info_is_checked_per_row():
     doc = load_doc("camelot")
     targets = {"c": Target("c", "wms", "camelot", doc)}
-    fields = {k: v for k, v in ORDER_FIELDS.items() if k not in ("line_items.product_id", "line_items.unit_price")}
+    fields = {
+        k: v for k, v in ORDER_FIELDS.items() if k not in ("line_items.product_id", "line_items.unit_price")
+    }
     fields["line_items.sku"] = "product_id"
-    cfg = MappingConfig(key="order_id", connection="c", fields=fields,
-                        constants={"ship_to_address.address2": "-"})
+    cfg = MappingConfig(
+        key="order_id", connection="c", fields=fields, constants={"ship_to_address.address2": "-"}
+    )
     frame = order_rows(2, 1, city=["Boston", "X" * 31])
     batch = build_payloads(frame, cfg, targets, validate_bodies="all")
     assert list(batch.payloads["key"]) == ["O0"]
@@ -66,12 +76,14 @@ def test_max_length_from_write_info_is_checked_per_row():
 
 
 def test_failure_summary_counts_per_check_and_column_with_a_sample():
-    fc = pd.DataFrame({
-        "check": ["ge(1)", "ge(1)", "not_nullable"],
-        "column": ["q", "q", "sku"],
-        "failure_case": ["0", "-1", None],
-        "index": [3, 7, 9],
-    })
+    fc = pd.DataFrame(
+        {
+            "check": ["ge(1)", "ge(1)", "not_nullable"],
+            "column": ["q", "q", "sku"],
+            "failure_case": ["0", "-1", None],
+            "index": [3, 7, 9],
+        }
+    )
     summary = failure_summary(fc)
     assert list(summary.columns) == ["check", "column", "count", "failure_case", "index", "sample"]
     first = summary.iloc[0]
@@ -93,8 +105,13 @@ def test_checks_come_back_as_plain_outcomes_with_structured_failures(targets, co
 
 
 def test_field_spec_reads_type_and_format():
-    specs, _, _ = field_specs(load_doc("ongoing_wms"), "wms", "ongoing_wms", "create_order",
-                              ["delivery_date", "line_items.quantity", "nope"])
+    specs, _, _ = field_specs(
+        load_doc("ongoing_wms"),
+        "wms",
+        "ongoing_wms",
+        "create_order",
+        ["delivery_date", "line_items.quantity", "nope"],
+    )
     assert specs["delivery_date"] == FieldSpec("delivery_date", "string", "date-time", required=True)
     assert specs["line_items.quantity"].type == "integer"
     assert specs["nope"].type is None
@@ -102,4 +119,6 @@ def test_field_spec_reads_type_and_format():
 
 def test_body_validators_come_from_the_schema_layer_cache(sandbox_doc):
     """One cache of compiled validators (``schema.validator``), none of the mapping's own."""
-    assert validation.validator_for(sandbox_doc, "create_order") is body_validator(sandbox_doc, "create_order")
+    assert validation.validator_for(sandbox_doc, "create_order") is body_validator(
+        sandbox_doc, "create_order"
+    )

@@ -13,8 +13,14 @@ WMS = "sandbox-token-wms"
 SHIPHERO = "sandbox-token-shiphero"
 SHIPBOB = "sandbox-token-shipbob"
 
-ADDRESS = {"full_name": "Ada Lovelace", "address1": "1 Main St", "city": "Austin", "state": "TX",
-           "postal_code": "78701", "country": "US"}
+ADDRESS = {
+    "full_name": "Ada Lovelace",
+    "address1": "1 Main St",
+    "city": "Austin",
+    "state": "TX",
+    "postal_code": "78701",
+    "country": "US",
+}
 
 SANDBOX_ORDER: dict[str, Any] = {
     "order_number": "SO-1",
@@ -50,7 +56,9 @@ def body(template: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return out
 
 
-def client(sb: SandboxHandle, token: str | None = WMS, api_key: str | None = None, **kwargs: Any) -> httpx.Client:
+def client(
+    sb: SandboxHandle, token: str | None = WMS, api_key: str | None = None, **kwargs: Any
+) -> httpx.Client:
     """An httpx client with the sandbox's API key (or ``api_key``) and an access token."""
     headers = {"x-trackstar-api-key": api_key or sb.api_key}
     if token:

@@ -24,7 +24,8 @@ def test_schema_drift_while_running(sandbox: SandboxHandle) -> None:
         assert c.post("/wms/orders", json=SANDBOX_ORDER).status_code == 200
         sandbox.set_write_info("sandbox", _drifted_sandbox_doc())  # the alias works here too
         props = c.get("/integrations/wms/wms_sandbox/write-info").json()["components"]["schemas"][
-            "CreatewmsOrder--WMS_Sandbox--"]["properties"]
+            "CreatewmsOrder--WMS_Sandbox--"
+        ]["properties"]
         assert "priority" in props
         r = c.post("/wms/orders", json=SANDBOX_ORDER)
         assert r.status_code == 422 and "priority" in r.json()["detail"]["json"]
@@ -49,8 +50,9 @@ def test_sqlite_state_survives_a_restart(tmp_path) -> None:
 
 def test_subprocess_mode_uses_admin_routes(tmp_path) -> None:
     log_file = tmp_path / "sandbox.log"
-    with run_sandbox(subprocess=True, connections={"tok": "sandbox"}, log_file=log_file,
-                     faults={"burst_429": 1}) as sb:
+    with run_sandbox(
+        subprocess=True, connections={"tok": "sandbox"}, log_file=log_file, faults={"burst_429": 1}
+    ) as sb:
         assert sb.process is not None and sb.tokens == {"tok": "sandbox"}
         with client(sb, token="tok") as c:
             assert c.post("/wms/orders", json=SANDBOX_ORDER).status_code == 429
@@ -76,7 +78,9 @@ def test_data_dir_loads_another_catalog(tmp_path) -> None:
     mini = [e for e in entry if e["integration_name"] == "shipbob"]
     (tmp_path / "catalog-wms.json").write_text(json.dumps({"data": mini}))
     (tmp_path / "catalog-cart.json").write_text(json.dumps([]))
-    (tmp_path / "write-info" / "shipbob.json").write_text((DATA_DIR / "write-info" / "shipbob.json").read_text())
+    (tmp_path / "write-info" / "shipbob.json").write_text(
+        (DATA_DIR / "write-info" / "shipbob.json").read_text()
+    )
     with run_sandbox(data_dir=tmp_path, connections={"t": "shipbob"}) as sb, client(sb, token=None) as c:
         assert [e["integration_name"] for e in c.get("/integrations/wms").json()["data"]] == ["shipbob"]
         assert c.get("/integrations/cart").json() == {"data": []}

@@ -26,8 +26,10 @@ def test_latency_and_jitter(sandbox: SandboxHandle) -> None:
 def test_5xx_stores_nothing(sandbox: SandboxHandle) -> None:
     sandbox.configure(faults=FaultConfig(error_5xx=1.0, seed=1))
     with client(sandbox) as c:
-        codes = {c.post("/wms/orders", json=body(SANDBOX_ORDER, order_number=f"n{i}")).status_code
-                 for i in range(10)}
+        codes = {
+            c.post("/wms/orders", json=body(SANDBOX_ORDER, order_number=f"n{i}")).status_code
+            for i in range(10)
+        }
         assert codes <= {500, 502, 503} and len(codes) > 1
         assert c.get("/wms/orders").status_code == 200  # reads are not hit by default
     assert sandbox.records("orders") == []
@@ -82,7 +84,9 @@ def test_commit_then_fail_stores_then_502_and_key_replays(sandbox: SandboxHandle
         r = c.post("/wms/orders", json=SANDBOX_ORDER, headers={"Idempotency-Key": "c"})
         assert r.status_code == 200 and r.headers["idempotent-replayed"] == "true"
         assert r.json()["id"] == stored[0]["id"]
-        assert c.post("/wms/orders", json=body(SANDBOX_ORDER, bogus=1)).status_code == 422  # invalid: not stored
+        assert (
+            c.post("/wms/orders", json=body(SANDBOX_ORDER, bogus=1)).status_code == 422
+        )  # invalid: not stored
     assert len(sandbox.records("orders")) == 1
 
 

@@ -41,16 +41,30 @@ def _order_of_size(size: int) -> bytes:
     return padded
 
 
-def _raw_request(sb: SandboxHandle, head: dict[str, str], parts: list[bytes], path: str = "/wms/orders",
-                 method: str = "POST", timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+def _raw_request(
+    sb: SandboxHandle,
+    head: dict[str, str],
+    parts: list[bytes],
+    path: str = "/wms/orders",
+    method: str = "POST",
+    timeout: float = 5.0,
+) -> tuple[int, dict[str, str], bytes]:
     """Send a request head and some body bytes on a raw socket (never finishing the body unless ``parts``
     does), then read one answer. A server that waits for the rest of the body times out here."""
     url = urlsplit(sb.base_url)
-    headers = {"host": url.netloc, "x-trackstar-api-key": sb.api_key, "x-trackstar-access-token": WMS,
-               "content-type": "application/json", **head}
+    headers = {
+        "host": url.netloc,
+        "x-trackstar-api-key": sb.api_key,
+        "x-trackstar-access-token": WMS,
+        "content-type": "application/json",
+        **head,
+    }
     with socket.create_connection((url.hostname, url.port), timeout=timeout) as s:
-        s.sendall(f"{method} {path} HTTP/1.1\r\n".encode()
-                  + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + b"\r\n")
+        s.sendall(
+            f"{method} {path} HTTP/1.1\r\n".encode()
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+            + b"\r\n"
+        )
         for part in parts:
             s.sendall(part)
         buf = b""
@@ -72,7 +86,9 @@ def _raw_request(sb: SandboxHandle, head: dict[str, str], parts: list[bytes], pa
 
 def _chunked(data: bytes, size: int = 64 * 1024) -> list[bytes]:
     """``data`` as HTTP/1.1 chunks, without the final zero-length chunk."""
-    return [b"%x\r\n" % len(data[i:i + size]) + data[i:i + size] + b"\r\n" for i in range(0, len(data), size)]
+    return [
+        b"%x\r\n" % len(data[i : i + size]) + data[i : i + size] + b"\r\n" for i in range(0, len(data), size)
+    ]
 
 
 def _assert_413(status: int, payload: object) -> None:
@@ -94,16 +110,23 @@ def _assert_healthy(sb: SandboxHandle, c: httpx.Client | None = None) -> None:
 
 
 # -- 1. nesting depth ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("raw", [
-    '{"a":' * 2000 + "1" + "}" * 2000,
-    "[" * 2000 + "]" * 2000,
-    _order_with_nested_tag(600),  # parses, validates and is stored today; then every read of it fails
-    _order_with_nested_tag(MAX_DEPTH - 1),  # one level over
-], ids=["objects-2000", "arrays-2000", "tag-602", "tag-65"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"a":' * 2000 + "1" + "}" * 2000,
+        "[" * 2000 + "]" * 2000,
+        _order_with_nested_tag(600),  # parses, validates and is stored today; then every read of it fails
+        _order_with_nested_tag(MAX_DEPTH - 1),  # one level over
+    ],
+    ids=["objects-2000", "arrays-2000", "tag-602", "tag-65"],
+)
 def test_deeply_nested_body_is_a_422_and_the_server_keeps_serving(sandbox: SandboxHandle, raw: str) -> None:
     with client(sandbox) as c:
-        r = c.post("/wms/orders", content=raw, headers={"content-type": "application/json",
-                                                        "idempotency-key": "deep-1"})
+        r = c.post(
+            "/wms/orders",
+            content=raw,
+            headers={"content-type": "application/json", "idempotency-key": "deep-1"},
+        )
         assert r.status_code == 422, r.text[:300]
         got = r.json()
         assert got["error"] == "Validation failed" and got["origin"] == "trackstar"
@@ -119,8 +142,11 @@ def test_deeply_nested_body_is_a_422_and_the_server_keeps_serving(sandbox: Sandb
 
 def test_nesting_at_the_limit_is_judged_as_usual(sandbox: SandboxHandle) -> None:
     with client(sandbox) as c:
-        r = c.post("/wms/orders", content=_order_with_nested_tag(MAX_DEPTH - 2),
-                   headers={"content-type": "application/json"})
+        r = c.post(
+            "/wms/orders",
+            content=_order_with_nested_tag(MAX_DEPTH - 2),
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 200, r.text[:300]
         assert c.get(f"/wms/orders/{r.json()['id']}").status_code == 200
     assert len(sandbox.records("orders")) == 1
@@ -129,7 +155,11 @@ def test_nesting_at_the_limit_is_judged_as_usual(sandbox: SandboxHandle) -> None
 def test_deeply_nested_update_is_a_422(sandbox: SandboxHandle) -> None:
     with client(sandbox) as c:
         rid = c.post("/wms/orders", json=SANDBOX_ORDER).json()["id"]
-        r = c.put(f"/wms/orders/{rid}", content="[" * 5000 + "]" * 5000, headers={"content-type": "application/json"})
+        r = c.put(
+            f"/wms/orders/{rid}",
+            content="[" * 5000 + "]" * 5000,
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 422 and "nested" in r.json()["detail"]["json"]["_schema"][0]
         assert c.get(f"/wms/orders/{rid}").json()["data"]["reference_id"] == "ref-1"
 
@@ -137,10 +167,19 @@ def test_deeply_nested_update_is_a_422(sandbox: SandboxHandle) -> None:
 # -- 2. body size ----------------------------------------------------------------------------------------
 def test_body_at_the_limit_is_accepted_one_byte_more_is_413(sandbox: SandboxHandle) -> None:
     with client(sandbox) as c:
-        assert c.post("/wms/orders", content=_order_of_size(WRITE_LIMIT),
-                      headers={"content-type": "application/json"}).status_code == 200
-        r = c.post("/wms/orders", content=_order_of_size(WRITE_LIMIT + 1),
-                   headers={"content-type": "application/json"})
+        assert (
+            c.post(
+                "/wms/orders",
+                content=_order_of_size(WRITE_LIMIT),
+                headers={"content-type": "application/json"},
+            ).status_code
+            == 200
+        )
+        r = c.post(
+            "/wms/orders",
+            content=_order_of_size(WRITE_LIMIT + 1),
+            headers={"content-type": "application/json"},
+        )
         _assert_413(r.status_code, r.json())
         assert "1 MiB" in r.json()["error"]
     assert len(sandbox.records("orders")) == 1
@@ -154,12 +193,16 @@ def test_20_mb_order_is_413_and_not_stored(sandbox: SandboxHandle) -> None:
         assert r.headers["x-request-id"]
         assert sandbox.records("orders") == []
         _assert_healthy(sandbox, c)
-        assert c.post("/wms/orders", json=SANDBOX_ORDER, headers={"idempotency-key": "big-1"}).status_code == 200
+        assert (
+            c.post("/wms/orders", json=SANDBOX_ORDER, headers={"idempotency-key": "big-1"}).status_code == 200
+        )
 
 
 def test_content_length_over_the_limit_is_answered_before_the_body_is_sent(sandbox: SandboxHandle) -> None:
     # 20 MB announced, 64 KiB sent: the answer must come without the rest (a server reading it all times out)
-    status, headers, payload = _raw_request(sandbox, {"content-length": str(20_000_000)}, [b"{" + b" " * 65535])
+    status, headers, payload = _raw_request(
+        sandbox, {"content-length": str(20_000_000)}, [b"{" + b" " * 65535]
+    )
     _assert_413(status, json.loads(payload))
     assert headers["content-type"] == "application/json"
     assert sandbox.records("orders") == []
@@ -178,22 +221,33 @@ def test_chunked_body_over_the_limit_is_413_while_reading(sandbox: SandboxHandle
 def test_chunked_body_with_httpx(sandbox: SandboxHandle) -> None:
     def stream(data: bytes) -> Iterator[bytes]:
         for i in range(0, len(data), 64 * 1024):
-            yield data[i:i + 64 * 1024]
+            yield data[i : i + 64 * 1024]
 
     with client(sandbox) as c:
-        r = c.post("/wms/orders", content=stream(_order_of_size(3 * WRITE_LIMIT)),
-                   headers={"content-type": "application/json"})
+        r = c.post(
+            "/wms/orders",
+            content=stream(_order_of_size(3 * WRITE_LIMIT)),
+            headers={"content-type": "application/json"},
+        )
         _assert_413(r.status_code, r.json())
-        ok = c.post("/wms/orders", content=stream(_order_of_size(WRITE_LIMIT)),
-                    headers={"content-type": "application/json"})
+        ok = c.post(
+            "/wms/orders",
+            content=stream(_order_of_size(WRITE_LIMIT)),
+            headers={"content-type": "application/json"},
+        )
         assert ok.status_code == 200, ok.text[:300]
         _assert_healthy(sandbox, c)
     assert len(sandbox.records("orders")) == 2
 
 
 def test_admin_bodies_have_their_own_limit(sandbox: SandboxHandle) -> None:
-    status, _, payload = _raw_request(sandbox, {"content-length": str(ADMIN_LIMIT + 1)}, [b"{"],
-                                      path="/_sandbox/write-info/wms_sandbox", method="PUT")
+    status, _, payload = _raw_request(
+        sandbox,
+        {"content-length": str(ADMIN_LIMIT + 1)},
+        [b"{"],
+        path="/_sandbox/write-info/wms_sandbox",
+        method="PUT",
+    )
     _assert_413(status, json.loads(payload))
     assert "4 MiB" in json.loads(payload)["error"]
     with client(sandbox, token=None) as c:
@@ -213,14 +267,20 @@ def _doc_with(change: str) -> object:
         doc["paths"]["/wms/orders"]["post"]["requestBody"] = []
     elif change == "missing-ref":
         doc["paths"]["/wms/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"] = {
-            "$ref": "#/components/schemas/Nope"}
+            "$ref": "#/components/schemas/Nope"
+        }
     elif change == "bad-pattern":  # not a regular expression: every create_order would raise
-        doc["components"]["schemas"]["CreatewmsOrder--WMS_Sandbox--"]["properties"]["order_number"]["pattern"] = "("
+        doc["components"]["schemas"]["CreatewmsOrder--WMS_Sandbox--"]["properties"]["order_number"][
+            "pattern"
+        ] = "("
     elif change == "bad-keyword":
-        doc["components"]["schemas"]["CreatewmsOrder--WMS_Sandbox--"]["properties"]["order_number"]["minLength"] = "x"
+        doc["components"]["schemas"]["CreatewmsOrder--WMS_Sandbox--"]["properties"]["order_number"][
+            "minLength"
+        ] = "x"
     elif change == "remote-ref":
         doc["components"]["schemas"]["CreatewmsOrder--WMS_Sandbox--"]["properties"]["order_number"] = {
-            "$ref": "https://example.invalid/schema.json"}
+            "$ref": "https://example.invalid/schema.json"
+        }
     elif change == "schemas-list":
         doc["components"]["schemas"] = []
     elif change == "deep":  # parses (under Python's recursion limit), but is deeper than 64 levels
@@ -238,13 +298,25 @@ BAD_DOCS = {
     "no-paths": {"openapi": "3.1.0"},
     "paths-list": {"openapi": "3.1.0", "paths": []},
     "path-item-list": {"openapi": "3.1.0", "paths": {"/wms/orders": []}},
-    **{name: _doc_with(name) for name in ("request-body-list", "missing-ref", "bad-pattern", "bad-keyword",
-                                            "remote-ref", "schemas-list", "deep")},
+    **{
+        name: _doc_with(name)
+        for name in (
+            "request-body-list",
+            "missing-ref",
+            "bad-pattern",
+            "bad-keyword",
+            "remote-ref",
+            "schemas-list",
+            "deep",
+        )
+    },
 }
 
 
 def _put(c: httpx.Client, content: bytes, name: str = "wms_sandbox") -> httpx.Response:
-    return c.put(f"/_sandbox/write-info/{name}", content=content, headers={"content-type": "application/json"})
+    return c.put(
+        f"/_sandbox/write-info/{name}", content=content, headers={"content-type": "application/json"}
+    )
 
 
 def _assert_doc_kept_and_writes_work(c: httpx.Client, before: dict) -> None:
@@ -253,8 +325,11 @@ def _assert_doc_kept_and_writes_work(c: httpx.Client, before: dict) -> None:
     assert r.status_code == 200, r.text[:300]
 
 
-@pytest.mark.parametrize("raw", [b"{bad", b"", b"[1,", b"\xff\xfe", ('{"a":' * 3000 + "1" + "}" * 3000).encode()],
-                         ids=["malformed", "empty", "truncated", "not-utf8", "deep"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"{bad", b"", b"[1,", b"\xff\xfe", ('{"a":' * 3000 + "1" + "}" * 3000).encode()],
+    ids=["malformed", "empty", "truncated", "not-utf8", "deep"],
+)
 def test_write_info_malformed_json_is_400_and_keeps_the_document(sandbox: SandboxHandle, raw: bytes) -> None:
     with client(sandbox) as c:
         before = c.get(DOC_PATH).json()
@@ -265,8 +340,9 @@ def test_write_info_malformed_json_is_400_and_keeps_the_document(sandbox: Sandbo
 
 
 @pytest.mark.parametrize("name", list(BAD_DOCS))
-def test_write_info_that_is_not_a_usable_document_is_400_and_keeps_the_document(sandbox: SandboxHandle,
-                                                                                 name: str) -> None:
+def test_write_info_that_is_not_a_usable_document_is_400_and_keeps_the_document(
+    sandbox: SandboxHandle, name: str
+) -> None:
     with client(sandbox) as c:
         before = c.get(DOC_PATH).json()
         r = _put(c, json.dumps(BAD_DOCS[name]).encode())
@@ -295,8 +371,10 @@ def test_valid_write_info_still_works_and_writes_after_it(sandbox: SandboxHandle
         assert _put(c, b"[1]").status_code == 400
         r = _put(c, json.dumps(doc).encode())
         assert r.status_code == 200 and r.json() == {"ok": True}
-        assert "priority" in c.get(DOC_PATH).json()["components"]["schemas"]["CreatewmsOrder--WMS_Sandbox--"][
-            "properties"]
+        assert (
+            "priority"
+            in c.get(DOC_PATH).json()["components"]["schemas"]["CreatewmsOrder--WMS_Sandbox--"]["properties"]
+        )
         r = c.post("/wms/orders", json=SANDBOX_ORDER)
         assert r.status_code == 422 and "priority" in r.json()["detail"]["json"]
         assert c.post("/wms/orders", json=body(SANDBOX_ORDER, priority="high")).status_code == 200

@@ -82,11 +82,13 @@ def test_catalog_limit_only_when_switched_on(sandbox_factory) -> None:
 
 
 def test_write_info_placeholder_without_token_and_warehouses_with(sandbox_factory) -> None:
-    sb = sandbox_factory(connections={
-        "tok-a": ConnectionSpec("shiphero", warehouse_ids=["WH-A1", "WH-A2"]),
-        "tok-b": "shiphero",
-        "tok-c": "shipbob",
-    })
+    sb = sandbox_factory(
+        connections={
+            "tok-a": ConnectionSpec("shiphero", warehouse_ids=["WH-A1", "WH-A2"]),
+            "tok-b": "shiphero",
+            "tok-c": "shipbob",
+        }
+    )
     with client(sb, token=None) as c:
         doc = c.get("/integrations/wms/shiphero/write-info").json()
         assert doc["openapi"] == "3.1.0"
@@ -103,12 +105,18 @@ def test_write_info_placeholder_without_token_and_warehouses_with(sandbox_factor
 
 
 def test_write_info_return_causes_with_token(sandbox_factory) -> None:
-    sb = sandbox_factory(connections={"tok": ConnectionSpec("ongoing_wms", return_causes=(("DMG", "Damaged"),))})
+    sb = sandbox_factory(
+        connections={"tok": ConnectionSpec("ongoing_wms", return_causes=(("DMG", "Damaged"),))}
+    )
     with client(sb, token=None) as c:
-        cause = c.get("/integrations/wms/ongoing_wms/write-info").json()["components"]["schemas"]["ReturnCause"]
+        cause = c.get("/integrations/wms/ongoing_wms/write-info").json()["components"]["schemas"][
+            "ReturnCause"
+        ]
         assert "connect an account" in cause["properties"]["return_reason"]["enum"][0].lower()
     with client(sb, token="tok") as c:
-        cause = c.get("/integrations/wms/ongoing_wms/write-info").json()["components"]["schemas"]["ReturnCause"]
+        cause = c.get("/integrations/wms/ongoing_wms/write-info").json()["components"]["schemas"][
+            "ReturnCause"
+        ]
         assert cause["properties"]["code"]["enum"] == ["DMG"]
         assert cause["properties"]["return_reason"]["enum"] == ["Damaged"]
 

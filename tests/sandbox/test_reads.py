@@ -11,8 +11,10 @@ def _seed(c, n: int) -> list[dict]:
     out = []
     for i in range(n):
         tags = [f"batch-{i % 2}", {"source": "dagster" if i % 3 == 0 else "manual"}]
-        r = c.post("/wms/orders", json=body(SANDBOX_ORDER, order_number=f"SO-{i}", reference_id=f"ref-{i}",
-                                           trackstar_tags=tags))
+        r = c.post(
+            "/wms/orders",
+            json=body(SANDBOX_ORDER, order_number=f"SO-{i}", reference_id=f"ref-{i}", trackstar_tags=tags),
+        )
         assert r.status_code == 200, r.text
         out.append(r.json()["data"])
     return out
@@ -56,7 +58,9 @@ def test_filters(sandbox_factory) -> None:
         assert ids(**{"trackstar_tags[contains]": "batch-1"}) == [made[i]["id"] for i in (1, 3, 5)]
         assert ids(**{"trackstar_tags[contains]": "source:dagster"}) == [made[i]["id"] for i in (0, 3)]
         assert ids(**{"ids[in]": f"{made[0]['id']},{made[5]['id']}", "reference_id": "ignored"}) == [
-            made[0]["id"], made[5]["id"]]
+            made[0]["id"],
+            made[5]["id"],
+        ]
         cut = made[3]["trackstar_created_date"]
         assert ids(**{"trackstar_created_date[gte]": cut}) == [made[i]["id"] for i in (3, 4, 5)]
         assert ids(**{"created_date[lt]": cut}) == [made[i]["id"] for i in (0, 1, 2)]

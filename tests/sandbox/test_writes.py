@@ -26,8 +26,9 @@ def _fields(r) -> dict[str, list[str]]:
     return got["detail"]["json"]
 
 
-@pytest.mark.parametrize(("token", "template"), [(WMS, SANDBOX_ORDER), (SHIPHERO, SHIPHERO_ORDER),
-                                                  (SHIPBOB, SHIPBOB_ORDER)])
+@pytest.mark.parametrize(
+    ("token", "template"), [(WMS, SANDBOX_ORDER), (SHIPHERO, SHIPHERO_ORDER), (SHIPBOB, SHIPBOB_ORDER)]
+)
 def test_valid_order_is_stored_and_readable(sandbox: SandboxHandle, token: str, template: dict) -> None:
     with client(sandbox, token=token) as c:
         r = c.post("/wms/orders", json=template)
@@ -48,7 +49,9 @@ def test_valid_inbound_shipment_with_supplier_object_branches(sandbox: SandboxHa
         by_name = body(SHIPHERO_INBOUND, supplier_object={"supplier_name": "Acme"})
         assert c.post("/wms/inbound-shipments", json=by_name).status_code == 200
         for bad in ({"supplier_id": "S", "supplier_name": "Acme"}, {"other": "x"}, {"supplier_id": 5}):
-            fields = _fields(c.post("/wms/inbound-shipments", json=body(SHIPHERO_INBOUND, supplier_object=bad)))
+            fields = _fields(
+                c.post("/wms/inbound-shipments", json=body(SHIPHERO_INBOUND, supplier_object=bad))
+            )
             assert "supplier_object" in fields, fields
 
 
@@ -89,7 +92,8 @@ def test_wrong_type_enum_and_unknown_field(sandbox: SandboxHandle) -> None:
         assert "expected_arrival_date" in _fields(c.post("/wms/inbound-shipments", json=bad_date))
         assert _fields(c.post("/wms/orders", content=b"not json")) == {"_schema": ["Invalid JSON body."]}
         assert _fields(c.post("/wms/orders", json=["a list"])) == {
-            "_schema": ["Invalid input type: the body must be a JSON object."]}
+            "_schema": ["Invalid input type: the body must be a JSON object."]
+        }
     assert sandbox.records("orders") == [] and sandbox.records("inbound-shipments") == []
 
 
@@ -97,12 +101,17 @@ def test_501_for_a_path_the_integration_lacks(sandbox: SandboxHandle) -> None:
     with client(sandbox, token=SHIPBOB) as c:
         r = c.post("/wms/products", json={"sku": "S", "name": "N"})
         assert r.status_code == 501
-        assert r.json() == {"error": "Endpoint create_product is not implemented for ShipBob", "origin": "trackstar"}
+        assert r.json() == {
+            "error": "Endpoint create_product is not implemented for ShipBob",
+            "origin": "trackstar",
+        }
         assert c.put("/wms/orders/abc", json={}).json()["error"].startswith("Endpoint update_order")
 
 
 def test_403_for_a_disabled_action(sandbox_factory) -> None:
-    sb = sandbox_factory(connections={"tok": ConnectionSpec("wms_sandbox", disabled_actions=("create_order",))})
+    sb = sandbox_factory(
+        connections={"tok": ConnectionSpec("wms_sandbox", disabled_actions=("create_order",))}
+    )
     with client(sb, token="tok") as c:
         r = c.post("/wms/orders", json=SANDBOX_ORDER)
         assert r.status_code == 403

@@ -27,13 +27,16 @@ def test_seed_example_with_trailing_comma() -> None:
     assert row["integration_specific_required"] == ["warehouse_id"]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('[1, 2, ]', [1, 2]),
-    ('{"a": 1,\n}', {"a": 1}),
-    ('{"a": ",]", "b": ", }"}', {"a": ",]", "b": ", }"}),
-    ('{"a": "quote \\" ,]", "b": [1,],}', {"a": 'quote " ,]', "b": [1]}),
-    (b'\xef\xbb\xbf{"a": [1,]}', {"a": [1]}),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[1, 2, ]", [1, 2]),
+        ('{"a": 1,\n}', {"a": 1}),
+        ('{"a": ",]", "b": ", }"}', {"a": ",]", "b": ", }"}),
+        ('{"a": "quote \\" ,]", "b": [1,],}', {"a": 'quote " ,]', "b": [1]}),
+        (b'\xef\xbb\xbf{"a": [1,]}', {"a": [1]}),
+    ],
+)
 def test_parse_json_lenient(text: str | bytes, expected: object) -> None:
     assert parse_json_lenient(text) == expected
 
@@ -60,11 +63,20 @@ def test_shared_catalog() -> None:
 
 def test_integrations_without_write_operations_and_missing_keys() -> None:
     answers = {
-        "cart": {"data": [{"integration_name": "shopify", "display_name": "Shopify", "write_operations": [],
-                           "available_actions": ["get_orders"]}]},
+        "cart": {
+            "data": [
+                {
+                    "integration_name": "shopify",
+                    "display_name": "Shopify",
+                    "write_operations": [],
+                    "available_actions": ["get_orders"],
+                }
+            ]
+        },
         "freight": [{"integration_name": "bare"}],
-        "wms": {"data": [{"integration_name": "x", "write_operations": [
-            {"url": "PUT /wms/orders/{order_id}"}]}]},
+        "wms": {
+            "data": [{"integration_name": "x", "write_operations": [{"url": "PUT /wms/orders/{order_id}"}]}]
+        },
         "carrier": {"data": []},
     }
     frame = catalog_frame(answers)

@@ -31,7 +31,8 @@ def test_new_required_field_is_breaking() -> None:
     report = schema_drift({"wms_sandbox": DOCS["wms_sandbox"]}, {"wms_sandbox": new})
     assert report.has_breaking
     assert report.newly_required == [
-        {"integration": "wms_sandbox", "action": "create_order", "field": "gift_wrap", "was": "absent"}]
+        {"integration": "wms_sandbox", "action": "create_order", "field": "gift_wrap", "was": "absent"}
+    ]
     assert {a["field"] for a in report.added} == {"gift_wrap", "gift_note"}
     assert "gift_wrap" in report.to_markdown() and "breaking" in report.to_markdown()
 
@@ -43,7 +44,8 @@ def test_optional_turned_required_nested() -> None:
     address["required"].append("full_name")
     report = schema_drift({"wms_sandbox": DOCS["wms_sandbox"]}, {"wms_sandbox": new})
     assert [(r["action"], r["field"], r["was"]) for r in report.newly_required] == [
-        ("create_order", "ship_to_address.full_name", "optional")]
+        ("create_order", "ship_to_address.full_name", "optional")
+    ]
     assert not report.added and not report.removed
 
 
@@ -69,7 +71,9 @@ def test_removed_fields_and_enum_changes() -> None:
 def test_new_action_and_new_integration_are_not_breaking() -> None:
     old = copy.deepcopy(DOCS["wms_sandbox"])
     del old["paths"]["/wms/inbound-shipments"]
-    report = schema_drift({"wms_sandbox": old}, {"wms_sandbox": DOCS["wms_sandbox"], "shiphero": DOCS["shiphero"]})
+    report = schema_drift(
+        {"wms_sandbox": old}, {"wms_sandbox": DOCS["wms_sandbox"], "shiphero": DOCS["shiphero"]}
+    )
     assert not report.has_breaking
     assert any(r["action"] == "create_inbound_shipment" and r["required_effective"] for r in report.added)
     assert report.integrations_added == ["shiphero"]

@@ -142,17 +142,26 @@ def test_ref_cycle_stops_without_hanging() -> None:
 
 
 def test_pure_ref_cycle_and_missing_ref_are_tolerated() -> None:
-    doc = wrap({
-        "Root": {"type": "object", "properties": {
-            "loop": {"$ref": "#/components/schemas/A"},
-            "missing": {"$ref": "#/components/schemas/Nope"},
-            "self": {"$ref": "#/components/schemas/Root"},
-            "all": {"allOf": [{"$ref": "#/components/schemas/B"}, {"$ref": "#/components/schemas/C"}]},
-        }, "required": ["all"]},
-        "A": {"$ref": "#/components/schemas/A2"}, "A2": {"$ref": "#/components/schemas/A"},
-        "B": {"type": "object", "properties": {"b": {"type": "string"}}, "required": ["b"]},
-        "C": {"type": "object", "properties": {"c": {"type": "integer"}}},
-    })
+    doc = wrap(
+        {
+            "Root": {
+                "type": "object",
+                "properties": {
+                    "loop": {"$ref": "#/components/schemas/A"},
+                    "missing": {"$ref": "#/components/schemas/Nope"},
+                    "self": {"$ref": "#/components/schemas/Root"},
+                    "all": {
+                        "allOf": [{"$ref": "#/components/schemas/B"}, {"$ref": "#/components/schemas/C"}]
+                    },
+                },
+                "required": ["all"],
+            },
+            "A": {"$ref": "#/components/schemas/A2"},
+            "A2": {"$ref": "#/components/schemas/A"},
+            "B": {"type": "object", "properties": {"b": {"type": "string"}}, "required": ["b"]},
+            "C": {"type": "object", "properties": {"c": {"type": "integer"}}},
+        }
+    )
     frame = write_info_fields(doc, "wms", "x")
     assert set(frame["field"]) == {"loop", "missing", "self", "all", "all.b", "all.c"}
     assert _row(frame, "all.b", "B")["required_effective"]  # allOf branches all apply

@@ -20,17 +20,20 @@ from trackstar_dagster.schema import (
 )
 
 
-@pytest.mark.parametrize(("method", "path", "action"), [
-    ("POST", "/wms/orders", "create_order"),
-    ("PUT", "/wms/orders/{order_id}", "update_order"),
-    ("PATCH", "/wms/orders/{order_id}", "update_order"),
-    ("PUT", "/wms/orders/{order_id}/cancel", "cancel_order"),
-    ("POST", "/wms/inbound-shipments", "create_inbound_shipment"),
-    ("PUT", "/wms/inbound-shipments/{id}/receive", "receive_inbound_shipment"),
-    ("post", "/wms/returns", "create_return"),
-    ("POST", "/wms/inventory", "create_inventory"),
-    ("POST", "/freight/shipments", "create_shipment"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "action"),
+    [
+        ("POST", "/wms/orders", "create_order"),
+        ("PUT", "/wms/orders/{order_id}", "update_order"),
+        ("PATCH", "/wms/orders/{order_id}", "update_order"),
+        ("PUT", "/wms/orders/{order_id}/cancel", "cancel_order"),
+        ("POST", "/wms/inbound-shipments", "create_inbound_shipment"),
+        ("PUT", "/wms/inbound-shipments/{id}/receive", "receive_inbound_shipment"),
+        ("post", "/wms/returns", "create_return"),
+        ("POST", "/wms/inventory", "create_inventory"),
+        ("POST", "/freight/shipments", "create_shipment"),
+    ],
+)
 def test_action_for(method: str, path: str, action: str) -> None:
     assert action_for(method, path) == action
 

@@ -33,12 +33,15 @@ VALUES = ["NA", 0, False, "None Such Ltd"]
 # -- the reference: jsonschema on the normalised schema + nulls.find_null_like --------------------------
 
 _TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-    "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool))
+    "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool)
+)
 _Reference = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
 
 
 def reference(doc: dict[str, Any], action: str):
-    validator = _Reference(normalise_schema(doc, action), format_checker=FORMAT_CHECKER)  # the sandbox's reference checker
+    validator = _Reference(
+        normalise_schema(doc, action), format_checker=FORMAT_CHECKER
+    )  # the sandbox's reference checker
     return lambda body: validator.is_valid(body) and not find_null_like(body)
 
 
@@ -70,7 +73,9 @@ def body_strategy(schema: Any, root: dict[str, Any], depth: int = 0) -> st.Searc
         parts = [body_strategy(b, root, depth + 1) for b in schema["allOf"]]
         if len(parts) == 1:
             return parts[0]
-        return st.tuples(*parts).map(lambda ps: {k: v for p in ps if isinstance(p, dict) for k, v in p.items()})
+        return st.tuples(*parts).map(
+            lambda ps: {k: v for p in ps if isinstance(p, dict) for k, v in p.items()}
+        )
     if schema.get("enum"):
         return st.sampled_from(schema["enum"])
     types = schema.get("type")
@@ -90,10 +95,14 @@ def body_strategy(schema: Any, root: dict[str, Any], depth: int = 0) -> st.Searc
             else:
                 fields[name] = st.just((False, None))
         extra = schema.get("additionalProperties")
-        extra_st = (st.dictionaries(_TEXT, body_strategy(extra, root, depth + 1), max_size=2)
-                    if isinstance(extra, dict) else st.just({}))
+        extra_st = (
+            st.dictionaries(_TEXT, body_strategy(extra, root, depth + 1), max_size=2)
+            if isinstance(extra, dict)
+            else st.just({})
+        )
         return st.tuples(st.fixed_dictionaries(fields), extra_st).map(
-            lambda t: {**t[1], **{k: v for k, (keep, v) in t[0].items() if keep}})
+            lambda t: {**t[1], **{k: v for k, (keep, v) in t[0].items() if keep}}
+        )
     if kind == "array":
         lo = max(1, schema.get("minItems", 1))
         hi = max(lo, min(3, schema.get("maxItems", 3)))
@@ -142,7 +151,9 @@ _WRONG = [1, 2.0, True, "x", ["x"], {"a": "b"}, -7, 10**7, "zz-not-in-enum", 1.5
 @st.composite
 def mutated(draw: st.DrawFn, base: st.SearchStrategy[Any]) -> Any:
     body = copy.deepcopy(draw(base))
-    how = draw(st.sampled_from(["none", "none", "drop", "wrong", "enum", "extra", "null", "null_key", "grow"]))
+    how = draw(
+        st.sampled_from(["none", "none", "drop", "wrong", "enum", "extra", "null", "null_key", "grow"])
+    )
     paths = _nodes(body)
     path = draw(st.sampled_from(paths))
     target = _get(body, path[:-1]) if path else None
@@ -202,16 +213,24 @@ def test_agrees_with_jsonschema_on_every_shared_schema(name: str, action: str) -
     for outcome in ("valid", "invalid"):
         if not seen[outcome]:
             wanted = outcome == "valid"
-            found = find(mutated(base), lambda b, wanted=wanted: check(b) is wanted,
-                         settings=settings(max_examples=500, database=None, suppress_health_check=_LENIENT,
-                                           phases=[Phase.generate]))  # any such body will do: no shrinking
+            found = find(
+                mutated(base),
+                lambda b, wanted=wanted: check(b) is wanted,
+                settings=settings(
+                    max_examples=500, database=None, suppress_health_check=_LENIENT, phases=[Phase.generate]
+                ),
+            )  # any such body will do: no shrinking
             _agree(doc, action, found)
             seen[outcome] += 1
     assert seen["valid"] > 0 and seen["invalid"] > 0, seen
 
 
-@settings(max_examples=max(EXAMPLES * 5, 60), deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=max(EXAMPLES * 5, 60),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(st.data())
 def test_agrees_with_jsonschema_on_the_kitchen_sink(data: st.DataObject) -> None:
     doc = kitchen_sink()
@@ -241,9 +260,19 @@ def test_kitchen_body_is_valid() -> None:
     assert VALIDATE.is_valid(kitchen_body())
 
 
-NULL_PATHS = ["note", "ship_to_address.address2", "line_items.1.sku", "trackstar_tags.0", "trackstar_tags.1.k",
-              "custom.colour", "tree.children.0.children.0.name", "matrix.0.1.x", "channel_object.channel_id",
-              "level1.level2.level3.leaf", "measurements.anything"]
+NULL_PATHS = [
+    "note",
+    "ship_to_address.address2",
+    "line_items.1.sku",
+    "trackstar_tags.0",
+    "trackstar_tags.1.k",
+    "custom.colour",
+    "tree.children.0.children.0.name",
+    "matrix.0.1.x",
+    "channel_object.channel_id",
+    "level1.level2.level3.leaf",
+    "measurements.anything",
+]
 
 
 @pytest.mark.parametrize("path", NULL_PATHS)
@@ -277,28 +306,31 @@ def test_body_itself() -> None:
     assert body_validator(wrap({"Root": {"type": "object"}}), "create_order")({}) == []
 
 
-@pytest.mark.parametrize(("path", "value", "field", "words"), [
-    ("priority", 2.0, "priority", "integer"),
-    ("priority", True, "priority", "integer"),
-    ("priority", 11, "priority", "greater"),
-    ("priority", 0, "priority", "less"),
-    ("total", True, "total", "number"),
-    ("total", -1, "total", "less"),
-    ("total", "3", "total", "number"),
-    ("order_number", "x" * 21, "order_number", "longer"),
-    ("phone", "5551234", "phone", "pattern"),
-    ("ship_date", "2024-13-01", "ship_date", "ISO 8601 date"),
-    ("ship_after", "yesterday", "ship_after", "ISO 8601 date-time"),
-    ("ship_to_address.country", "MX", "ship_to_address.country", "not one of"),
-    ("line_items.0.uom", "pallet", "line_items.0.uom", "not one of"),
-    ("line_items.1.quantity", 0, "line_items.1.quantity", "less"),
-    ("level1.level2.level3.leaf", "c", "level1.level2.level3.leaf", "not one of"),
-    ("custom.size", 3, "custom.size", "string"),
-    ("matrix.0.0", {"y": 1}, "matrix.0.0.x", "required"),
-    ("line_items", [], "line_items", "null-like"),
-    ("is_gift", "false", "is_gift", "boolean"),
-    ("tree.children.0.oops", "x", "tree.children.0.oops", "not accepted"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "field", "words"),
+    [
+        ("priority", 2.0, "priority", "integer"),
+        ("priority", True, "priority", "integer"),
+        ("priority", 11, "priority", "greater"),
+        ("priority", 0, "priority", "less"),
+        ("total", True, "total", "number"),
+        ("total", -1, "total", "less"),
+        ("total", "3", "total", "number"),
+        ("order_number", "x" * 21, "order_number", "longer"),
+        ("phone", "5551234", "phone", "pattern"),
+        ("ship_date", "2024-13-01", "ship_date", "ISO 8601 date"),
+        ("ship_after", "yesterday", "ship_after", "ISO 8601 date-time"),
+        ("ship_to_address.country", "MX", "ship_to_address.country", "not one of"),
+        ("line_items.0.uom", "pallet", "line_items.0.uom", "not one of"),
+        ("line_items.1.quantity", 0, "line_items.1.quantity", "less"),
+        ("level1.level2.level3.leaf", "c", "level1.level2.level3.leaf", "not one of"),
+        ("custom.size", 3, "custom.size", "string"),
+        ("matrix.0.0", {"y": 1}, "matrix.0.0.x", "required"),
+        ("line_items", [], "line_items", "null-like"),
+        ("is_gift", "false", "is_gift", "boolean"),
+        ("tree.children.0.oops", "x", "tree.children.0.oops", "not accepted"),
+    ],
+)
 def test_problems_name_the_field(path: str, value: Any, field: str, words: str) -> None:
     problems = VALIDATE(_set(kitchen_body(), path, value))
     assert any(p.field == field and words in p.message for p in problems), problems
@@ -315,8 +347,14 @@ def test_required_and_extra_fields() -> None:
 
 def test_placeholder_enum_is_not_enforced_but_real_enums_are() -> None:
     assert VALIDATE(_set(kitchen_body(), "warehouse_id", "wh-7")) == []
-    doc = wrap({"Root": {"type": "object", "properties": {
-        "warehouse_id": {"type": "string", "enum": ["wh_1", "wh_2"]}}}})
+    doc = wrap(
+        {
+            "Root": {
+                "type": "object",
+                "properties": {"warehouse_id": {"type": "string", "enum": ["wh_1", "wh_2"]}},
+            }
+        }
+    )
     assert body_validator(doc, "create_order")({"warehouse_id": "wh-7"})
 
 
@@ -332,8 +370,12 @@ def test_one_of_and_channel_object_pattern() -> None:
 def test_real_channel_object() -> None:
     doc = DOCS["extensiv_3pl_central"]
     validate = body_validator(doc, "create_order")
-    body = {"order_number": "1", "warehouse_id": "w", "line_items": [{"sku": "a", "quantity": 1}],
-            "ship_to_address": {"address1": "a", "city": "b", "state": "c", "postal_code": "d", "country": "US"}}
+    body = {
+        "order_number": "1",
+        "warehouse_id": "w",
+        "line_items": [{"sku": "a", "quantity": 1}],
+        "ship_to_address": {"address1": "a", "city": "b", "state": "c", "postal_code": "d", "country": "US"},
+    }
     assert validate(body) == []
     assert validate({**body, "channel_object": {"channel_id": "x"}}) == []
     assert validate({**body, "channel_object": {"channel_id": "x", "channel_name": "y"}})
@@ -350,7 +392,11 @@ def test_ref_cycle_compiles_and_validates_deep_trees() -> None:
         deep = deep["children"][0]
     deep["name"] = "nil"
     problems = VALIDATE(_set(kitchen_body(), "tree", tree))
-    assert len(problems) == 1 and problems[0].field.endswith(".name") and problems[0].field.count("children") == 30
+    assert (
+        len(problems) == 1
+        and problems[0].field.endswith(".name")
+        and problems[0].field.count("children") == 30
+    )
 
 
 def test_compiled_once_per_document_content() -> None:
@@ -371,9 +417,17 @@ def test_nan_and_non_json_values() -> None:
 def _typical(kind: str) -> dict[str, Any]:
     key = "product_id" if kind == "wms_sandbox" else "sku"
     return {
-        "order_number": "SO-10001", "reference_id": "shop-10001", "shipping_method": "ground",
-        "ship_to_address": {"full_name": "Ada Lovelace", "address1": "12 Analytical Way", "city": "London",
-                            "state": "LDN", "postal_code": "N1 9GU", "country": "GB"},
+        "order_number": "SO-10001",
+        "reference_id": "shop-10001",
+        "shipping_method": "ground",
+        "ship_to_address": {
+            "full_name": "Ada Lovelace",
+            "address1": "12 Analytical Way",
+            "city": "London",
+            "state": "LDN",
+            "postal_code": "N1 9GU",
+            "country": "GB",
+        },
         "line_items": [{key: f"P-{i}", "quantity": i + 1, "unit_price": 9.99} for i in range(3)],
     }
 

@@ -16,11 +16,20 @@ WMS = "wms"  # connection name used in the tests
 WMS_TOKEN = "sandbox-token-wms"
 NS = "orders_sync"  # the sync (tag namespace) the tests write as
 #: every sandbox fault off (``configure(faults=CLEAR)`` after a test that injected some)
-CLEAR = {"error_5xx": 0.0, "burst_429": 0, "share_429": 0.0, "hang": 0.0, "drop": 0.0, "commit_then_fail": 0.0,
-         "ignore_idempotency_key": False}
+CLEAR = {
+    "error_5xx": 0.0,
+    "burst_429": 0,
+    "share_429": 0.0,
+    "hang": 0.0,
+    "drop": 0.0,
+    "commit_then_fail": 0.0,
+    "ignore_idempotency_key": False,
+}
 
 
-def order_body(connection: str, key: str, *, reference: bool = True, ns: str | None = NS, **extra: Any) -> dict[str, Any]:
+def order_body(
+    connection: str, key: str, *, reference: bool = True, ns: str | None = NS, **extra: Any
+) -> dict[str, Any]:
     """A valid wms_sandbox create_order body carrying the key tag of sync ``ns``."""
     body: dict[str, Any] = {
         "order_number": f"SO-{key}",
@@ -58,12 +67,18 @@ def frame(rows: list[tuple[str, str, str, dict[str, Any]]]) -> pd.DataFrame:
                 "source_rows": [0],
             }
         )
-    return pd.DataFrame(out, columns=["key", "connection", "action", "body", "body_hash", "tag", "source_rows"])
+    return pd.DataFrame(
+        out, columns=["key", "connection", "action", "body", "body_hash", "tag", "source_rows"]
+    )
 
 
 def orders(n: int, connection: str = WMS, prefix: str = "o", **extra: Any) -> pd.DataFrame:
-    return frame([(f"{prefix}{i}", connection, "create_order", order_body(connection, f"{prefix}{i}", **extra))
-                  for i in range(n)])
+    return frame(
+        [
+            (f"{prefix}{i}", connection, "create_order", order_body(connection, f"{prefix}{i}", **extra))
+            for i in range(n)
+        ]
+    )
 
 
 def make_client(sb: Any, *, timeout: float = 1.0, rate: float = 500.0) -> TrackstarClient:
@@ -91,7 +106,9 @@ def tag_counts(sb: Any, payloads: pd.DataFrame, resource: str = "orders", token:
     return counts
 
 
-def assert_exactly_once(sb: Any, payloads: pd.DataFrame, resource: str = "orders", token: str = WMS_TOKEN) -> None:
+def assert_exactly_once(
+    sb: Any, payloads: pd.DataFrame, resource: str = "orders", token: str = WMS_TOKEN
+) -> None:
     counts = tag_counts(sb, payloads, resource, token)
     wrong = {k: c for k, c in counts.items() if c != 1}
     assert not wrong, f"records not stored exactly once: {dict(list(wrong.items())[:10])}"

@@ -37,14 +37,18 @@ class ScriptedClient:
         self.sent: list[tuple[str, str, str | None]] = []
         self.filters: list[dict[str, str] | None] = []
 
-    async def awrite(self, method: str, path: str, body: Any, token: str, *, idempotency_key: str | None = None) -> Any:
+    async def awrite(
+        self, method: str, path: str, body: Any, token: str, *, idempotency_key: str | None = None
+    ) -> Any:
         self.sent.append((method, path, idempotency_key))
         answer = self.writes.pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    async def alist_records(self, path: str, token: str, *, filters: dict[str, str] | None = None, **_: Any) -> Any:
+    async def alist_records(
+        self, path: str, token: str, *, filters: dict[str, str] | None = None, **_: Any
+    ) -> Any:
         self.filters.append(filters)
         answer = self.lookups.pop(0)
         if isinstance(answer, Exception):
@@ -58,18 +62,35 @@ def created(record_id: str = "t-1") -> SimpleNamespace:
 
 def setup(client: ScriptedClient, *, tagged: bool = True) -> tuple[Results, Lane, Item, Sender]:
     body = {"order_number": "SO-k1", "reference_id": "ref-k1", "trackstar_tags": [TAG] if tagged else []}
-    item = Item(0, "k1", "wms", "create_order", body, "h1", spec_for("create_order"), None, "create", "send",
-                text=body_text(body), tag=TAG if tagged else None, tags=(TAG,) if tagged else ())
+    item = Item(
+        0,
+        "k1",
+        "wms",
+        "create_order",
+        body,
+        "h1",
+        spec_for("create_order"),
+        None,
+        "create",
+        "send",
+        text=body_text(body),
+        tag=TAG if tagged else None,
+        tags=(TAG,) if tagged else (),
+    )
     results = Results(LOG, max_consecutive_5xx=20)
     results.start(1)
     lane = Lane("wms", "token", client=client)
     lane.unfinished = 1
-    sender = Sender(results, Reconciler(results, FAST, mode="create_only", log=LOG), FAST, tag_namespace=NS, log=LOG)
+    sender = Sender(
+        results, Reconciler(results, FAST, mode="create_only", log=LOG), FAST, tag_namespace=NS, log=LOG
+    )
     return results, lane, item, sender
 
 
 def test_a_429_is_waited_out_and_not_counted_as_an_attempt() -> None:
-    client = ScriptedClient([TrackstarRateLimitError("slow down", status=429, retry_after=0.0)] * 2 + [created()])
+    client = ScriptedClient(
+        [TrackstarRateLimitError("slow down", status=429, retry_after=0.0)] * 2 + [created()]
+    )
     results, lane, item, sender = setup(client)
     asyncio.run(sender.send(lane, item))
     row = results.rows[0]
@@ -79,8 +100,10 @@ def test_a_429_is_waited_out_and_not_counted_as_an_attempt() -> None:
 
 
 def test_an_unknown_outcome_is_looked_up_and_the_tagged_record_adopted_without_resending() -> None:
-    client = ScriptedClient([TrackstarServerError("bad gateway", status=502)],
-                            lookups=[[{"id": "t-9", "trackstar_tags": [TAG], "order_number": "SO-k1"}]])
+    client = ScriptedClient(
+        [TrackstarServerError("bad gateway", status=502)],
+        lookups=[[{"id": "t-9", "trackstar_tags": [TAG], "order_number": "SO-k1"}]],
+    )
     results, lane, item, sender = setup(client)
     asyncio.run(sender.send(lane, item))
     row = results.rows[0]
@@ -91,8 +114,13 @@ def test_an_unknown_outcome_is_looked_up_and_the_tagged_record_adopted_without_r
 
 def test_a_record_with_our_reference_but_not_our_tag_is_never_adopted() -> None:
     # the server refuses the tag filter: searched by reference_id, proven (or not) by the tag here
-    client = ScriptedClient([], lookups=[TrackstarValidationError("no such filter", status=422),
-                                         [{"id": "t-2", "reference_id": "ref-k1", "trackstar_tags": ["other"]}]])
+    client = ScriptedClient(
+        [],
+        lookups=[
+            TrackstarValidationError("no such filter", status=422),
+            [{"id": "t-2", "reference_id": "ref-k1", "trackstar_tags": ["other"]}],
+        ],
+    )
     results, lane, item, sender = setup(client)
     assert asyncio.run(sender.reconciler.reconcile(lane, item)) is False
     assert client.filters[1] == {"reference_id": "ref-k1"}

@@ -97,7 +97,8 @@ def test_lost_ledger_and_forgotten_keys_send_nothing_again(sb, tmp_path):
     assert client.writes == 0 and client.reads == 1  # one page of 1,000
     assert report.counts["unchanged"] == 200 and report.total == 200
     assert dict(zip(report.results["key"], report.results["trackstar_id"], strict=True)) == dict(
-        zip(first.results["key"], first.results["trackstar_id"], strict=True))
+        zip(first.results["key"], first.results["trackstar_id"], strict=True)
+    )
     assert_exactly_once(sb, payloads)
     # after the rebuild, upsert updates only the records whose held fields differ
     changed = payloads.copy()
@@ -151,10 +152,16 @@ def test_key_reused_400_and_409_lead_to_a_look_up_never_to_rejected(sb, tmp_path
     lost): the 400 "key reused with another body" is settled by a look-up, not reported as rejected."""
     body1 = order_body(WMS, "k1")
     body2 = order_body(WMS, "k1", service_level="Express")
-    make_client(sb).write("POST", "/wms/orders", body1, WMS_TOKEN,
-                          idempotency_key=create_idempotency_key(NS, WMS, "create_order", "k1", 0))
-    report, client = write(sb, frame([("k1", WMS, "create_order", body2)]), Ledger(tmp_path / "l.sqlite"),
-                           rebuild="never")
+    make_client(sb).write(
+        "POST",
+        "/wms/orders",
+        body1,
+        WMS_TOKEN,
+        idempotency_key=create_idempotency_key(NS, WMS, "create_order", "k1", 0),
+    )
+    report, client = write(
+        sb, frame([("k1", WMS, "create_order", body2)]), Ledger(tmp_path / "l.sqlite"), rebuild="never"
+    )
     row = report.results.iloc[0]
     assert row["status"] == "unchanged" and row["body_changed"] and row["reconciled"]
     assert client.writes == 1 and client.reads >= 1
@@ -190,9 +197,13 @@ def test_twenty_clean_runs_ledger_equals_results(sb, tmp_path):
 
 def test_keys_any_backend_holds_and_nul_keys_rejected(sb, tmp_path):
     long_key = "L" * 600
-    payloads = frame([(long_key, WMS, "create_order", order_body(WMS, long_key, reference=False)),
-                      ("ok", WMS, "create_order", order_body(WMS, "ok")),
-                      ("bad\x00key", WMS, "create_order", order_body(WMS, "ok2"))])
+    payloads = frame(
+        [
+            (long_key, WMS, "create_order", order_body(WMS, long_key, reference=False)),
+            ("ok", WMS, "create_order", order_body(WMS, "ok")),
+            ("bad\x00key", WMS, "create_order", order_body(WMS, "ok2")),
+        ]
+    )
     ledger = Ledger(tmp_path / "l.sqlite")
     report, _ = write(sb, payloads, ledger)
     status = dict(zip(report.results["key"], report.results["status"], strict=True))
@@ -228,11 +239,30 @@ def overlapping_runs(tmp_path, ledger_url):
     script = tmp_path / "overlap.py"
     script.write_text(OVERLAP.format(root=str(ROOT)))
     Ledger(ledger_url).close()  # the schema exists before both start
-    with run_sandbox(subprocess=True, latency=0.02, write_rate=1000.0, read_rate=1000.0,
-                     faults={"ignore_idempotency_key": True}, log_file=tmp_path / "sandbox.log") as sb:
-        procs = [subprocess.Popen([sys.executable, str(script), sb.base_url, ledger_url, a, b, extra,
-                                   str(tmp_path / f"{extra}.json")], env={**os.environ, "PYTHONPATH": str(ROOT)})
-                 for a, b, extra in (("0", "300", "Standard"), ("150", "450", "Express"))]
+    with run_sandbox(
+        subprocess=True,
+        latency=0.02,
+        write_rate=1000.0,
+        read_rate=1000.0,
+        faults={"ignore_idempotency_key": True},
+        log_file=tmp_path / "sandbox.log",
+    ) as sb:
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(script),
+                    sb.base_url,
+                    ledger_url,
+                    a,
+                    b,
+                    extra,
+                    str(tmp_path / f"{extra}.json"),
+                ],
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            for a, b, extra in (("0", "300", "Standard"), ("150", "450", "Express"))
+        ]
         assert [p.wait(timeout=120) for p in procs] == [0, 0]
         records = sb.records("orders", token=WMS_TOKEN)
     results = [json.loads((tmp_path / f"{extra}.json").read_text()) for extra in ("Standard", "Express")]
@@ -272,12 +302,29 @@ def test_postgresql_ledger_holds_long_and_odd_keys_and_claims(pg_url):
     got = ledger.claim(NS, WMS, "create_order", keys, owner="A", run="run-a", ttl_s=30)
     assert set(got) == set(keys)
     assert ledger.claim(NS, WMS, "create_order", keys, owner="B", run="run-b", ttl_s=30) == {}
-    written = ledger.record_intents([Intent(WMS, "create_order", k, "h", "ik") for k in keys],
-                                    namespace=NS, owner="A")
+    written = ledger.record_intents(
+        [Intent(WMS, "create_order", k, "h", "ik") for k in keys], namespace=NS, owner="A"
+    )
     assert written == set(keys)
-    assert ledger.record_intents([Intent(WMS, "create_order", keys[0], "h", "ik")], namespace=NS, owner="B") == set()
-    ledger.record_outcomes([Outcome(WMS, "create_order", k, "created", body_hash="h", trackstar_id=f"id{i}",
-                                    error="nul \x00 in a server message") for i, k in enumerate(keys)], namespace=NS)
+    assert (
+        ledger.record_intents([Intent(WMS, "create_order", keys[0], "h", "ik")], namespace=NS, owner="B")
+        == set()
+    )
+    ledger.record_outcomes(
+        [
+            Outcome(
+                WMS,
+                "create_order",
+                k,
+                "created",
+                body_hash="h",
+                trackstar_id=f"id{i}",
+                error="nul \x00 in a server message",
+            )
+            for i, k in enumerate(keys)
+        ],
+        namespace=NS,
+    )
     assert ledger.release("A") == len(keys)
     assert set(ledger.claim(NS, WMS, "create_order", keys, owner="B", run="run-b", ttl_s=30)) == set(keys)
     entries = ledger.load([(WMS, "create_order", k) for k in keys], NS)
@@ -331,10 +378,13 @@ def test_sigterm_mid_run_leaves_every_outcome_in_the_ledger(tmp_path, attempt):
     script = tmp_path / "w.py"
     script.write_text(INTERRUPTED.format(root=str(ROOT)))
     ledger_path = tmp_path / "l.sqlite"
-    with run_sandbox(subprocess=True, latency=0.03, write_rate=1000.0, read_rate=1000.0,
-                     log_file=tmp_path / "sandbox.log") as sb:
-        proc = subprocess.Popen([sys.executable, str(script), sb.base_url, str(ledger_path)],
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with run_sandbox(
+        subprocess=True, latency=0.03, write_rate=1000.0, read_rate=1000.0, log_file=tmp_path / "sandbox.log"
+    ) as sb:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), sb.base_url, str(ledger_path)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         deadline = time.monotonic() + 60
         while len(sb.records("orders", token=WMS_TOKEN)) < 50 + 30 * attempt:
             assert proc.poll() is None and time.monotonic() < deadline
@@ -367,8 +417,16 @@ def test_a_server_that_ignores_look_up_filters_cannot_make_us_adopt_a_stranger(s
     mine = orders(3)
     sb.configure(faults={"error_5xx": 1.0, "seed": 11})
     client = FilterIgnoringClient(make_client(sb, timeout=1.0))
-    report = write_payloads(mine, client, {WMS: WMS_TOKEN}, ledger, namespace=NS, max_attempts=2,
-                            backoff_base=0.01, rebuild="never")
+    report = write_payloads(
+        mine,
+        client,
+        {WMS: WMS_TOKEN},
+        ledger,
+        namespace=NS,
+        max_attempts=2,
+        backoff_base=0.01,
+        rebuild="never",
+    )
     sb.configure(faults=CLEAR)
     assert set(report.results["status"]) == {"failed"} and report.results["trackstar_id"].isna().all()
     again, _ = write(sb, mine, ledger)

@@ -51,7 +51,14 @@ def assert_all_created(report, ledger, n=N):
         pytest.param({"drop": 0.1, "seed": 4}, id="dropped-connection"),
         pytest.param({"commit_then_fail": 0.1, "seed": 5}, id="commit-then-502"),
         pytest.param(
-            {"error_5xx": 0.05, "drop": 0.05, "commit_then_fail": 0.05, "hang": 0.03, "hang_s": 0.8, "seed": 6},
+            {
+                "error_5xx": 0.05,
+                "drop": 0.05,
+                "commit_then_fail": 0.05,
+                "hang": 0.03,
+                "hang_s": 0.8,
+                "seed": 6,
+            },
             id="mixed",
         ),
     ],
@@ -87,7 +94,9 @@ def test_transient_trouble_outliving_retries_is_failed_then_picked_up(sb, tmp_pa
     sb.configure(faults={"error_5xx": 1.0, "seed": 8})
     payloads = orders(10)
     # (below the consecutive-5xx stop: that one is a connection down, a failure with its own message)
-    report, _, ledger = run(sb, tmp_path, payloads, max_attempts=2, backoff_base=0.01, max_consecutive_5xx=100)
+    report, _, ledger = run(
+        sb, tmp_path, payloads, max_attempts=2, backoff_base=0.01, max_consecutive_5xx=100
+    )
     assert report.counts["failed"] == 10
     outcome = FailurePolicy().evaluate(report)
     assert not outcome.ok and outcome.retryable and outcome.failed_share == 1.0
@@ -119,10 +128,13 @@ def test_writer_killed_mid_run_then_run_again(tmp_path):
     ledger_path = tmp_path / "ledger.sqlite"
     script = tmp_path / "writer.py"
     script.write_text(SCRIPT.format(root=str(ROOT), n=n))
-    with run_sandbox(subprocess=True, latency=0.05, write_rate=1000.0, read_rate=1000.0,
-                     log_file=tmp_path / "sandbox.log") as sb:
-        proc = subprocess.Popen([sys.executable, str(script), sb.base_url, str(ledger_path)],
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with run_sandbox(
+        subprocess=True, latency=0.05, write_rate=1000.0, read_rate=1000.0, log_file=tmp_path / "sandbox.log"
+    ) as sb:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), sb.base_url, str(ledger_path)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         deadline = time.monotonic() + 60
         while len(sb.records("orders", token=WMS_TOKEN)) < 60:
             assert proc.poll() is None, "the writer ended before it could be killed"
@@ -151,7 +163,9 @@ def test_writer_killed_mid_run_then_run_again(tmp_path):
         assert report.counts["created"] + report.counts["unchanged"] == n
         assert client.writes == n - written
         assert report.results["reconciled"].sum() + report.counts["unchanged"] + client.writes == n
-        again = write_payloads(payloads, CountingClient(make_client(sb)), {WMS: WMS_TOKEN}, ledger, namespace=NS)
+        again = write_payloads(
+            payloads, CountingClient(make_client(sb)), {WMS: WMS_TOKEN}, ledger, namespace=NS
+        )
         assert again.counts["unchanged"] == n
         assert json.loads(payloads.iloc[0]["body"])["order_number"] == "SO-o0"
 
@@ -162,16 +176,25 @@ def test_a_connection_answering_500_to_everything_is_stopped_with_one_message(tm
     a bounded number of consecutive 5xx with one clear message, quickly; the other is written in full."""
     from tests.writer import frame, order_body
 
-    with run_sandbox(write_rate=1000.0, read_rate=1000.0) as down, \
-            run_sandbox(write_rate=1000.0, read_rate=1000.0) as fine:
+    with (
+        run_sandbox(write_rate=1000.0, read_rate=1000.0) as down,
+        run_sandbox(write_rate=1000.0, read_rate=1000.0) as fine,
+    ):
         down.configure(faults={"error_5xx": 1.0, "applies_to": "all", "seed": 9})
         rows = [(f"d{i}", WMS, "create_order", order_body(WMS, f"d{i}")) for i in range(40)]
         rows += [(f"f{i}", "other", "create_order", order_body("other", f"f{i}")) for i in range(40)]
         clients = {WMS: make_client(down, timeout=0.5), "other": make_client(fine, timeout=0.5)}
         started = time.monotonic()
-        report = write_payloads(frame(rows), clients, {WMS: WMS_TOKEN, "other": WMS_TOKEN},
-                                Ledger(tmp_path / "l.sqlite"), namespace=NS, concurrency=8, max_consecutive_5xx=10,
-                                rebuild=rebuild)
+        report = write_payloads(
+            frame(rows),
+            clients,
+            {WMS: WMS_TOKEN, "other": WMS_TOKEN},
+            Ledger(tmp_path / "l.sqlite"),
+            namespace=NS,
+            concurrency=8,
+            max_consecutive_5xx=10,
+            rebuild=rebuild,
+        )
         elapsed = time.monotonic() - started
         by_conn = report.results.groupby("connection")["status"].value_counts().unstack(fill_value=0)
         assert by_conn.loc["other", "created"] == 40 and by_conn.loc[WMS, "failed"] == 40

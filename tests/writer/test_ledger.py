@@ -48,9 +48,13 @@ def test_intent_then_outcomes(tmp_path):
     assert a.status == "intent" and a.needs_reconcile and a.attempts == 1 and a.idempotency_key == "idem-a"
     ledger.record_outcomes(
         [
-            Outcome("c", "create_order", "a", "created", body_hash="h1", trackstar_id="ord_1", http_status=200),
+            Outcome(
+                "c", "create_order", "a", "created", body_hash="h1", trackstar_id="ord_1", http_status=200
+            ),
             Outcome("c", "create_order", "b", "rejected", body_hash="h1", http_status=422, error="bad"),
-            Outcome("c", "create_order", "c", "failed", body_hash="h1", outcome_unknown=True, error="timeout"),
+            Outcome(
+                "c", "create_order", "c", "failed", body_hash="h1", outcome_unknown=True, error="timeout"
+            ),
         ]
     )
     got = ledger.load([("c", "create_order", k) for k in "abcz"])
@@ -63,7 +67,13 @@ def test_intent_then_outcomes(tmp_path):
     ledger.record_intents([Intent("c", "create_order", "a", "h2", "idem-a2", "update")])
     ledger.record_outcomes([Outcome("c", "create_order", "a", "failed", body_hash="h2", error="boom")])
     a = ledger.get("c", "create_order", "a")
-    assert (a.status, a.trackstar_id, a.written_hash, a.body_hash, a.attempts) == ("failed", "ord_1", "h1", "h2", 2)
+    assert (a.status, a.trackstar_id, a.written_hash, a.body_hash, a.attempts) == (
+        "failed",
+        "ord_1",
+        "h1",
+        "h2",
+        2,
+    )
     assert not a.needs_reconcile
     frame = ledger.entries("c")
     assert len(frame) == 3 and set(frame["status"]) == {"failed", "rejected"}
@@ -79,7 +89,10 @@ def test_batches_are_one_commit_each_in_wal_mode(tmp_path):
     sa.event.listen(ledger.engine, "commit", lambda conn: commits.append(1))
     ledger.record_intents([Intent("c", "create_order", str(i), "h", f"k{i}") for i in range(20_000)])
     ledger.record_outcomes(
-        [Outcome("c", "create_order", str(i), "created", body_hash="h", trackstar_id=f"o{i}") for i in range(20_000)]
+        [
+            Outcome("c", "create_order", str(i), "created", body_hash="h", trackstar_id=f"o{i}")
+            for i in range(20_000)
+        ]
     )
     assert len(commits) == 2
     assert len(ledger.load(("c", "create_order", str(i)) for i in range(20_000))) == 20_000
@@ -108,4 +121,3 @@ def test_several_processes_share_one_file(tmp_path):
     frame = Ledger(path).entries()
     assert len(frame) == 3 * 20 * 50
     assert set(frame["status"]) == {"created"}
-

@@ -20,8 +20,11 @@ from trackstar_dagster.writer.ledger import ENCODING, LEGACY_TABLE, Ledger
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "upgrade_v0"
 MAPPING = ROOT / "example_project" / "src" / "trackstar_example" / "mapping.yaml"
-TOKENS = {"acme_wms": "sandbox-token-wms", "globex_shiphero": "sandbox-token-shiphero",
-          "initech_shipbob": "sandbox-token-shipbob"}
+TOKENS = {
+    "acme_wms": "sandbox-token-wms",
+    "globex_shiphero": "sandbox-token-shiphero",
+    "initech_shipbob": "sandbox-token-shipbob",
+}
 INTEGRATIONS = {"acme_wms": "wms_sandbox", "globex_shiphero": "shiphero", "initech_shipbob": "shipbob"}
 WRITTEN = 149  # what the first release created (make_fixture.py)
 
@@ -30,8 +33,12 @@ WRITTEN = 149  # what the first release created (make_fixture.py)
 def upgraded(tmp_path):
     for name in ("ledger.sqlite", "sandbox.sqlite"):
         shutil.copy(FIXTURE / name, tmp_path / name)
-    with run_sandbox(state_file=str(tmp_path / "sandbox.sqlite"), write_rate=1000.0, read_rate=1000.0,
-                     faults={"ignore_idempotency_key": True}) as sb:
+    with run_sandbox(
+        state_file=str(tmp_path / "sandbox.sqlite"),
+        write_rate=1000.0,
+        read_rate=1000.0,
+        faults={"ignore_idempotency_key": True},
+    ) as sb:
         yield sb, tmp_path
 
 
@@ -42,8 +49,10 @@ def test_upgrade_over_a_first_release_ledger_sends_nothing(upgraded):
     rows = pd.read_json(FIXTURE / "rows.json", orient="table")
     mapping = MappingConfig.from_yaml(MAPPING).model_copy(update={"tag_namespace": "orders_sync"})
     client = TrackstarClient(sb.api_key, sb.base_url, write_rate=1000.0, read_rate=1000.0)
-    targets = {c: Target(c, "wms", i, client.get_write_info("wms", i, access_token=TOKENS[c]))
-               for c, i in INTEGRATIONS.items()}
+    targets = {
+        c: Target(c, "wms", i, client.get_write_info("wms", i, access_token=TOKENS[c]))
+        for c, i in INTEGRATIONS.items()
+    }
     batch = build_payloads(rows, mapping, targets)
     assert batch.payloads["tag"].str.startswith("tsd:orders_sync:create_order:").all()
 
@@ -76,9 +85,15 @@ def test_a_first_release_body_with_batch_chosen_microseconds_is_recognised(sb, t
 
     body = order_body(WMS, "k1", required_ship_date="2024-03-01T04:30:00Z")
     new = frame([("k1", WMS, "create_order", body)])
-    old_text = json.dumps({**body, "required_ship_date": "2024-03-01T04:30:00.000000Z",
-                           "trackstar_tags": [legacy_key_tag("create_order", "k1")]}, sort_keys=True,
-                          separators=(",", ":"))
+    old_text = json.dumps(
+        {
+            **body,
+            "required_ship_date": "2024-03-01T04:30:00.000000Z",
+            "trackstar_tags": [legacy_key_tag("create_order", "k1")],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     assert body["trackstar_tags"] == [key_tag("create_order", "k1", NS)]
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'l.sqlite'}")
     with engine.begin() as conn:  # the first release's table, as it wrote it
@@ -87,10 +102,13 @@ def test_a_first_release_body_with_batch_chosen_microseconds_is_recognised(sb, t
             "body_hash VARCHAR(128), written_hash VARCHAR(128), trackstar_id VARCHAR(255), status VARCHAR(16) NOT NULL, "
             "operation VARCHAR(16), idempotency_key VARCHAR(255), outcome_unknown BOOLEAN NOT NULL, attempts INTEGER "
             "NOT NULL, http_status INTEGER, request_id VARCHAR(255), last_error TEXT, last_attempt_at DATETIME, "
-            "updated_at DATETIME, PRIMARY KEY (connection, action, key))")
+            "updated_at DATETIME, PRIMARY KEY (connection, action, key))"
+        )
         h = hashlib.sha256(old_text.encode()).hexdigest()
-        conn.exec_driver_sql(f"INSERT INTO {LEGACY_TABLE} VALUES ('{WMS}', 'create_order', 'k1', '{h}', '{h}', "
-                             "'ord_1', 'created', 'create', 'x', 0, 1, 200, NULL, NULL, NULL, NULL)")
+        conn.exec_driver_sql(
+            f"INSERT INTO {LEGACY_TABLE} VALUES ('{WMS}', 'create_order', 'k1', '{h}', '{h}', "
+            "'ord_1', 'created', 'create', 'x', 0, 1, 200, NULL, NULL, NULL, NULL)"
+        )
     engine.dispose()
     ledger = Ledger(tmp_path / "l.sqlite")
     client = CountingClient(TrackstarClient(sb.api_key, sb.base_url, write_rate=1000.0, read_rate=1000.0))

@@ -119,9 +119,15 @@ def test_422_is_rejected_with_field_messages_and_does_not_stop_the_rest(sb, ledg
 
 @pytest.mark.parametrize(
     ("connection", "status", "words"),
-    [("bad-token", 401, "access token is wrong"), ("locked", 403, "disabled"), ("shipbob", 501, "does not support")],
+    [
+        ("bad-token", 401, "access token is wrong"),
+        ("locked", 403, "disabled"),
+        ("shipbob", 501, "does not support"),
+    ],
 )
-def test_auth_and_capability_errors_stop_the_connection_with_one_message(sb, ledger, connection, status, words):
+def test_auth_and_capability_errors_stop_the_connection_with_one_message(
+    sb, ledger, connection, status, words
+):
     tokens = {**TOKENS, "bad-token": "not-a-token"}
     action = "create_product" if connection == "shipbob" else "create_order"
     bodies = [
@@ -175,18 +181,35 @@ def test_create_only_reports_a_changed_body_and_upsert_updates_it(sb, ledger):
 def test_another_action_end_to_end(sb, ledger):
     products = frame(
         [
-            (f"p{i}", WMS, "create_product",
-             {"sku": f"SKU-{i}", "name": f"Widget {i}", "trackstar_tags": [key_tag("create_product", f"p{i}", NS)]})
+            (
+                f"p{i}",
+                WMS,
+                "create_product",
+                {
+                    "sku": f"SKU-{i}",
+                    "name": f"Widget {i}",
+                    "trackstar_tags": [key_tag("create_product", f"p{i}", NS)],
+                },
+            )
             for i in range(8)
         ]
     )
     shipments = frame(
         [
-            (f"s{i}", WMS, "create_inbound_shipment",
-             {"supplier": "Acme", "purchase_order_number": f"PO-{i}", "expected_arrival_date": "2026-01-02T00:00:00Z",
-              "warehouse_id": "wms_sandbox-wh-1", "tracking_number": f"TN{i}",
-              "line_items": [{"sku": "SKU-1", "expected_quantity": 3}],
-              "trackstar_tags": [key_tag("create_inbound_shipment", f"s{i}", NS)]})
+            (
+                f"s{i}",
+                WMS,
+                "create_inbound_shipment",
+                {
+                    "supplier": "Acme",
+                    "purchase_order_number": f"PO-{i}",
+                    "expected_arrival_date": "2026-01-02T00:00:00Z",
+                    "warehouse_id": "wms_sandbox-wh-1",
+                    "tracking_number": f"TN{i}",
+                    "line_items": [{"sku": "SKU-1", "expected_quantity": 3}],
+                    "trackstar_tags": [key_tag("create_inbound_shipment", f"s{i}", NS)],
+                },
+            )
             for i in range(4)
         ]
     )
@@ -207,8 +230,17 @@ def test_left_over_intents_are_reconciled_not_resent(sb, ledger):
     for row in payloads.head(10).itertuples():
         client.write("POST", "/wms/orders", json.loads(row.body), WMS_TOKEN)
     ledger.record_intents(
-        [Intent(WMS, "create_order", r.key, r.body_hash, create_idempotency_key(NS, WMS, "create_order", r.key, 0))
-         for r in payloads.itertuples()], namespace=NS,
+        [
+            Intent(
+                WMS,
+                "create_order",
+                r.key,
+                r.body_hash,
+                create_idempotency_key(NS, WMS, "create_order", r.key, 0),
+            )
+            for r in payloads.itertuples()
+        ],
+        namespace=NS,
     )
     counting = CountingClient(client)
     report = write_payloads(payloads, counting, {WMS: WMS_TOKEN}, ledger, namespace=NS)
@@ -237,8 +269,15 @@ def test_sync_wrapper_inside_a_running_loop_and_progress_log(sb, ledger, caplog)
     sb.configure(latency=0.02)
 
     async def inside() -> object:
-        return write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS, progress_every_s=0.05,
-                              concurrency=2)
+        return write_payloads(
+            payloads,
+            make_client(sb),
+            {WMS: WMS_TOKEN},
+            ledger,
+            namespace=NS,
+            progress_every_s=0.05,
+            concurrency=2,
+        )
 
     with caplog.at_level(logging.INFO, logger="trackstar_dagster.writer"):
         report = asyncio.run(inside())
@@ -255,5 +294,7 @@ def test_async_core_and_bad_input(sb, ledger):
         write_payloads(orders(2).iloc[[0, 0]], make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
     with pytest.raises(ValueError, match="mode"):
         write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS, mode="yolo")
-    missing = write_payloads(orders(2, connection="nowhere"), make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
+    missing = write_payloads(
+        orders(2, connection="nowhere"), make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS
+    )
     assert missing.counts["failed"] == 2 and "nowhere" in missing.stopped_connections

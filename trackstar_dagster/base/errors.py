@@ -131,7 +131,11 @@ def flatten_detail(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
-            if not prefix and key in ("json", "body", "query", "headers", "path", "form") and isinstance(value, dict):
+            if (
+                not prefix
+                and key in ("json", "body", "query", "headers", "path", "form")
+                and isinstance(value, dict)
+            ):
                 out.update(flatten_detail(value, ""))
                 continue
             path = f"{prefix}.{key}" if prefix else str(key)

@@ -83,7 +83,9 @@ def legacy_key_tag(action: str, key: str) -> str:
     """The first release's tag, ``tsd:<action>:<key>`` (hashed past 120 characters)."""
     tag = f"{TAG_PREFIX}:{action}:{key}"
     if len(tag) > LEGACY_TAG_MAX:
-        tag = f"{TAG_PREFIX}:{action}:h:{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()[:40]}"
+        tag = (
+            f"{TAG_PREFIX}:{action}:h:{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()[:40]}"
+        )
     return tag
 
 
@@ -116,18 +118,25 @@ def parse_tag(tag: str, namespace: str) -> tuple[str, str] | None:
     prefix = f"{TAG_PREFIX}:{namespace}:"
     if not tag.startswith(prefix):
         return None
-    action, sep, kid = tag[len(prefix):].partition(":")
+    action, sep, kid = tag[len(prefix) :].partition(":")
     return (action, kid) if sep and action and kid else None
 
 
-def create_idempotency_key(namespace: str | None, connection: str, action: str, key: str, generation: int) -> str:
+def create_idempotency_key(
+    namespace: str | None, connection: str, action: str, key: str, generation: int
+) -> str:
     """``Idempotency-Key`` of a create: the same for every body of a record until Trackstar refused it."""
-    raw = json.dumps(["create", namespace or "", connection, action, key_id(key), int(generation)],
-                     separators=(",", ":"))
+    raw = json.dumps(
+        ["create", namespace or "", connection, action, key_id(key), int(generation)], separators=(",", ":")
+    )
     return "tsd-c-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def update_idempotency_key(namespace: str | None, connection: str, action: str, key: str, body_hash: str) -> str:
+def update_idempotency_key(
+    namespace: str | None, connection: str, action: str, key: str, body_hash: str
+) -> str:
     """``Idempotency-Key`` of an update: one per body (a changed body is a new request)."""
-    raw = json.dumps(["update", namespace or "", connection, action, key_id(key), body_hash], separators=(",", ":"))
+    raw = json.dumps(
+        ["update", namespace or "", connection, action, key_id(key), body_hash], separators=(",", ":")
+    )
     return "tsd-u-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()

@@ -14,7 +14,14 @@ import logging
 import re
 import threading
 
-__all__ = ["fingerprint", "install_log_redaction", "mask_url_password", "redact", "register_secret", "url_has_password"]
+__all__ = [
+    "fingerprint",
+    "install_log_redaction",
+    "mask_url_password",
+    "redact",
+    "register_secret",
+    "url_has_password",
+]
 
 # ---------------------------------------------------------------------------------------------------------
 # Secret redaction (logs of httpx/httpcore and our own messages)

@@ -22,8 +22,10 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_pools_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trackstar-dagster",
-                                     description="Operator commands for trackstar-dagster, on $DAGSTER_HOME's instance.")
+    parser = argparse.ArgumentParser(
+        prog="trackstar-dagster",
+        description="Operator commands for trackstar-dagster, on $DAGSTER_HOME's instance.",
+    )
     parser.add_argument("--version", action="version", version=f"trackstar-dagster {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_group in COMMAND_GROUPS:

@@ -76,10 +76,17 @@ class TrackstarClient:
         self.catalog_interval = float(catalog_interval or 0.0)
         self._key_fp = fingerprint(api_key)
         self._sender = Sender(
-            api_key, self.base_url, timeout=float(timeout), connect_timeout=float(connect_timeout),
-            max_retries=max(0, int(max_retries)), backoff_base=float(backoff_base),
-            backoff_max=float(backoff_max), read_rate=read_rate or None, write_rate=write_rate or None,
-            max_connections=int(max_connections), max_wait=float(max_wait),
+            api_key,
+            self.base_url,
+            timeout=float(timeout),
+            connect_timeout=float(connect_timeout),
+            max_retries=max(0, int(max_retries)),
+            backoff_base=float(backoff_base),
+            backoff_max=float(backoff_max),
+            read_rate=read_rate or None,
+            write_rate=write_rate or None,
+            max_connections=int(max_connections),
+            max_wait=float(max_wait),
         )
 
     def __repr__(self) -> str:
@@ -126,8 +133,15 @@ class TrackstarClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _get(self, path: str, *, kind: str = "read", access_token: str | None = None, params: Any = None,
-             retries: int | None = None) -> Any:
+    def _get(
+        self,
+        path: str,
+        *,
+        kind: str = "read",
+        access_token: str | None = None,
+        params: Any = None,
+        retries: int | None = None,
+    ) -> Any:
         request = Request("GET", path, kind, access_token, params, retries=retries)
         response, _ = self._sender.send(request)
         return response_body(response, "GET", clean_path(path))
@@ -189,8 +203,9 @@ class TrackstarClient:
 
     # -- records -------------------------------------------------------------------------------------
 
-    def _pages(self, path: str, access_token: str | None, filters: Mapping[str, Any] | None,
-               limit: int) -> Iterator[dict[str, Any]]:
+    def _pages(
+        self, path: str, access_token: str | None, filters: Mapping[str, Any] | None, limit: int
+    ) -> Iterator[dict[str, Any]]:
         token: str | None = None
         seen: set[str] = set()
         while True:
@@ -200,12 +215,15 @@ class TrackstarClient:
             if token is None:
                 return
 
-    async def _apages(self, path: str, access_token: str | None, filters: Mapping[str, Any] | None,
-                      limit: int) -> AsyncIterator[dict[str, Any]]:
+    async def _apages(
+        self, path: str, access_token: str | None, filters: Mapping[str, Any] | None, limit: int
+    ) -> AsyncIterator[dict[str, Any]]:
         token: str | None = None
         seen: set[str] = set()
         while True:
-            body = await self._aget(path, access_token=access_token, params=page_params(filters, limit, token))
+            body = await self._aget(
+                path, access_token=access_token, params=page_params(filters, limit, token)
+            )
             for item in data_list(body):
                 yield item
             token = _next_page(body, path, seen)
@@ -213,19 +231,31 @@ class TrackstarClient:
                 return
 
     def iter_records(
-        self, resource_path: str, access_token: str, filters: Mapping[str, Any] | None = None, limit: int = 1000
+        self,
+        resource_path: str,
+        access_token: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 1000,
     ) -> Iterator[dict[str, Any]]:
         """Records of a list endpoint (``/wms/orders``), page after page, filters repeated on each page."""
         return self._pages(clean_path(resource_path), access_token, filters, limit)
 
     def list_records(
-        self, resource_path: str, access_token: str, filters: Mapping[str, Any] | None = None, limit: int = 1000
+        self,
+        resource_path: str,
+        access_token: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """All records matching ``filters`` (every page)."""
         return list(self.iter_records(resource_path, access_token, filters, limit))
 
     async def alist_records(
-        self, resource_path: str, access_token: str, filters: Mapping[str, Any] | None = None, limit: int = 1000
+        self,
+        resource_path: str,
+        access_token: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """``list_records`` on the running event loop (the writer's look-ups)."""
         return [r async for r in self._apages(clean_path(resource_path), access_token, filters, limit)]
@@ -261,14 +291,19 @@ class TrackstarClient:
         return write_response(response, attempts, time.monotonic() - started, key)
 
 
-def _write_request(method: str, path: str, body: Body, access_token: str,
-                   idempotency_key: str | None) -> tuple[Request, str]:
+def _write_request(
+    method: str, path: str, body: Body, access_token: str, idempotency_key: str | None
+) -> tuple[Request, str]:
     key = idempotency_key or str(uuid.uuid4())
     if isinstance(body, str):
         body = body.encode("utf-8")
     if isinstance(body, bytes):
-        return Request(write_method(method), path, "write", access_token, content=body, idempotency_key=key), key
-    return Request(write_method(method), path, "write", access_token, json=dict(body or {}), idempotency_key=key), key
+        return Request(
+            write_method(method), path, "write", access_token, content=body, idempotency_key=key
+        ), key
+    return Request(
+        write_method(method), path, "write", access_token, json=dict(body or {}), idempotency_key=key
+    ), key
 
 
 def _next_page(body: Any, path: str, seen: set[str]) -> str | None:

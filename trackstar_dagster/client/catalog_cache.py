@@ -56,8 +56,9 @@ class CatalogCache:
             return cls.sync_locks.setdefault(key, threading.Lock())
 
     @classmethod
-    def read(cls, key: tuple[str, str, str], interval: float, fetch: Callable[[bool], list[dict[str, Any]]]
-             ) -> list[dict[str, Any]]:
+    def read(
+        cls, key: tuple[str, str, str], interval: float, fetch: Callable[[bool], list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
         """A fresh copy, else ``fetch(has_stale)`` once per key at a time; when the fetch is rate limited or
         the server fails and an older copy exists, the older copy (a 1/min limit is not worth waiting out)."""
         hit, value = cls.fresh(key, interval)
@@ -72,7 +73,9 @@ class CatalogCache:
                 data = fetch(has_stale)
             except (TrackstarRateLimitError, TrackstarServerError, TrackstarTransportError) as exc:
                 if has_stale:
-                    logger.warning("catalog %s: %s; answering from an older cached copy", key[2], type(exc).__name__)
+                    logger.warning(
+                        "catalog %s: %s; answering from an older cached copy", key[2], type(exc).__name__
+                    )
                     return stale
                 raise
             cls.store(key, data)

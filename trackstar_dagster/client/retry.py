@@ -104,9 +104,7 @@ def full_jitter_backoff(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0.0, max(0.0, ceiling))
 
 
-def retry_wait(
-    attempt: int, asked: float | None, backoff: Callable[[int], float], max_wait: float
-) -> float:
+def retry_wait(attempt: int, asked: float | None, backoff: Callable[[int], float], max_wait: float) -> float:
     """The server's wait wins over our backoff (plus a little jitter so tasks don't stampede)."""
     if asked is not None:
         wait = asked + random.uniform(0.0, min(0.25, 0.1 * asked + 0.01))

@@ -121,7 +121,11 @@ class Sender:
     def _client_kwargs(self) -> dict[str, Any]:
         return {
             "base_url": self.base_url,
-            "headers": {"x-trackstar-api-key": self._api_key, "User-Agent": USER_AGENT, "Accept": "application/json"},
+            "headers": {
+                "x-trackstar-api-key": self._api_key,
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
             "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
             "limits": httpx.Limits(
                 max_connections=self.max_connections, max_keepalive_connections=self.max_connections
@@ -176,8 +180,9 @@ class Sender:
                 if step.limiter is not None:
                     step.limiter.acquire()
                 try:
-                    answer = self.http.request(request.method.upper(), clean_path(request.path),
-                                               **self._request_kwargs(request))
+                    answer = self.http.request(
+                        request.method.upper(), clean_path(request.path), **self._request_kwargs(request)
+                    )
                 except httpx.TransportError as e:
                     answer = e
         except StopIteration as done:
@@ -198,8 +203,9 @@ class Sender:
                 if step.limiter is not None:
                     await step.limiter.aacquire()
                 try:
-                    answer = await client.request(request.method.upper(), clean_path(request.path),
-                                                  **self._request_kwargs(request))
+                    answer = await client.request(
+                        request.method.upper(), clean_path(request.path), **self._request_kwargs(request)
+                    )
                 except httpx.TransportError as e:
                     answer = e
         except StopIteration as done:
@@ -219,14 +225,18 @@ class Sender:
             response = answer if isinstance(answer, httpx.Response) else None
             exc = answer if isinstance(answer, httpx.TransportError) else None
             self._log(method, path, attempt, started, response, exc)
-            outcome = decide(method, path, request.kind == "write", attempt, response, exc, retries, self._wait_for)
+            outcome = decide(
+                method, path, request.kind == "write", attempt, response, exc, retries, self._wait_for
+            )
             if outcome.response is not None:
                 return outcome.response, attempt
             error: TrackstarError | None = outcome.error
             assert error is not None
             if outcome.wait is None:
                 raise error from exc
-            logger.debug("%s %s: retrying in %.2fs after %s", method, path, outcome.wait, type(error).__name__)
+            logger.debug(
+                "%s %s: retrying in %.2fs after %s", method, path, outcome.wait, type(error).__name__
+            )
             yield _Wait(outcome.wait)
 
     # -- per attempt ------------------------------------------------------------------------------------
@@ -257,13 +267,29 @@ class Sender:
         backoff = lambda n: full_jitter_backoff(n, self.backoff_base, self.backoff_max)  # noqa: E731
         return retry_wait(attempt, asked, backoff, self.max_wait)
 
-    def _log(self, method: str, path: str, attempt: int, started: float, response: httpx.Response | None,
-             exc: Exception | None) -> None:
+    def _log(
+        self,
+        method: str,
+        path: str,
+        attempt: int,
+        started: float,
+        response: httpx.Response | None,
+        exc: Exception | None,
+    ) -> None:
         if not logger.isEnabledFor(logging.DEBUG):
             return
         elapsed = time.monotonic() - started
         if response is not None:
-            logger.debug("%s %s -> %s request_id=%s elapsed=%.3fs attempt=%d", method, path, response.status_code,
-                         response.headers.get("x-request-id"), elapsed, attempt)
+            logger.debug(
+                "%s %s -> %s request_id=%s elapsed=%.3fs attempt=%d",
+                method,
+                path,
+                response.status_code,
+                response.headers.get("x-request-id"),
+                elapsed,
+                attempt,
+            )
         else:
-            logger.debug("%s %s -> %s elapsed=%.3fs attempt=%d", method, path, type(exc).__name__, elapsed, attempt)
+            logger.debug(
+                "%s %s -> %s elapsed=%.3fs attempt=%d", method, path, type(exc).__name__, elapsed, attempt
+            )

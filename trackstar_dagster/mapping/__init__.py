@@ -4,5 +4,12 @@ from trackstar_dagster.mapping.build import PAYLOAD_COLUMNS, REJECT_COLUMNS, bui
 from trackstar_dagster.mapping.config import MappingConfig, PayloadBatch, Target
 from trackstar_dagster.mapping.previews import dry_run_report
 
-__all__ = ["PAYLOAD_COLUMNS", "REJECT_COLUMNS", "MappingConfig", "PayloadBatch", "Target", "build_payloads",
-           "dry_run_report"]
+__all__ = [
+    "PAYLOAD_COLUMNS",
+    "REJECT_COLUMNS",
+    "MappingConfig",
+    "PayloadBatch",
+    "Target",
+    "build_payloads",
+    "dry_run_report",
+]

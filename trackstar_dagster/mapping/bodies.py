@@ -46,7 +46,7 @@ def _groups_of(codes: np.ndarray, k: int) -> list[np.ndarray]:
         return []
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(k + 1))
-    return [order[bounds[i]:bounds[i + 1]] for i in range(k)]
+    return [order[bounds[i] : bounds[i + 1]] for i in range(k)]
 
 
 def _patterns(masks: list[np.ndarray], n: int) -> np.ndarray:
@@ -70,8 +70,12 @@ def _rows_of(recs: np.ndarray, starts: np.ndarray, ends: np.ndarray, n: int) -> 
     return np.flatnonzero(np.cumsum(marks[:-1]) > 0)
 
 
-def _tag_texts(action: str, namespace: str | None, keys: list[str], tagging: np.ndarray,
-               ) -> tuple[list[str | None], np.ndarray]:
+def _tag_texts(
+    action: str,
+    namespace: str | None,
+    keys: list[str],
+    tagging: np.ndarray,
+) -> tuple[list[str | None], np.ndarray]:
     """Per record, ``keys.key_tag(action, key, namespace)`` and its JSON text (both None where not tagging).
 
     Fast path: when every key is its own key id (short, no character JSON escapes, no ``h:`` lookalike), the
@@ -87,7 +91,9 @@ def _tag_texts(action: str, namespace: str | None, keys: list[str], tagging: np.
     if not tagging.any():
         return [None] * len(keys), obj_array([None] * len(keys))
     if keys and not lookalike and not ESCAPE.search(prefix + "|".join(keys)) and max(map(len, keys)) <= limit:
-        texts = [prefix + k for k in keys]  # == key_tag(action, k, namespace): plain keys are their own key id
+        texts = [
+            prefix + k for k in keys
+        ]  # == key_tag(action, k, namespace): plain keys are their own key id
         quoted = obj_array(['"' + t + '"' for t in texts])
     else:
         texts = [key_tag(action, k, namespace) for k in keys]
@@ -101,10 +107,14 @@ def _tag_texts(action: str, namespace: str | None, keys: list[str], tagging: np.
     return tags, quoted
 
 
-
-
-def build_bodies(config: MappingConfig, plan: Plan, records: Records, columns: Columns, good: np.ndarray,
-                 lap: Callable[[str], None]) -> BuiltBodies:
+def build_bodies(
+    config: MappingConfig,
+    plan: Plan,
+    records: Records,
+    columns: Columns,
+    good: np.ndarray,
+    lap: Callable[[str], None],
+) -> BuiltBodies:
     """Bodies as compact, key-sorted JSON text, built by compiled templates per shape.
 
     Distinct values are JSON-encoded once (``orjson``); a template per (connection, present fields) joins
@@ -115,10 +125,14 @@ def build_bodies(config: MappingConfig, plan: Plan, records: Records, columns: C
     ip = plan.items_path
     conn_names = cfg.connections()
     conn_consts = {c: plan.constants(cfg, c) for c in conn_names}
-    head_consts = {c: {p: x for p, x in cc.items() if not (ip and p.startswith(ip + "."))}
-                   for c, cc in conn_consts.items()}
-    item_consts = {c: {p[len(ip) + 1:]: x for p, x in cc.items() if ip and p.startswith(ip + ".")}
-                   for c, cc in conn_consts.items()}
+    head_consts = {
+        c: {p: x for p, x in cc.items() if not (ip and p.startswith(ip + "."))}
+        for c, cc in conn_consts.items()
+    }
+    item_consts = {
+        c: {p[len(ip) + 1 :]: x for p, x in cc.items() if ip and p.startswith(ip + ".")}
+        for c, cc in conn_consts.items()
+    }
     G = len(good)
     n = rs.n
     g_conn = rs.rec_conn_id[good]
@@ -126,7 +140,7 @@ def build_bodies(config: MappingConfig, plan: Plan, records: Records, columns: C
     # items: one JSON object per row, a template per (connection constants, pattern)
     rows = _rows_of(good, rs.starts, rs.ends, n) if G else np.zeros(0, dtype=np.int64)
     ipaths = plan.item_paths
-    rel = [p[len(ip) + 1:] for p in ipaths] if ip else []
+    rel = [p[len(ip) + 1 :] for p in ipaths] if ip else []
     i_codes = [columns.item_codes[p][rows] for p in ipaths]
     i_enc = [encode_values(columns.item_values[p]) for p in ipaths]
     i_pat = _patterns([c >= 0 for c in i_codes], len(rows))
@@ -158,7 +172,11 @@ def build_bodies(config: MappingConfig, plan: Plan, records: Records, columns: C
     else:
         items_json = [None] * G
     items_arr = obj_array(items_json)
-    tagging = np.array([plan.tagged(cfg, c) for c in conn_names] + [False], dtype=bool)[g_conn] if G else np.zeros(0, dtype=bool)
+    tagging = (
+        np.array([plan.tagged(cfg, c) for c in conn_names] + [False], dtype=bool)[g_conn]
+        if G
+        else np.zeros(0, dtype=bool)
+    )
     tag_text, tags_arr = _tag_texts(plan.action, cfg.tag_namespace, rs.rec_key[good].tolist(), tagging)
 
     lap("bodies: item arrays and tags")
@@ -176,8 +194,12 @@ def build_bodies(config: MappingConfig, plan: Plan, records: Records, columns: C
         k0 = sel[0]
         present = [k for k in range(len(hp)) if h_codes[k][k0] >= 0]
         has_items, has_tag = bool(flags[k0] & 2), bool(flags[k0] & 1)
-        build = text_builder([hp[k] for k in present], head_consts[conn_names[g_conn[k0]]],
-                              items_path=ip if has_items else None, tag=has_tag)
+        build = text_builder(
+            [hp[k] for k in present],
+            head_consts[conn_names[g_conn[k0]]],
+            items_path=ip if has_items else None,
+            tag=has_tag,
+        )
         cols = [h_enc[k][h_codes[k][sel]] for k in present]
         if has_items:
             cols.append(items_arr[sel])
@@ -202,4 +224,3 @@ def build_bodies(config: MappingConfig, plan: Plan, records: Records, columns: C
     sha = hashlib.sha256
     hashes = [sha(b.encode()).hexdigest() for b in body_list]
     return BuiltBodies(good, body_list, hashes, tag_text, h_combo, item_shape, shapes_ok)
-

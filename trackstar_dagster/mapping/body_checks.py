@@ -47,8 +47,9 @@ def check_bodies(built: BuiltBodies, plan: Plan, records: Records, rejects: Reje
     sig, _ = pd.factorize(built.h_combo.astype(np.int64) * (int(shape_ids.max(initial=0)) + 1) + shape_ids)
     validators = [v.validator_for(g.doc, plan.action) for g in plan.groups]
     to_check: list[np.ndarray] = []
-    full_groups = {gi for gi, g in enumerate(plan.groups)
-                   if not g.complete or not built.shapes_ok or mode == "all"}
+    full_groups = {
+        gi for gi, g in enumerate(plan.groups) if not g.complete or not built.shapes_ok or mode == "all"
+    }
     if full_groups:
         to_check.append(np.flatnonzero(np.isin(groups, list(full_groups))))
     rest = np.flatnonzero(~np.isin(groups, list(full_groups))) if full_groups else np.arange(G)
@@ -76,10 +77,18 @@ def check_bodies(built: BuiltBodies, plan: Plan, records: Records, rejects: Reje
                 msg = str(getattr(prob, "message", prob))
                 val = _value_at(body, fld)
                 rejects.reject(rec, fld, f"{fld}: {msg}", val)
-                problems_seen.append(pd.DataFrame({
-                    "check": [f"{fld}: {msg}"], "column": [fld],  # an object's personal leaves masked
-                    "failure_case": [truncate(mask_body(val, fld) if isinstance(val, dict | list) else val)],
-                    "index": [int(records.src_sorted[records.starts[rec]])]}))
+                problems_seen.append(
+                    pd.DataFrame(
+                        {
+                            "check": [f"{fld}: {msg}"],
+                            "column": [fld],  # an object's personal leaves masked
+                            "failure_case": [
+                                truncate(mask_body(val, fld) if isinstance(val, dict | list) else val)
+                            ],
+                            "index": [int(records.src_sorted[records.starts[rec]])],
+                        }
+                    )
+                )
     if problems_seen:
         rejects.add_failures("bodies", *problems_seen)
     return ok

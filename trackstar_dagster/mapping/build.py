@@ -71,8 +71,14 @@ PAYLOAD_COLUMNS = ("key", "connection", "action", "body", "body_hash", "source_r
 REJECT_COLUMNS = ("key", "connection", "source_rows", "field", "reason", "value")
 
 
-def build_payloads(frame: pd.DataFrame, config: MappingConfig, targets: Mapping[str, Target], *,
-                   items: pd.DataFrame | None = None, validate_bodies: str = "shapes") -> PayloadBatch:
+def build_payloads(
+    frame: pd.DataFrame,
+    config: MappingConfig,
+    targets: Mapping[str, Target],
+    *,
+    items: pd.DataFrame | None = None,
+    validate_bodies: str = "shapes",
+) -> PayloadBatch:
     """Map, clean and validate rows into write bodies (a dry run: nothing is sent).
 
     ``items``: an optional line-items table joined on the key columns (then ``frame`` has one row per record
@@ -105,8 +111,13 @@ class _Stopwatch:
         self._t = now
 
 
-def _run(frame: pd.DataFrame, config: MappingConfig, targets: Mapping[str, Target], items: pd.DataFrame | None,
-         validate_bodies: str) -> PayloadBatch:
+def _run(
+    frame: pd.DataFrame,
+    config: MappingConfig,
+    targets: Mapping[str, Target],
+    items: pd.DataFrame | None,
+    validate_bodies: str,
+) -> PayloadBatch:
     """The stages in order: plan, records, columns, layer (a), bodies, layer (b), then the batch."""
     plan = make_plan(frame, items, config, targets)
     work, src = join(frame, items, config, plan)
@@ -130,13 +141,24 @@ def _run(frame: pd.DataFrame, config: MappingConfig, targets: Mapping[str, Targe
     rejected = rejects.frame()
     checks = rejects.checks(len(payloads), [g.integration_name for g in plan.groups], config.key_columns)
     watch.lap("rejects and checks")
-    return PayloadBatch(payloads=payloads, rejects=rejected, checks=checks, records=records.R,
-                        timings=watch.timings, dropped_fields=_dropped_fields(config, plan),
-                        untagged_connections=_untagged_connections(config, plan))
+    return PayloadBatch(
+        payloads=payloads,
+        rejects=rejected,
+        checks=checks,
+        records=records.R,
+        timings=watch.timings,
+        dropped_fields=_dropped_fields(config, plan),
+        untagged_connections=_untagged_connections(config, plan),
+    )
 
 
-def _payloads(built: BuiltBodies, ok: np.ndarray, records: Records, action: str, watch: _Stopwatch,
-              ) -> pd.DataFrame:
+def _payloads(
+    built: BuiltBodies,
+    ok: np.ndarray,
+    records: Records,
+    action: str,
+    watch: _Stopwatch,
+) -> pd.DataFrame:
     """The payloads frame (``PAYLOAD_COLUMNS``) of the bodies that passed: their text and hash as built."""
     good = built.good[ok]
     keep = np.flatnonzero(ok)
@@ -146,15 +168,17 @@ def _payloads(built: BuiltBodies, ok: np.ndarray, records: Records, action: str,
         hashes = [hashes[i] for i in keep.tolist()]
         tags = [tags[i] for i in keep.tolist()]
     watch.lap("payloads: prepare")
-    payloads = pd.DataFrame({
-        "key": pd.Series(records.rec_key[good], dtype=object).astype("str"),
-        "connection": pd.Series(records.rec_conn[good], dtype=object).astype("str"),
-        "action": pd.Series(np.full(len(good), action, dtype=object)).astype("str"),
-        "body": pd.Series(obj_array(bodies), dtype=object).astype("str"),
-        "body_hash": pd.Series(obj_array(hashes), dtype=object).astype("str"),
-        "source_rows": pd.Series(records.source_rows(good), dtype=object),
-        "tag": pd.Series(obj_array(tags), dtype=object).astype("str"),
-    })
+    payloads = pd.DataFrame(
+        {
+            "key": pd.Series(records.rec_key[good], dtype=object).astype("str"),
+            "connection": pd.Series(records.rec_conn[good], dtype=object).astype("str"),
+            "action": pd.Series(np.full(len(good), action, dtype=object)).astype("str"),
+            "body": pd.Series(obj_array(bodies), dtype=object).astype("str"),
+            "body_hash": pd.Series(obj_array(hashes), dtype=object).astype("str"),
+            "source_rows": pd.Series(records.source_rows(good), dtype=object),
+            "tag": pd.Series(obj_array(tags), dtype=object).astype("str"),
+        }
+    )
     watch.lap("payloads frame")
     return payloads
 
@@ -175,10 +199,11 @@ def _untagged_connections(config: MappingConfig, plan: Plan) -> list[str]:
     """Connections whose bodies carry no key tag, warned about once per build."""
     untagged = [name for name in config.connections() if not plan.tagged(config, name)]
     if untagged:
-        why = ("key_tag is off" if not config.key_tag
-               else "their integration's schema has no trackstar_tags")
+        why = "key_tag is off" if not config.key_tag else "their integration's schema has no trackstar_tags"
         logger.warning(
             "Bodies for connection(s) %s carry no key tag (%s): for them an unknown write outcome (a timeout, "
             "a lost response) cannot be proven from Trackstar, and a lost ledger cannot be rebuilt.",
-            ", ".join(untagged), why)
+            ", ".join(untagged),
+            why,
+        )
     return untagged

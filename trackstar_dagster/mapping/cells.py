@@ -66,7 +66,9 @@ def na_mask(series: pd.Series) -> np.ndarray:
 def object_array(series: pd.Series) -> np.ndarray:
     """The column as an object array with None for every missing value (NaN, NA, NaT)."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        series = series.astype(series.cat.categories.dtype if series.cat.categories.dtype != object else object)
+        series = series.astype(
+            series.cat.categories.dtype if series.cat.categories.dtype != object else object
+        )
     try:
         arr = series.to_numpy(dtype=object, na_value=None)
     except ArithmeticError:  # decimal.InvalidOperation: pandas' NA test trips on a signaling NaN Decimal

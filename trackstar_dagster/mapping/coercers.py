@@ -72,8 +72,9 @@ def iso_date(values: pd.Series) -> np.ndarray:
     return out
 
 
-def datetimes_from_objects(arr: np.ndarray, fmt: str | None, spec: FieldSpec,
-                             reasons: dict[int, str], bad: np.ndarray) -> np.ndarray:
+def datetimes_from_objects(
+    arr: np.ndarray, fmt: str | None, spec: FieldSpec, reasons: dict[int, str], bad: np.ndarray
+) -> np.ndarray:
     """Strings/datetimes of an object column into a date or date-time field: parsed and rewritten in ISO form."""
     out = np.full(len(arr), None, dtype=object)
     idx = np.flatnonzero(~none_mask(arr))
@@ -81,11 +82,14 @@ def datetimes_from_objects(arr: np.ndarray, fmt: str | None, spec: FieldSpec,
         return out
     sub = arr[idx]
     if fmt == "date":
-        parsed = pd.to_datetime(pd.Series(sub, dtype=object).map(_date_part), errors="coerce", format="%Y-%m-%d")
+        parsed = pd.to_datetime(
+            pd.Series(sub, dtype=object).map(_date_part), errors="coerce", format="%Y-%m-%d"
+        )
         txt = iso_date(parsed)
     else:
-        parsed = pd.to_datetime(pd.Series(sub, dtype=object).map(_dt_text), errors="coerce", utc=True,
-                                format="ISO8601")
+        parsed = pd.to_datetime(
+            pd.Series(sub, dtype=object).map(_dt_text), errors="coerce", utc=True, format="ISO8601"
+        )
         txt = iso_utc(parsed)
     failed = none_mask(txt)
     out[idx] = txt
@@ -144,7 +148,9 @@ def _to_number(v: Any) -> float | int | None:
         return float(v) if v.is_finite() else None
     if isinstance(v, str):
         try:
-            return float(v.strip().replace(",", "")) if not v.strip().lstrip("+-").isdigit() else int(v.strip())
+            return (
+                float(v.strip().replace(",", "")) if not v.strip().lstrip("+-").isdigit() else int(v.strip())
+            )
         except ValueError:
             return None
     return None
@@ -212,8 +218,11 @@ def numbers(series: pd.Series, spec: FieldSpec) -> Parts:
         num = _to_number(v)
         if num is None or (isinstance(num, float) and not math.isfinite(num)):
             bad[pos] = True
-            what = "text" if isinstance(v, str) else ("a non-finite value" if num is not None
-                                                      else type(v).__name__)
+            what = (
+                "text"
+                if isinstance(v, str)
+                else ("a non-finite value" if num is not None else type(v).__name__)
+            )
             reasons[int(pos)] = f"{spec.path}: {what} is not {a_type(spec.type)}"
             continue
         if want_int and isinstance(num, float):
@@ -268,8 +277,11 @@ def booleans(series: pd.Series, spec: FieldSpec) -> Parts:
             else:
                 bad[pos] = True
                 reasons[int(pos)] = f"{spec.path}: text is not a boolean"
-        elif isinstance(v, int | np.integer | float | np.floating) and not isinstance(v, np.timedelta64) \
-                and v in (0, 1):
+        elif (
+            isinstance(v, int | np.integer | float | np.floating)
+            and not isinstance(v, np.timedelta64)
+            and v in (0, 1)
+        ):
             values[pos] = bool(v)
         elif isinstance(v, float | np.floating) and math.isnan(v):
             null[pos] = True
@@ -312,7 +324,6 @@ def generic(v: Any) -> Any:
     return None if is_null_like(v) else v
 
 
-
 def as_text(v: Any, spec: FieldSpec) -> str | None:
     """A non-string scalar as the text a string field gets (``2134.0`` -> ``"2134"``)."""
     if isinstance(v, bool | np.bool_):
@@ -341,4 +352,3 @@ def as_text(v: Any, spec: FieldSpec) -> str | None:
     if isinstance(v, str):
         return v
     return None
-

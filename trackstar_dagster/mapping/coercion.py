@@ -56,9 +56,12 @@ def coerce_column(series: pd.Series, spec: FieldSpec) -> Coerced:
     coerced (a header column repeats one value per line item; a SKU column has few distinct values).
     """
     dtype = series.dtype
-    if len(series) > 64 and (pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)
-                             or isinstance(dtype, pd.CategoricalDtype)
-                             or pd.api.types.is_datetime64_any_dtype(dtype)):
+    if len(series) > 64 and (
+        pd.api.types.is_string_dtype(dtype)
+        or pd.api.types.is_object_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_datetime64_any_dtype(dtype)
+    ):
         try:
             codes, uniques = pd.factorize(series, use_na_sentinel=True)
         except TypeError:  # unhashable values (dicts, lists): value by value
@@ -117,8 +120,9 @@ def _expand(u: Coerced, codes: np.ndarray) -> Coerced:
     safe = np.where(missing, 0, codes) if missing.any() else codes
     if not len(u.values):
         n = len(codes)
-        return Coerced(np.full(n, None, dtype=object), np.ones(n, dtype=bool), np.zeros(n, dtype=bool), {},
-                       u.kind)
+        return Coerced(
+            np.full(n, None, dtype=object), np.ones(n, dtype=bool), np.zeros(n, dtype=bool), {}, u.kind
+        )
     values = u.values[safe]
     null = u.null[safe]
     bad = u.bad[safe]
@@ -138,8 +142,9 @@ def _coerce(series: pd.Series, spec: FieldSpec) -> Coerced:
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         cats = dtype.categories
-        series = pd.Series(np.asarray(cats, dtype=object)[series.cat.codes.to_numpy()], index=series.index,
-                           dtype=object).where(series.cat.codes.to_numpy() >= 0, None)
+        series = pd.Series(
+            np.asarray(cats, dtype=object)[series.cat.codes.to_numpy()], index=series.index, dtype=object
+        ).where(series.cat.codes.to_numpy() >= 0, None)
         dtype = series.dtype
     kind = spec.type if spec.type in ("string", "integer", "number", "boolean") else "object"
     is_dt = pd.api.types.is_datetime64_any_dtype(dtype)
@@ -160,7 +165,9 @@ def _coerce(series: pd.Series, spec: FieldSpec) -> Coerced:
         null = none_mask(values)
         if spec.type not in (None, "string"):
             bad = ~null
-            reasons = {int(p): f"{spec.path}: a timestamp is not {a_type(spec.type)}" for p in np.flatnonzero(bad)}
+            reasons = {
+                int(p): f"{spec.path}: a timestamp is not {a_type(spec.type)}" for p in np.flatnonzero(bad)
+            }
             values = np.full(n, None, dtype=object)
         return Coerced(values, null, bad, reasons, "string" if spec.type in (None, "string") else kind)
 
@@ -208,8 +215,6 @@ def _coerce(series: pd.Series, spec: FieldSpec) -> Coerced:
                 reasons[int(pos)] = f"{spec.path}: {type(values[pos]).__name__} is not {a_type(spec.type)}"
                 values[pos] = None
     return Coerced(values, null, bad, reasons, "object")
-
-
 
 
 class ColumnCodes:

@@ -39,8 +39,14 @@ class Columns:
     item_kind: dict[str, str] = field(default_factory=dict)
 
 
-def build_columns(config: MappingConfig, plan: Plan, records: Records, codes_of: ColumnCodes,
-                  rejects: Rejects, lap: Callable[[str], None]) -> Columns:
+def build_columns(
+    config: MappingConfig,
+    plan: Plan,
+    records: Records,
+    codes_of: ColumnCodes,
+    rejects: Rejects,
+    lap: Callable[[str], None],
+) -> Columns:
     """Coerce every mapped column, check header conflicts, fill constants (timed by ``lap``)."""
     stage = _ColumnStage(config, plan, records, codes_of, rejects)
     for path in plan.header_paths:
@@ -56,8 +62,9 @@ def build_columns(config: MappingConfig, plan: Plan, records: Records, codes_of:
 class _ColumnStage:
     """The column work of one build; its only output is ``out`` (and the rejects it reports)."""
 
-    def __init__(self, config: MappingConfig, plan: Plan, records: Records, codes_of: ColumnCodes,
-                 rejects: Rejects) -> None:
+    def __init__(
+        self, config: MappingConfig, plan: Plan, records: Records, codes_of: ColumnCodes, rejects: Rejects
+    ) -> None:
         self.config = config
         self.plan = plan
         self.records = records
@@ -103,8 +110,13 @@ class _ColumnStage:
                 at = pos if rows is None else rows[pos]
                 keep = self._uses(at, path)
                 pos, at = pos[keep], at[keep]
-                self.rejects.row_failures("coercion", rs.inv_order[at], path, [c.reasons[int(p)] for p in pos],
-                                          series.iloc[at].tolist())
+                self.rejects.row_failures(
+                    "coercion",
+                    rs.inv_order[at],
+                    path,
+                    [c.reasons[int(p)] for p in pos],
+                    series.iloc[at].tolist(),
+                )
         return out[rs.order], kinds.pop() if len(kinds) == 1 else "object"
 
     def header_column(self, path: str) -> None:
@@ -129,10 +141,15 @@ class _ColumnStage:
             if len(conflict):
                 samples = []
                 for r in conflict.tolist():
-                    seen = list(dict.fromkeys(int(c) for c in codes[rs.starts[r]:rs.ends[r]] if c >= 0))
+                    seen = list(dict.fromkeys(int(c) for c in codes[rs.starts[r] : rs.ends[r]] if c >= 0))
                     samples.append(" | ".join(str(truncate(uvals[c])) for c in seen[:2]))
-                self.rejects.record_failures("conflicting header values", conflict, path,
-                                             f"{path}: rows of this record disagree (column {col})", samples)
+                self.rejects.record_failures(
+                    "conflicting header values",
+                    conflict,
+                    path,
+                    f"{path}: rows of this record disagree (column {col})",
+                    samples,
+                )
             valid = canon >= 0
             first_u = np.full(int(canon.max(initial=-1)) + 1, -1, dtype=np.int64)
             first_u[canon[valid][::-1]] = np.flatnonzero(valid)[::-1]
@@ -158,9 +175,13 @@ class _ColumnStage:
         if u.bad.any():
             bad_rows = np.flatnonzero((codes >= 0) & np.append(u.bad, False)[codes])
             bad_rows = bad_rows[self._uses(bad_rows, path)]
-            self.rejects.row_failures("coercion", rs.inv_order[bad_rows], path,
-                                      [u.reasons[int(codes[r])] for r in bad_rows.tolist()],
-                                      series.iloc[bad_rows].tolist())
+            self.rejects.row_failures(
+                "coercion",
+                rs.inv_order[bad_rows],
+                path,
+                [u.reasons[int(codes[r])] for r in bad_rows.tolist()],
+                series.iloc[bad_rows].tolist(),
+            )
         valid = np.append(~none_mask(u.values), False)
         codes = np.where(valid[codes], codes, -1)[rs.order]
         return u.values, codes, u.kind, u.distinct
@@ -212,4 +233,3 @@ class _ColumnStage:
                     new = len(uv[path]) - 1
                     uv[path] = with_none(np.append(uv[path][:-1], obj_array([value])))
                     codes[path] = np.where(fill, new, codes[path])
-

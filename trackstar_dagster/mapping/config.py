@@ -74,12 +74,18 @@ class MappingConfig(BaseModel):
         if (self.connection is None) == (self.connection_column is None):
             raise ValueError("set exactly one of `connection` or `connection_column`")
         if self.connection_column is not None and not self.connection_values:
-            raise ValueError("`connection_column` needs `connection_values` (source value -> connection name)")
+            raise ValueError(
+                "`connection_column` needs `connection_values` (source value -> connection name)"
+            )
         if not self.key_columns:
             raise ValueError("`key` names no column")
         if not self.fields:
             raise ValueError("`fields` maps no column")
-        for path in [*self.fields, *self.constants, *(p for c in self.connection_constants.values() for p in c)]:
+        for path in [
+            *self.fields,
+            *self.constants,
+            *(p for c in self.connection_constants.values() for p in c),
+        ]:
             if not path or any(not seg for seg in path.split(".")):
                 raise ValueError(f"bad target path {path!r}")
         return self
@@ -179,9 +185,13 @@ def flatten_constants(values: Mapping[str, Any], prefix: str = "") -> dict[str, 
     return out
 
 
-def constants_for(config: MappingConfig, connection: str, unknown: frozenset[str] = frozenset()) -> dict[str, Any]:
+def constants_for(
+    config: MappingConfig, connection: str, unknown: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """A connection's constants as dotted leaves: the general ones, its own on top, less the paths its schema
     lacks (``unknown``: set only with ``unknown_fields: drop``)."""
-    consts = {**flatten_constants(config.constants),
-              **flatten_constants(config.connection_constants.get(connection, {}))}
+    consts = {
+        **flatten_constants(config.constants),
+        **flatten_constants(config.connection_constants.get(connection, {})),
+    }
     return {p: x for p, x in consts.items() if p not in unknown} if unknown else consts

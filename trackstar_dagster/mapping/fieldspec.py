@@ -57,7 +57,9 @@ class Coerced:
         if path == self.path or not self.reasons:
             return self
         old = self.path or ""
-        reasons = {k: (path + r[len(old):] if old and r.startswith(old) else r) for k, r in self.reasons.items()}
+        reasons = {
+            k: (path + r[len(old) :] if old and r.startswith(old) else r) for k, r in self.reasons.items()
+        }
         return Coerced(self.values, self.null, self.bad, reasons, self.kind, self.distinct, path)
 
     def typed(self) -> pd.Series:
@@ -94,4 +96,3 @@ def typed_series(values: np.ndarray, kind: str) -> pd.Series:
             bools[ok] = values[ok].astype(bool)
         return pd.Series(pd.arrays.BooleanArray(bools, mask))
     return pd.Series(values, dtype=object)
-

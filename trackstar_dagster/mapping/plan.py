@@ -77,8 +77,9 @@ def _duplicated(frame: pd.DataFrame, wanted: list[str]) -> list[str]:
     return [c for c in dict.fromkeys(wanted) if names[c] > 1]
 
 
-def make_plan(frame: pd.DataFrame, items: pd.DataFrame | None, config: MappingConfig,
-              targets: Mapping[str, Target]) -> Plan:
+def make_plan(
+    frame: pd.DataFrame, items: pd.DataFrame | None, config: MappingConfig, targets: Mapping[str, Target]
+) -> Plan:
     """Check the mapping against the frames' columns and the targets' schemas; ``ConfigError`` on any problem."""
     cfg = config
     action = cfg.action
@@ -90,8 +91,11 @@ def make_plan(frame: pd.DataFrame, items: pd.DataFrame | None, config: MappingCo
     if items is not None:
         missing += [f"{c} (in items)" for c in cfg.key_columns if c not in set(map(str, items.columns))]
         missing += [c for c in cfg.key_columns if c not in set(map(str, frame.columns)) and c not in missing]
-    if (cfg.connection_column and cfg.connection_column not in set(map(str, frame.columns))
-            and cfg.connection_column not in missing):
+    if (
+        cfg.connection_column
+        and cfg.connection_column not in set(map(str, frame.columns))
+        and cfg.connection_column not in missing
+    ):
         missing.append(cfg.connection_column)
     if missing:
         raise ConfigError(f"mapped column(s) missing from the source table: {', '.join(missing)}")
@@ -99,8 +103,10 @@ def make_plan(frame: pd.DataFrame, items: pd.DataFrame | None, config: MappingCo
     if items is not None:
         twice += [f"{c} (in items)" for c in _duplicated(items, [*cfg.key_columns, *cfg.fields.values()])]
     if twice:
-        raise ConfigError(f"the source table has duplicate column(s) the mapping reads: {', '.join(twice)}; "
-                          "rename or drop the copies")
+        raise ConfigError(
+            f"the source table has duplicate column(s) the mapping reads: {', '.join(twice)}; "
+            "rename or drop the copies"
+        )
     unknown = [c for c in cfg.connections() if c not in targets]
     unknown += [c for c in cfg.connection_constants if c not in targets and c not in unknown]
     if unknown:
@@ -121,14 +127,26 @@ def make_plan(frame: pd.DataFrame, items: pd.DataFrame | None, config: MappingCo
         gk = (t.integration_type, t.integration_name, id(t.doc))
         if gk not in seen:
             seen[gk] = len(groups)
-            specs, required, complete = v.field_specs(t.doc, t.integration_type, t.integration_name,
-                                                      action, list(cfg.fields))
-            lacks = frozenset(v.unknown_paths(t.doc, t.integration_type, t.integration_name, action,
-                                              list(written)))
+            specs, required, complete = v.field_specs(
+                t.doc, t.integration_type, t.integration_name, action, list(cfg.fields)
+            )
+            lacks = frozenset(
+                v.unknown_paths(t.doc, t.integration_type, t.integration_name, action, list(written))
+            )
             lacking.append(lacks)
             dropped = lacks if cfg.unknown_fields == "drop" else frozenset()
-            groups.append(SchemaGroup(t.integration_type, t.integration_name, t.doc, specs, required,
-                                      complete, v.has_property(t.doc, action, "trackstar_tags"), dropped))
+            groups.append(
+                SchemaGroup(
+                    t.integration_type,
+                    t.integration_name,
+                    t.doc,
+                    specs,
+                    required,
+                    complete,
+                    v.has_property(t.doc, action, "trackstar_tags"),
+                    dropped,
+                )
+            )
         conn_group[name] = seen[gk]
     _check_targets(action, groups, written, lacking)
     ip = _items_path(cfg, action, groups)
@@ -153,8 +171,9 @@ def target_paths(config: MappingConfig) -> dict[str, list[str]]:
     return out
 
 
-def _check_targets(action: str, groups: list[SchemaGroup], targets: dict[str, list[str]],
-                   lacking: list[frozenset[str]]) -> None:
+def _check_targets(
+    action: str, groups: list[SchemaGroup], targets: dict[str, list[str]], lacking: list[frozenset[str]]
+) -> None:
     """A target no connection's schema has is a typo: one ``ConfigError`` naming each, with the closest field
     any of the schemas has. (One only some lack is left out for those, or rejected: ``unknown_fields``.)"""
     if not lacking:
@@ -172,8 +191,9 @@ def _check_targets(action: str, groups: list[SchemaGroup], targets: dict[str, li
         hint = f"; did you mean {close[0]!r}?" if close else ""
         lines.append(f"{p!r} (in {', '.join(targets[p])}{hint})")
     schemas = sorted({g.integration_name for g in groups})
-    raise ConfigError(f"no connection's {action} schema ({', '.join(schemas)}) has the target field(s) "
-                      + ", ".join(lines))
+    raise ConfigError(
+        f"no connection's {action} schema ({', '.join(schemas)}) has the target field(s) " + ", ".join(lines)
+    )
 
 
 def _items_path(config: MappingConfig, action: str, groups: list[SchemaGroup]) -> str | None:

@@ -13,10 +13,24 @@ from typing import Any
 import pandas as pd
 
 #: Field names (the last segment of a dotted path) whose values are personal data.
-MASKED_FIELDS = frozenset({
-    "full_name", "first_name", "last_name", "name", "company", "address1", "address2", "address3",
-    "email", "email_address", "phone", "phone_number", "attention", "contact_name",
-})
+MASKED_FIELDS = frozenset(
+    {
+        "full_name",
+        "first_name",
+        "last_name",
+        "name",
+        "company",
+        "address1",
+        "address2",
+        "address3",
+        "email",
+        "email_address",
+        "phone",
+        "phone_number",
+        "attention",
+        "contact_name",
+    }
+)
 PARTIAL_FIELDS = frozenset({"postal_code", "zip", "zip_code"})
 MASK = "***"
 
@@ -78,8 +92,10 @@ def preview_bodies(payloads: pd.DataFrame, n: int = 5) -> str:
     parts = []
     for row in payloads.head(n).itertuples(index=False):
         body = mask_body(json.loads(row.body))
-        parts.append(f"**{mask_value('key', row.key)}** -> `{row.connection}`\n\n```json\n"
-                     f"{json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False)}\n```")
+        parts.append(
+            f"**{mask_value('key', row.key)}** -> `{row.connection}`\n\n```json\n"
+            f"{json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False)}\n```"
+        )
     return "\n\n".join(parts)
 
 
@@ -91,19 +107,27 @@ def top_reject_reasons(rejects: pd.DataFrame, n: int = 10) -> str:
         _rec=rejects["connection"].astype(str) + "\x00" + rejects["key"].astype(str),
         value=[mask_value(f, v) for f, v in zip(rejects["field"], rejects["value"], strict=True)],
     )
-    grouped = frame.groupby(["field", "reason"], sort=False).agg(
-        records=("_rec", "nunique"), sample_value=("value", "first")).reset_index()
+    grouped = (
+        frame.groupby(["field", "reason"], sort=False)
+        .agg(records=("_rec", "nunique"), sample_value=("value", "first"))
+        .reset_index()
+    )
     grouped = grouped.sort_values("records", ascending=False, kind="stable").head(n)
     return markdown_table(grouped[["records", "field", "reason", "sample_value"]])
 
 
 def counts_per_connection(payloads: pd.DataFrame, rejects: pd.DataFrame) -> pd.DataFrame:
     """Records to send and records rejected, per connection (rejects without a connection: ``(unrouted)``)."""
-    sent = payloads.groupby("connection").size().rename("payloads") if len(payloads) else pd.Series(
-        dtype="int64", name="payloads")
+    sent = (
+        payloads.groupby("connection").size().rename("payloads")
+        if len(payloads)
+        else pd.Series(dtype="int64", name="payloads")
+    )
     if len(rejects):
-        rec = rejects.assign(connection=rejects["connection"].fillna("(unrouted)").astype(str),
-                             _rec=rejects["key"].astype(str) + "\x00" + rejects["source_rows"].astype(str))
+        rec = rejects.assign(
+            connection=rejects["connection"].fillna("(unrouted)").astype(str),
+            _rec=rejects["key"].astype(str) + "\x00" + rejects["source_rows"].astype(str),
+        )
         rej = rec.groupby("connection")["_rec"].nunique().rename("rejected")
     else:
         rej = pd.Series(dtype="int64", name="rejected")

@@ -57,7 +57,9 @@ class Records:
     def source_rows(self, recs: np.ndarray) -> list[list[int]]:
         """The caller's frame rows of each record (the ``source_rows`` column of payloads and rejects)."""
         src_list = self._src_list
-        return [src_list[s:e] for s, e in zip(self.starts[recs].tolist(), self.ends[recs].tolist(), strict=True)]
+        return [
+            src_list[s:e] for s, e in zip(self.starts[recs].tolist(), self.ends[recs].tolist(), strict=True)
+        ]
 
 
 #: one refusal by ``screen``: (record, field, reason, value shown)
@@ -67,6 +69,7 @@ Refusal = tuple[int, str, str, Any]
 def _hashable_keys(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """``frame`` with every key cell that cannot be hashed (a list, a dict, a signaling NaN) as None: a record
     without a key, refused as such, instead of an exception out of the join."""
+
     def ok(v: Any) -> bool:
         try:
             hash(v)
@@ -81,8 +84,9 @@ def _hashable_keys(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out
 
 
-def join(frame: pd.DataFrame, items: pd.DataFrame | None, config: MappingConfig,
-         plan: Plan) -> tuple[pd.DataFrame, np.ndarray]:
+def join(
+    frame: pd.DataFrame, items: pd.DataFrame | None, config: MappingConfig, plan: Plan
+) -> tuple[pd.DataFrame, np.ndarray]:
     """(work rows, their row in ``frame``): ``frame`` as it is, or joined with ``items`` on the key columns."""
     if items is None:
         return frame, np.arange(len(frame))
@@ -134,15 +138,20 @@ def key_codes(n: int, columns: list[str], codes_of: ColumnCodes) -> tuple[np.nda
         texts.append(t)
     present = np.flatnonzero(~missing)
     combo = np.zeros(len(present), dtype=np.int64)
-    for (codes, _, _), t in zip(parts, texts, strict=True):  # canonical part codes -> one code per combination
+    for (codes, _, _), t in zip(
+        parts, texts, strict=True
+    ):  # canonical part codes -> one code per combination
         combo = pd.factorize(combo * (len(t) + 1) + codes[present])[0].astype(np.int64)
     rows = present[np.unique(combo, return_index=True)[1]]  # each combination's first row, by code
     cols = [t[codes[rows]].tolist() for (codes, _, _), t in zip(parts, texts, strict=True)]
     # parts holding neither "|" nor "\\" are joined as they are (what ``encode_key`` does to them, faster)
     seen = "".join(x for t in texts for x in t.tolist() if x is not None)
     plain = "|" not in seen and "\\" not in seen
-    uniques = obj_array(["|".join(p) for p in zip(*cols, strict=True)] if plain
-                        else [encode_key(p) for p in zip(*cols, strict=True)])
+    uniques = obj_array(
+        ["|".join(p) for p in zip(*cols, strict=True)]
+        if plain
+        else [encode_key(p) for p in zip(*cols, strict=True)]
+    )
     out = np.full(n, -1, dtype=np.intp)
     out[present] = combo
     return out, uniques
@@ -163,18 +172,21 @@ def _routing(work: pd.DataFrame, config: MappingConfig) -> tuple[np.ndarray, np.
     first_of: dict[int, int] = {}
     for i, c in enumerate(canon.tolist()):
         first_of.setdefault(c, i)
-    raw_uniques = raw_uniques[[first_of[c] for c in sorted(first_of) if c >= 0]] if len(canon) else \
-        raw_uniques[:0]
+    raw_uniques = (
+        raw_uniques[[first_of[c] for c in sorted(first_of) if c >= 0]] if len(canon) else raw_uniques[:0]
+    )
     cid = {name: i for i, name in enumerate(conn_names)}
     values = config.connection_values
-    u_conn = np.array([cid.get(values[x], -1) if x in values else -1 for x in raw_uniques.tolist()],
-                      dtype=np.int64)
+    u_conn = np.array(
+        [cid.get(values[x], -1) if x in values else -1 for x in raw_uniques.tolist()], dtype=np.int64
+    )
     conn_code = np.where(raw_code >= 0, np.append(u_conn, -1)[raw_code], -1)
     return conn_code, raw_code, raw_uniques
 
 
-def index_records(work: pd.DataFrame, src: np.ndarray, config: MappingConfig, plan: Plan,
-                  codes_of: ColumnCodes) -> Records:
+def index_records(
+    work: pd.DataFrame, src: np.ndarray, config: MappingConfig, plan: Plan, codes_of: ColumnCodes
+) -> Records:
     """Group the work rows into records: one per (connection or raw routing value, key), on factorised codes.
 
     Rows with a null key are records alone (each refused by ``screen``).
@@ -201,12 +213,24 @@ def index_records(work: pd.DataFrame, src: np.ndarray, config: MappingConfig, pl
     rc = raw_code[first_row]
     group_of = np.array([plan.conn_group[c] for c in conn_names], dtype=np.int64)
     return Records(
-        work=work, n=n, R=R, order=order, inv_order=inv_order, rec_of_row=rec_of_row, rec_sorted=rec_sorted,
-        starts=starts, ends=ends, src_sorted=src[order],
-        rec_key=with_none(key_uniques)[kc], rec_key_code=kc, key_uniques=key_uniques,
+        work=work,
+        n=n,
+        R=R,
+        order=order,
+        inv_order=inv_order,
+        rec_of_row=rec_of_row,
+        rec_sorted=rec_sorted,
+        starts=starts,
+        ends=ends,
+        src_sorted=src[order],
+        rec_key=with_none(key_uniques)[kc],
+        rec_key_code=kc,
+        key_uniques=key_uniques,
         rec_conn=with_none(np.asarray(conn_names, dtype=object))[cc],
         rec_raw_conn=with_none(raw_uniques)[rc],
-        rec_group=np.append(group_of, -1)[cc], rec_conn_id=cc.astype(np.int64))
+        rec_group=np.append(group_of, -1)[cc],
+        rec_conn_id=cc.astype(np.int64),
+    )
 
 
 def _utf8(text: str) -> bool:
@@ -225,8 +249,11 @@ def _key_problems(key_texts: np.ndarray) -> dict[int, str]:
     joined = "".join(present)
     if "\x00" not in joined and "" not in present and (joined.isascii() or _utf8(joined)):
         return {}
-    return {i: why for i, k in enumerate(texts)
-            if k is not None and (why := key_problem(k) or (None if _utf8(k) else _SURROGATE_KEY))}
+    return {
+        i: why
+        for i, k in enumerate(texts)
+        if k is not None and (why := key_problem(k) or (None if _utf8(k) else _SURROGATE_KEY))
+    }
 
 
 def _shown(text: str) -> str:
@@ -257,8 +284,11 @@ def screen(records: Records, config: MappingConfig) -> tuple[np.ndarray, list[Re
         alive &= ~np.isin(kc, list(bad_key))
     for r in np.flatnonzero(none_mask(records.rec_conn) & ~none_mask(rec_key)).tolist():
         raw = records.rec_raw_conn[r]
-        why = ("routing value is empty" if raw is None
-               else "routing value is not in connection_values (no connection for it)")
+        why = (
+            "routing value is empty"
+            if raw is None
+            else "routing value is not in connection_values (no connection for it)"
+        )
         out.append((r, config.connection_column or "connection", f"{config.connection_column}: {why}", raw))
     alive &= ~none_mask(rec_key) & (records.rec_group >= 0)
     return alive, out

@@ -71,14 +71,21 @@ def _masked(columns: list[Any], cases: list[Any]) -> np.ndarray:
     personal = {c for c in set(map(str, columns)) if mask_value(c, "x") != "x"}
     if not personal:
         return obj_array(cases)
-    return obj_array([mask_value(str(c), x) if str(c) in personal else x
-                      for c, x in zip(columns, cases, strict=True)])
+    return obj_array(
+        [mask_value(str(c), x) if str(c) in personal else x for c, x in zip(columns, cases, strict=True)]
+    )
 
 
 def failure_frame(reasons: list[str], fields: list[str], cases: list[Any], index: Any) -> pd.DataFrame:
     """Failure cases of one check (``check, column, failure_case, index``), each case shown by ``truncate``."""
-    return pd.DataFrame({"check": reasons, "column": fields,
-                         "failure_case": obj_array([truncate(x) for x in cases]), "index": index})
+    return pd.DataFrame(
+        {
+            "check": reasons,
+            "column": fields,
+            "failure_case": obj_array([truncate(x) for x in cases]),
+            "index": index,
+        }
+    )
 
 
 class Rejects:
@@ -110,8 +117,9 @@ class Rejects:
         """Keep failure cases (``failure_frame``) for the outcome of ``check``."""
         self.failures.setdefault(check, []).extend(frames)
 
-    def record_failures(self, check: str, recs: np.ndarray, fld: str, reason: str | list[str],
-                        values: np.ndarray | list[Any]) -> None:
+    def record_failures(
+        self, check: str, recs: np.ndarray, fld: str, reason: str | list[str], values: np.ndarray | list[Any]
+    ) -> None:
         """Reject records in bulk and keep the failure cases for the check outcome."""
         if not len(recs):
             return
@@ -122,8 +130,9 @@ class Rejects:
         src = self.records.src_sorted[self.records.starts[recs]]
         self.add_failures(check, failure_frame(reasons, [fld] * len(recs), vals, src))
 
-    def row_failures(self, check: str, rows: np.ndarray, fld: str, reasons: list[str],
-                     values: list[Any]) -> None:
+    def row_failures(
+        self, check: str, rows: np.ndarray, fld: str, reasons: list[str], values: list[Any]
+    ) -> None:
         """Reject the records of failing sorted rows (one reject per record and reason)."""
         recs = self.records.rec_sorted[rows]
         src = self.records.src_sorted[rows]
@@ -141,47 +150,89 @@ class Rejects:
     def frame(self) -> pd.DataFrame:
         """The rejects frame (``REJECT_COLUMNS``): one row per (record, field, reason), by record."""
         if not self.rec:
-            return pd.DataFrame({
-                "key": pd.Series([], dtype="str"), "connection": pd.Series([], dtype="str"),
-                "source_rows": pd.Series([], dtype=object), "field": pd.Series([], dtype="str"),
-                "reason": pd.Series([], dtype="str"), "value": pd.Series([], dtype="str")})
-        frame = pd.DataFrame({"rec": self.rec, "field": self.field, "reason": self.reason,
-                              "value": [truncate(x) for x in self.value]})
+            return pd.DataFrame(
+                {
+                    "key": pd.Series([], dtype="str"),
+                    "connection": pd.Series([], dtype="str"),
+                    "source_rows": pd.Series([], dtype=object),
+                    "field": pd.Series([], dtype="str"),
+                    "reason": pd.Series([], dtype="str"),
+                    "value": pd.Series([], dtype="str"),
+                }
+            )
+        frame = pd.DataFrame(
+            {
+                "rec": self.rec,
+                "field": self.field,
+                "reason": self.reason,
+                "value": [truncate(x) for x in self.value],
+            }
+        )
         frame = frame.drop_duplicates(["rec", "field", "reason"]).sort_values("rec", kind="stable")
         recs = frame["rec"].to_numpy()
         records = self.records
-        return pd.DataFrame({
-            "key": pd.Series(records.rec_key[recs], dtype="str"),
-            "connection": pd.Series(records.rec_conn[recs], dtype="str"),
-            "source_rows": pd.Series(records.source_rows(recs), dtype=object),
-            "field": pd.Series(frame["field"].to_numpy(), dtype="str"),
-            "reason": pd.Series(frame["reason"].to_numpy(), dtype="str"),
-            "value": pd.Series(frame["value"].to_numpy(), dtype="str"),
-        })
+        return pd.DataFrame(
+            {
+                "key": pd.Series(records.rec_key[recs], dtype="str"),
+                "connection": pd.Series(records.rec_conn[recs], dtype="str"),
+                "source_rows": pd.Series(records.source_rows(recs), dtype=object),
+                "field": pd.Series(frame["field"].to_numpy(), dtype="str"),
+                "reason": pd.Series(frame["reason"].to_numpy(), dtype="str"),
+                "value": pd.Series(frame["value"].to_numpy(), dtype="str"),
+            }
+        )
 
     def checks(self, sent: int, integrations: list[str], key_columns: list[str]) -> list[v.CheckOutcome]:
         """One outcome per check (``<integration> rows`` per schema group), then ``records_routed``."""
         out = []
-        names = ["coercion", "conflicting header values", "base schema rows",
-                 *[f"{name} rows" for name in integrations], "bodies"]
+        names = [
+            "coercion",
+            "conflicting header values",
+            "base schema rows",
+            *[f"{name} rows" for name in integrations],
+            "bodies",
+        ]
         for name in dict.fromkeys(names):
             frames = self.failures.get(name, [])
             fc = pd.concat(frames, ignore_index=True) if frames else v.empty_failures()
             if len(fc):  # outcomes become asset-check metadata, kept forever: personal values masked
                 fc["failure_case"] = _masked(fc["column"].tolist(), fc["failure_case"].tolist())
-            out.append(v.CheckOutcome(
-                name=name.replace(" ", "_"), passed=not len(fc), severity="WARN",
-                description=DESCRIPTIONS.get(name, f"{name.split(' ')[0]} write-info rules on the flat rows"),
-                failures=v.failure_summary(fc), metadata={"failing_values": len(fc)}))
+            out.append(
+                v.CheckOutcome(
+                    name=name.replace(" ", "_"),
+                    passed=not len(fc),
+                    severity="WARN",
+                    description=DESCRIPTIONS.get(
+                        name, f"{name.split(' ')[0]} write-info rules on the flat rows"
+                    ),
+                    failures=v.failure_summary(fc),
+                    metadata={"failing_values": len(fc)},
+                )
+            )
         records = self.records
         routing = none_mask(records.rec_key) | (records.rec_group < 0)
-        out.append(v.CheckOutcome(
-            name="records_routed", passed=not routing.any(), severity="WARN",
-            description="every record has a key and a connection",
-            failures=v.failure_summary(pd.DataFrame({
-                "check": ["null key" if k is None else "unrouted" for k in records.rec_key[routing].tolist()],
-                "column": ["+".join(key_columns)] * int(routing.sum()),
-                "failure_case": obj_array([truncate(x) for x in records.rec_raw_conn[routing].tolist()]),
-                "index": records.src_sorted[records.starts[routing]]})),
-            metadata={"records": records.R, "sent": sent}))
+        out.append(
+            v.CheckOutcome(
+                name="records_routed",
+                passed=not routing.any(),
+                severity="WARN",
+                description="every record has a key and a connection",
+                failures=v.failure_summary(
+                    pd.DataFrame(
+                        {
+                            "check": [
+                                "null key" if k is None else "unrouted"
+                                for k in records.rec_key[routing].tolist()
+                            ],
+                            "column": ["+".join(key_columns)] * int(routing.sum()),
+                            "failure_case": obj_array(
+                                [truncate(x) for x in records.rec_raw_conn[routing].tolist()]
+                            ),
+                            "index": records.src_sorted[records.starts[routing]],
+                        }
+                    )
+                ),
+                metadata={"records": records.R, "sent": sent},
+            )
+        )
         return out

@@ -23,7 +23,9 @@ from trackstar_dagster.mapping.records import Records
 from trackstar_dagster.mapping.rejects import Rejects, failure_frame
 
 
-def check_rows(config: MappingConfig, plan: Plan, records: Records, columns: Columns, rejects: Rejects) -> None:
+def check_rows(
+    config: MappingConfig, plan: Plan, records: Records, columns: Columns, rejects: Rejects
+) -> None:
     """Layer (a): the static Base Schema model and each integration's schema, on typed flat frames."""
     rs, cols = records, columns
     header_paths, item_paths = plan.header_paths, plan.item_paths
@@ -49,9 +51,13 @@ def check_rows(config: MappingConfig, plan: Plan, records: Records, columns: Col
             if not any_item.all():
                 rows = rows[any_item]
                 multi = True
-        item = {p: typed_series(cols.item_values[p][cols.item_codes[p][rows] if multi else cols.item_codes[p]],
-                                cols.item_kind[p])
-                for p in need_item}
+        item = {
+            p: typed_series(
+                cols.item_values[p][cols.item_codes[p][rows] if multi else cols.item_codes[p]],
+                cols.item_kind[p],
+            )
+            for p in need_item
+        }
         iframe = pd.DataFrame(item) if item else None
         if iframe is not None:
             iframe.index = rows
@@ -68,22 +74,34 @@ def check_rows(config: MappingConfig, plan: Plan, records: Records, columns: Col
                 _refuse(config, records, rejects, check, fc, level, g.integration_name, recs)
 
 
-def _refuse(config: MappingConfig, records: Records, rejects: Rejects, check: str, fc: pd.DataFrame,
-            level: str, integration: str, recs: np.ndarray) -> None:
+def _refuse(
+    config: MappingConfig,
+    records: Records,
+    rejects: Rejects,
+    check: str,
+    fc: pd.DataFrame,
+    level: str,
+    integration: str,
+    recs: np.ndarray,
+) -> None:
     """Pandera failure cases -> rejects (one per record, field and reason) and check failure rows."""
     rs = records
     checks = fc["check"].astype(str).tolist()
     fields = [str(c) for c in fc["column"].tolist()]
-    reason_of = {pair: v.check_reason(pair[0], pair[1], integration)
-                 for pair in set(zip(checks, fields, strict=True))}
+    reason_of = {
+        pair: v.check_reason(pair[0], pair[1], integration) for pair in set(zip(checks, fields, strict=True))
+    }
     reasons = [reason_of[pair] for pair in zip(checks, fields, strict=True)]
     whole = pd.isna(fc["index"]).to_numpy(dtype=bool)
-    pos = np.where(whole, 0, pd.to_numeric(fc["index"], errors="coerce").fillna(0).to_numpy()).astype(np.int64)
+    pos = np.where(whole, 0, pd.to_numeric(fc["index"], errors="coerce").fillna(0).to_numpy()).astype(
+        np.int64
+    )
     cases = source_values(config, records, fields, pos, whole, level, fc["failure_case"].tolist())
     recs_of = pos if level == "record" else rs.rec_sorted[pos]
     src_index = rs.src_sorted[rs.starts[pos]] if level == "record" else rs.src_sorted[pos]
-    for i, (rec, fld, why, case, w) in enumerate(zip(recs_of.tolist(), fields, reasons, cases,
-                                                     whole.tolist(), strict=True)):
+    for i, (rec, fld, why, case, w) in enumerate(
+        zip(recs_of.tolist(), fields, reasons, cases, whole.tolist(), strict=True)
+    ):
         if w:  # a frame-level failure (e.g. a wrong column type): every record of the frame fails
             for r in recs.tolist():
                 rejects.reject(r, fld, why, None)
@@ -93,8 +111,15 @@ def _refuse(config: MappingConfig, records: Records, rejects: Rejects, check: st
     rejects.add_failures(check, failure_frame(reasons, fields, cases, src_index))
 
 
-def source_values(config: MappingConfig, records: Records, fields: list[str], pos: np.ndarray,
-                  whole: np.ndarray, level: str, checked: list[Any]) -> list[Any]:
+def source_values(
+    config: MappingConfig,
+    records: Records,
+    fields: list[str],
+    pos: np.ndarray,
+    whole: np.ndarray,
+    level: str,
+    checked: list[Any],
+) -> list[Any]:
     """The source cell behind each pandera failure, so a reject shows what the row held (``"NULL"``,
     ``" 0 "``), not the cleaned value (None, 0): an item's own cell; for a header field, the first
     non-missing cell among the record's rows. The checked value stays where every cell is empty, where
@@ -122,8 +147,10 @@ def source_values(config: MappingConfig, records: Records, fields: list[str], po
         if len(cells) == len(idx):  # one cell per failure (items, one-row records)
             firsts = cells
         else:
-            firsts = [next((c for c in cells[s:e] if not is_missing(c)), None)
-                      for s, e in zip((ends - lens).tolist(), ends.tolist(), strict=True)]
+            firsts = [
+                next((c for c in cells[s:e] if not is_missing(c)), None)
+                for s, e in zip((ends - lens).tolist(), ends.tolist(), strict=True)
+            ]
         for i, cell in zip(idx, firsts, strict=True):
             if not is_missing(cell) and (is_missing(out[i]) or not is_null_like(cell)):
                 out[i] = cell

@@ -33,9 +33,14 @@ def encode_values(uvals: np.ndarray) -> np.ndarray:
     strs = values[:-1] if values and values[-1] is None else values
     if strs and all(type(x) is str for x in strs) and not ESCAPE.search("|".join(strs)):
         return obj_array([*('"' + x + '"' for x in strs), *([None] if len(strs) < len(values) else [])])
-    return obj_array([None if x is None else (json_text(x) if type(x) is str
-                                              else orjson.dumps(x, option=_DUMPS_OPTS).decode())
-                      for x in uvals.tolist()])
+    return obj_array(
+        [
+            None
+            if x is None
+            else (json_text(x) if type(x) is str else orjson.dumps(x, option=_DUMPS_OPTS).decode())
+            for x in uvals.tolist()
+        ]
+    )
 
 
 def _fstring_literal(text: str) -> str:
@@ -44,8 +49,9 @@ def _fstring_literal(text: str) -> str:
     return out.replace("\n", "\\n").replace("\r", "\\r")
 
 
-def text_builder(arg_paths: list[str], consts: dict[str, Any], items_path: str | None = None,
-                  tag: bool = False) -> Callable[..., str]:
+def text_builder(
+    arg_paths: list[str], consts: dict[str, Any], items_path: str | None = None, tag: bool = False
+) -> Callable[..., str]:
     """A compiled function joining JSON pieces into one compact, key-sorted object.
 
     Positional arguments: the JSON text of each ``arg_paths`` leaf, then the items array text (when
@@ -83,8 +89,10 @@ def text_builder(arg_paths: list[str], consts: dict[str, Any], items_path: str |
             consts_g["TAGS0"] = f"[{inner}," if inner else "["
             tree["trackstar_tags"] = ("expr", 'TAGS0 + tg + "]"')
         else:
-            tree["trackstar_tags"] = ("expr", f'({old[1]}[:-1] + "," + tg + "]" if {old[1]}.startswith("[") '
-                                              f'else "[" + tg + "]")')
+            tree["trackstar_tags"] = (
+                "expr",
+                f'({old[1]}[:-1] + "," + tg + "]" if {old[1]}.startswith("[") else "[" + tg + "]")',
+            )
     pieces: list[str] = []
 
     def lit(text: str) -> None:
@@ -108,7 +116,6 @@ def text_builder(arg_paths: list[str], consts: dict[str, Any], items_path: str |
 
     render(tree)
     # one f-string: literal JSON pieces escaped for a Python literal, argument pieces as {expressions}
-    body = "".join(
-        _fstring_literal(p[2:]) if p.startswith("L:") else "{" + p[2:] + "}" for p in pieces)
+    body = "".join(_fstring_literal(p[2:]) if p.startswith("L:") else "{" + p[2:] + "}" for p in pieces)
     code = f"lambda {', '.join(args)}: f'{body}'"
     return eval(code, consts_g)  # noqa: S307 - literal pieces are escaped, keys are JSON-encoded

@@ -52,9 +52,13 @@ def unwritable(values: np.ndarray, kind: str) -> dict[int, str]:
                 orjson.dumps(v, option=orjson.OPT_SORT_KEYS)
             except TypeError as exc:  # orjson.JSONEncodeError is one
                 msg = str(exc)
-                out[pos] = ("holds text with a lone surrogate (not valid Unicode)" if "surrogate" in msg
-                            else "holds an integer beyond the 64-bit range" if "64-bit" in msg
-                            else f"{t.__name__} is not a JSON value ({msg})")
+                out[pos] = (
+                    "holds text with a lone surrogate (not valid Unicode)"
+                    if "surrogate" in msg
+                    else "holds an integer beyond the 64-bit range"
+                    if "64-bit" in msg
+                    else f"{t.__name__} is not a JSON value ({msg})"
+                )
     return out
 
 

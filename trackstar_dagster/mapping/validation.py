@@ -32,10 +32,27 @@ from trackstar_dagster.schema.validator import BodyValidator, body_validator
 
 #: Keywords at a leaf that layer (a) checks exactly (or that carry no rule). Any other keyword at a mapped
 #: leaf means bodies of that integration are all validated one by one.
-HANDLED_KEYWORDS = frozenset({
-    "type", "format", "enum", "maxLength", "pattern", "minimum", "maximum", "nullable", "description",
-    "example", "examples", "title", "default", "deprecated", "readOnly", "writeOnly", "$ref",
-})
+HANDLED_KEYWORDS = frozenset(
+    {
+        "type",
+        "format",
+        "enum",
+        "maxLength",
+        "pattern",
+        "minimum",
+        "maximum",
+        "nullable",
+        "description",
+        "example",
+        "examples",
+        "title",
+        "default",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$ref",
+    }
+)
 FAILURE_COLUMNS = ("check", "column", "failure_case", "index")
 SUMMARY_COLUMNS = ("check", "column", "count", "failure_case", "index", "sample")
 
@@ -49,8 +66,9 @@ class BaseOrderRowsModel(pa.DataFrameModel):
     key: Series[str] | None = pa.Field(nullable=False)
     quantity: Series[pd.Int64Dtype] | None = pa.Field(ge=1, nullable=True, alias="line_items.quantity")
     unit_price: Series[pd.Float64Dtype] | None = pa.Field(ge=0, nullable=True, alias="line_items.unit_price")
-    discount_amount: Series[pd.Float64Dtype] | None = pa.Field(ge=0, nullable=True,
-                                                                alias="line_items.discount_amount")
+    discount_amount: Series[pd.Float64Dtype] | None = pa.Field(
+        ge=0, nullable=True, alias="line_items.discount_amount"
+    )
     total_price: Series[pd.Float64Dtype] | None = pa.Field(ge=0, nullable=True, alias="total_price")
     total_tax: Series[pd.Float64Dtype] | None = pa.Field(ge=0, nullable=True, alias="total_tax")
     total_discount: Series[pd.Float64Dtype] | None = pa.Field(ge=0, nullable=True, alias="total_discount")
@@ -61,8 +79,18 @@ class BaseOrderRowsModel(pa.DataFrameModel):
         coerce = False
 
 
-BASE_COLUMNS = frozenset({"key", "line_items.quantity", "line_items.unit_price", "line_items.discount_amount",
-                          "total_price", "total_tax", "total_discount", "total_shipping"})
+BASE_COLUMNS = frozenset(
+    {
+        "key",
+        "line_items.quantity",
+        "line_items.unit_price",
+        "line_items.discount_amount",
+        "total_price",
+        "total_tax",
+        "total_discount",
+        "total_shipping",
+    }
+)
 
 
 class PayloadsModel(pa.DataFrameModel):
@@ -93,8 +121,9 @@ class RejectsModel(pa.DataFrameModel):
 
 
 @functools.lru_cache(maxsize=64)
-def _fields_cached(doc_id: int, integration_type: str, integration_name: str, action: str,
-                   doc_ref: _DocRef) -> pd.DataFrame:
+def _fields_cached(
+    doc_id: int, integration_type: str, integration_name: str, action: str, doc_ref: _DocRef
+) -> pd.DataFrame:
     frame = write_info_fields(doc_ref.doc, integration_type, integration_name)
     return frame[frame["action"] == action].reset_index(drop=True)
 
@@ -142,8 +171,9 @@ def leaf_node(doc: dict[str, Any], action: str, path: str) -> dict[str, Any] | N
     return merged
 
 
-def field_specs(doc: dict[str, Any], integration_type: str, integration_name: str, action: str,
-                paths: list[str]) -> tuple[dict[str, FieldSpec], list[str], bool]:
+def field_specs(
+    doc: dict[str, Any], integration_type: str, integration_name: str, action: str, paths: list[str]
+) -> tuple[dict[str, FieldSpec], list[str], bool]:
     """(spec per mapped path, required leaf paths of the action, whether layer (a) is complete for them).
 
     Type, format, enum and ``required_effective`` come from ``write_info_fields``; lengths, patterns and ranges
@@ -181,16 +211,20 @@ def field_specs(doc: dict[str, Any], integration_type: str, integration_name: st
     return specs, required, complete
 
 
-def unknown_paths(doc: dict[str, Any], integration_type: str, integration_name: str, action: str,
-                  paths: list[str]) -> list[str]:
+def unknown_paths(
+    doc: dict[str, Any], integration_type: str, integration_name: str, action: str, paths: list[str]
+) -> list[str]:
     """Mapped paths the integration's schema does not have (its bodies may not carry them).
 
     A path under a free-form object (type object with no listed properties) is not unknown.
     """
     frame = fields_for(doc, integration_type, integration_name, action)
     known = set(frame["field"])
-    free = {f for f, t in zip(frame["field"], frame["type"], strict=True)
-            if (pd.isna(t) or t == "object") and not any(k.startswith(f + ".") for k in known)}
+    free = {
+        f
+        for f, t in zip(frame["field"], frame["type"], strict=True)
+        if (pd.isna(t) or t == "object") and not any(k.startswith(f + ".") for k in known)
+    }
     out = []
     for path in paths:
         parts = path.split(".")
@@ -228,8 +262,7 @@ def integration_schema(specs: dict[str, FieldSpec], integration: str) -> pa.Data
             checks.append(pa.Check.le(spec.maximum, name=f"maximum {spec.maximum}"))
         if not checks and not spec.required:
             continue
-        columns[path] = pa.Column(None, checks=checks, nullable=not spec.required, required=False,
-                                  name=path)
+        columns[path] = pa.Column(None, checks=checks, nullable=not spec.required, required=False, name=path)
     return pa.DataFrameSchema(columns, name=integration, strict=False)
 
 
@@ -245,12 +278,14 @@ def run_schema(schema: pa.DataFrameSchema | type[pa.DataFrameModel], frame: pd.D
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         fc = exc.failure_cases
-        out = pd.DataFrame({
-            "check": fc["check"].astype(str).to_numpy(),
-            "column": fc["column"].astype(object).to_numpy(),
-            "failure_case": fc["failure_case"].astype(object).to_numpy(),
-            "index": fc["index"].astype(object).to_numpy(),
-        })
+        out = pd.DataFrame(
+            {
+                "check": fc["check"].astype(str).to_numpy(),
+                "column": fc["column"].astype(object).to_numpy(),
+                "failure_case": fc["failure_case"].astype(object).to_numpy(),
+                "index": fc["index"].astype(object).to_numpy(),
+            }
+        )
         return out
     return empty_failures()
 
@@ -271,7 +306,10 @@ _CHECK_TEXT: list[tuple[re.Pattern[str], Callable[[re.Match[str], str], str]]] =
     (re.compile(r"^dtype\((.*)\)$"), lambda m, i: f"wrong type, expected {m.group(1)}"),
     (re.compile(r"^isin\(.*\)$", re.S), lambda m, i: f"not one of the values {i} accepts"),
     (re.compile(r"^str_length\((.*), (.*)\)$"), lambda m, i: f"longer than {m.group(2)} characters ({i})"),
-    (re.compile(r"^str_contains\((.*)\)$", re.S), lambda m, i: f"does not match the pattern {m.group(1)} ({i})"),
+    (
+        re.compile(r"^str_contains\((.*)\)$", re.S),
+        lambda m, i: f"does not match the pattern {m.group(1)} ({i})",
+    ),
 ]
 
 
@@ -292,7 +330,8 @@ def failure_summary(failure_cases: pd.DataFrame, sample: int = 5) -> pd.DataFram
     """
     if failure_cases is None or not len(failure_cases):
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in SUMMARY_COLUMNS}).astype(
-            {"count": "int64"})
+            {"count": "int64"}
+        )
     fc = failure_cases.copy()
     fc["check"] = fc["check"].astype(str)
     fc["column"] = fc["column"].astype(object).where(fc["column"].notna(), "<frame>").astype(str)
@@ -301,12 +340,16 @@ def failure_summary(failure_cases: pd.DataFrame, sample: int = 5) -> pd.DataFram
         head = grp.head(sample)
         cases = [_short(v) for v in head["failure_case"].tolist()]
         idx = [None if pd.isna(i) else i for i in head["index"].tolist()] if "index" in grp else []
-        rows.append({
-            "check": check, "column": column, "count": len(grp),
-            "failure_case": cases[0] if cases else None,
-            "index": idx[0] if idx else None,
-            "sample": [{"failure_case": c, "index": i} for c, i in zip(cases, idx, strict=False)],
-        })
+        rows.append(
+            {
+                "check": check,
+                "column": column,
+                "count": len(grp),
+                "failure_case": cases[0] if cases else None,
+                "index": idx[0] if idx else None,
+                "sample": [{"failure_case": c, "index": i} for c, i in zip(cases, idx, strict=False)],
+            }
+        )
     out = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     return out.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
 
@@ -345,7 +388,9 @@ def validator_for(doc: dict[str, Any], action: str) -> BodyValidator:
     return body_validator(doc, action)
 
 
-def fields_for(doc: dict[str, Any], integration_type: str, integration_name: str, action: str) -> pd.DataFrame:
+def fields_for(
+    doc: dict[str, Any], integration_type: str, integration_name: str, action: str
+) -> pd.DataFrame:
     """``schema.fields.write_info_fields`` of (doc, integration) for one action, computed once per document."""
     ref = _DOC_REFS.setdefault(id(doc), _DocRef(doc))
     if ref.doc is not doc:

@@ -15,7 +15,9 @@ from trackstar_dagster.sandbox.core import Sandbox
 from trackstar_dagster.sandbox.responses import MAX_ADMIN_BODY, error, parse_json, read_body
 
 #: the ``POST /_sandbox/configure`` fields passed on to ``Sandbox.configure`` (others are ignored)
-CONFIGURE_FIELDS = frozenset({"latency", "jitter", "write_rate", "read_rate", "faults", "catalog_limit", "rates"})
+CONFIGURE_FIELDS = frozenset(
+    {"latency", "jitter", "write_rate", "read_rate", "faults", "catalog_limit", "rates"}
+)
 
 
 class AdminRoutes:

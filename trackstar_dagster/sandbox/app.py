@@ -104,8 +104,14 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info("%s %s %s %.1fms %s", scope["method"], scope["path"], status or "dropped",
-                                (time.perf_counter() - started) * 1000, rid)
+                access_log.info(
+                    "%s %s %s %.1fms %s",
+                    scope["method"],
+                    scope["path"],
+                    status or "dropped",
+                    (time.perf_counter() - started) * 1000,
+                    rid,
+                )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

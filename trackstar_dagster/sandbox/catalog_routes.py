@@ -33,8 +33,11 @@ class CatalogRoutes:
         return [
             Route("/integrations/{integration_type}", self.integrations, methods=["GET"]),
             Route("/integrations/{integration_type}/{integration_name}", self.integration, methods=["GET"]),
-            Route("/integrations/{integration_type}/{integration_name}/write-info", self.write_info,
-                  methods=["GET"]),
+            Route(
+                "/integrations/{integration_type}/{integration_name}/write-info",
+                self.write_info,
+                methods=["GET"],
+            ),
             Route("/connections", self.list_connections, methods=["GET"]),
             Route("/connections/{connection_id}", self.get_connection, methods=["GET"]),
             Route("/sandbox/generate-sandbox", self.generate_sandbox, methods=["POST"]),
@@ -87,8 +90,9 @@ class CatalogRoutes:
             if isinstance(conn, Response):
                 return conn
             if conn.canonical_name != canon or conn.integration_type != itype:
-                return error(400, f"The access token's connection is a {conn.integration_name} connection, "
-                                  f"not {name}.")
+                return error(
+                    400, f"The access token's connection is a {conn.integration_name} connection, not {name}."
+                )
             return JSONResponse(self.sb.connection_doc(conn))
         return JSONResponse(self.sb.public_doc(canon))
 
@@ -102,8 +106,12 @@ class CatalogRoutes:
             conns = [c for c in conns if hmac.compare_digest(c.token.encode(), wanted.encode())]
         try:
             limit = parse_limit(request.query_params.get("limit"))
-            page = paginate([self.sb.connection_info(c) for c in conns], list(range(len(conns))), limit,
-                            request.query_params.get("page_token"))
+            page = paginate(
+                [self.sb.connection_info(c) for c in conns],
+                list(range(len(conns))),
+                limit,
+                request.query_params.get("page_token"),
+            )
         except (ValueError, KeyError, TypeError):
             return validation_error({"page_token": ["Invalid limit or page_token."]}, "query")
         return JSONResponse(page)
@@ -125,18 +133,22 @@ class CatalogRoutes:
         itype = request.path_params.get("integration_type", "wms")
         if itype != "wms":
             return not_found(request, f"No {itype} sandbox in this local sandbox (only wms).")
-        conn = next((c for c in self.sb.connections.values() if c.canonical_name == SANDBOX_INTEGRATION), None)
+        conn = next(
+            (c for c in self.sb.connections.values() if c.canonical_name == SANDBOX_INTEGRATION), None
+        )
         if conn is None:
             token = "sandbox-token-wms"
             while token in self.sb.connections:
                 token = f"sandbox-token-wms-{uuid.uuid4().hex[:8]}"
             conn = self.sb.connections[token] = Connection.build(token, SANDBOX_INTEGRATION)
         self.sb.store.clear(conn.connection_id, scope=fingerprint(conn.token))
-        return JSONResponse({
-            "access_token": conn.token,
-            "connection_id": conn.connection_id,
-            "integration_name": "sandbox",
-            "customer_id": conn.customer_id,
-            "available_actions": self.sb.available_actions(conn),
-            "available_endpoints": [],
-        })
+        return JSONResponse(
+            {
+                "access_token": conn.token,
+                "connection_id": conn.connection_id,
+                "integration_name": "sandbox",
+                "customer_id": conn.customer_id,
+                "available_actions": self.sb.available_actions(conn),
+                "available_endpoints": [],
+            }
+        )

@@ -57,8 +57,11 @@ def load_data(data_dir: str | Path | None = None) -> tuple[dict[str, list[dict[s
     catalogs: dict[str, list[dict[str, Any]]] = {}
     for f in sorted(root.glob("catalog-*.json")):
         obj = json.loads(f.read_text(encoding="utf-8"))
-        catalogs[f.stem[len("catalog-"):]] = obj["data"] if isinstance(obj, dict) else list(obj)
-    docs = {f.stem: json.loads(f.read_text(encoding="utf-8")) for f in sorted((root / "write-info").glob("*.json"))}
+        catalogs[f.stem[len("catalog-") :]] = obj["data"] if isinstance(obj, dict) else list(obj)
+    docs = {
+        f.stem: json.loads(f.read_text(encoding="utf-8"))
+        for f in sorted((root / "write-info").glob("*.json"))
+    }
     return catalogs, docs
 
 
@@ -153,9 +156,12 @@ class Sandbox:
         v = self._validators.get(key)
         if v is None:
             doc = self.connection_doc(conn)
-            assert doc is not None, "validator() is only asked for an action found in the connection's document"
-            v = self._validators[key] = Draft202012Validator(normalise_schema(doc, action),
-                                                             format_checker=FORMAT_CHECKER)
+            assert doc is not None, (
+                "validator() is only asked for an action found in the connection's document"
+            )
+            v = self._validators[key] = Draft202012Validator(
+                normalise_schema(doc, action), format_checker=FORMAT_CHECKER
+            )
         return v
 
     def available_actions(self, conn: Connection) -> list[str]:

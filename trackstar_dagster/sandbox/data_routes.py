@@ -48,8 +48,17 @@ from trackstar_dagster.schema.openapi import action_for, operations
 
 VERTICALS = ("wms", "cart", "carrier", "freight", "erp")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-KNOWN_RESOURCES = ("orders", "returns", "products", "inbound-shipments", "kits", "inventory", "warehouses",
-                   "shipping-methods", "warehouse-customers")
+KNOWN_RESOURCES = (
+    "orders",
+    "returns",
+    "products",
+    "inbound-shipments",
+    "kits",
+    "inventory",
+    "warehouses",
+    "shipping-methods",
+    "warehouse-customers",
+)
 
 
 class DataRoutes:
@@ -117,7 +126,9 @@ class DataRoutes:
         client = request.scope.get("client")
         server = self.sb.uvicorn_server
         if server is None or client is None:
-            raise RuntimeError("drop fault needs the uvicorn server (run via trackstar_dagster.sandbox.server)")
+            raise RuntimeError(
+                "drop fault needs the uvicorn server (run via trackstar_dagster.sandbox.server)"
+            )
         for proto in list(server.server_state.connections):
             if getattr(proto, "client", None) and tuple(proto.client) == tuple(client):
                 proto.transport.abort()
@@ -141,7 +152,9 @@ class DataRoutes:
         resource = segments[0]
         if not self._readable(conn, vertical, resource):
             action = f"get_{resource.replace('-', '_')}"
-            return error(501, f"Endpoint {action} is not implemented for {self.sb.display_name(conn.integration_name)}")
+            return error(
+                501, f"Endpoint {action} is not implemented for {self.sb.display_name(conn.integration_name)}"
+            )
         await self._latency()
         decision = self.sb.faults.decide(False)
         if decision.kind:
@@ -184,13 +197,16 @@ class DataRoutes:
         if problems:
             return validation_error(problems, "query")
         try:
-            page = paginate(records, [self.sb.store.seq.get(r["id"], 0) for r in records], limit,
-                            params.get("page_token"))
+            page = paginate(
+                records, [self.sb.store.seq.get(r["id"], 0) for r in records], limit, params.get("page_token")
+            )
         except (ValueError, KeyError, TypeError):
             return validation_error({"page_token": ["Invalid page_token."]}, "query")
         return JSONResponse(page)
 
-    async def _write(self, request: Request, conn: Connection, vertical: str, segments: list[str]) -> Response:
+    async def _write(
+        self, request: Request, conn: Connection, vertical: str, segments: list[str]
+    ) -> Response:
         """A create/update/cancel: resolve the operation, read the body, then the Idempotency-Key around the write."""
         if not segments or len(segments) > 3:
             return not_found(request, "Not Found")
@@ -203,10 +219,22 @@ class DataRoutes:
         if doc is None:
             return error(501, f"Endpoint {action} is not implemented for {display}")
         concrete = "/" + "/".join([vertical, *segments])
-        op = next((o for o in operations(doc) if o.method == request.method
-                   and re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", o.path), concrete)), None)
-        is_cancel = (op is None and request.method == "PUT" and len(segments) == 3 and segments[2] == "cancel"
-                     and any(o.path == f"/{vertical}/{resource}" for o in operations(doc)))
+        op = next(
+            (
+                o
+                for o in operations(doc)
+                if o.method == request.method
+                and re.fullmatch(re.sub(r"\{[^/]+\}", "[^/]+", o.path), concrete)
+            ),
+            None,
+        )
+        is_cancel = (
+            op is None
+            and request.method == "PUT"
+            and len(segments) == 3
+            and segments[2] == "cancel"
+            and any(o.path == f"/{vertical}/{resource}" for o in operations(doc))
+        )
         if op is not None:
             action = op.action
         elif not is_cancel:
@@ -242,12 +270,15 @@ class DataRoutes:
                     return error(400, "Idempotency-Key was already used with a different endpoint or body.")
                 if entry.in_flight:
                     return error(409, "A request with this Idempotency-Key is still in progress.")
-                return JSONResponse(entry.body, status_code=entry.status, headers={"Idempotent-Replayed": "true"})
+                return JSONResponse(
+                    entry.body, status_code=entry.status, headers={"Idempotent-Replayed": "true"}
+                )
             self.sb.store.idem_claim(scope, key, request_hash)
         stored: dict[str, Any] | None = None
         try:
-            response, stored = await self._perform_write(request, conn, action, resource, segments, body,
-                                                         is_cancel)
+            response, stored = await self._perform_write(
+                request, conn, action, resource, segments, body, is_cancel
+            )
             return response
         finally:
             if key is not None:
@@ -258,7 +289,13 @@ class DataRoutes:
                     self.sb.store.idem_release(scope, key)
 
     async def _perform_write(
-        self, request: Request, conn: Connection, action: str, resource: str, segments: list[str], body: Any,
+        self,
+        request: Request,
+        conn: Connection,
+        action: str,
+        resource: str,
+        segments: list[str],
+        body: Any,
         is_cancel: bool,
     ) -> tuple[Response, dict[str, Any] | None]:
         """Latency, fault, validate, store. Returns (response, success payload when something was stored)."""
@@ -281,8 +318,14 @@ class DataRoutes:
             if old is not None:
                 record = {**old, **body, "id": old["id"], "updated_date": now, "trackstar_updated_date": now}
             else:
-                record = {**body, "id": Store.new_id(resource), "created_date": now, "updated_date": now,
-                          "trackstar_created_date": now, "trackstar_updated_date": now}
+                record = {
+                    **body,
+                    "id": Store.new_id(resource),
+                    "created_date": now,
+                    "updated_date": now,
+                    "trackstar_created_date": now,
+                    "trackstar_updated_date": now,
+                }
                 if resource == "orders":
                     record.setdefault("status", "open")
         self.sb.store.put(conn.connection_id, resource, record)

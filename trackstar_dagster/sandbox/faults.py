@@ -28,19 +28,30 @@ class FaultConfig(BaseModel):
     latency: float = Field(default=0.0, ge=0, description="fixed delay in seconds on every data request")
     jitter: float = Field(default=0.0, ge=0, description="extra uniform(0, jitter) seconds")
     error_5xx: float = Field(
-        default=0.0, ge=0, le=1, description="share answered 500/502/503, nothing stored",
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share answered 500/502/503, nothing stored",
     )
     burst_429: int = Field(default=0, ge=0, description="the next N requests answer 429")
     share_429: float = Field(default=0.0, ge=0, le=1, description="share answered 429")
     retry_after_s: int = Field(default=1, ge=0, description="retry-after sent with injected 429s")
     hang: float = Field(
-        default=0.0, ge=0, le=1, description="share that sleeps hang_s then answers 504, nothing stored",
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share that sleeps hang_s then answers 504, nothing stored",
     )
     hang_s: float = Field(
-        default=30.0, ge=0, description="how long a hang lasts (make it longer than the client timeout)",
+        default=30.0,
+        ge=0,
+        description="how long a hang lasts (make it longer than the client timeout)",
     )
     drop: float = Field(
-        default=0.0, ge=0, le=1, description="share whose TCP connection is closed without an answer",
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share whose TCP connection is closed without an answer",
     )
     commit_then_fail: float = Field(default=0.0, ge=0, le=1, description="share stored, then answered 502")
     applies_to: AppliesTo = "writes"
@@ -48,7 +59,8 @@ class FaultConfig(BaseModel):
     ignore_idempotency_key: bool = Field(
         default=False,
         description="act as a server that does not honour Idempotency-Key (or whose 24 h window passed): "
-        "every write is performed, none replayed")
+        "every write is performed, none replayed",
+    )
 
 
 @dataclass

@@ -140,6 +140,7 @@ def check_write_info(doc: Any) -> None:
     ``$ref``s resolve inside it. Everything a later write or ``GET .../write-info`` does with the document is
     tried here once, so a document that passes cannot make them fail.
     """
+
     def bad(why: str) -> ValueError:
         return ValueError(f"Bad write-info document: {why}")
 
@@ -195,7 +196,14 @@ def _schema_place(path: Any) -> str:
 
 
 def _json_kind(value: Any) -> str:
-    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    kinds = {
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }
     return kinds.get(type(value), type(value).__name__)
 
 

@@ -16,8 +16,21 @@ from typing import Any
 
 MAX_LIMIT = 1000
 FILTER_RE = re.compile(r"^([A-Za-z0-9_.]+)(?:\[([A-Za-z_-]+)\])?$")
-FILTER_OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "nin", "contains", "not_contains",
-              "eq-insensitive", "in-insensitive", "contains-insensitive")
+FILTER_OPS = (
+    "eq",
+    "neq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "nin",
+    "contains",
+    "not_contains",
+    "eq-insensitive",
+    "in-insensitive",
+    "contains-insensitive",
+)
 
 
 # -- filters and pages -----------------------------------------------------------------------------------
@@ -63,7 +76,10 @@ def tag_matches(tags: Any, wanted: str) -> bool:
 Predicate = Callable[[dict[str, Any]], bool]
 #: the ordering filters, applied to two numbers or two strings
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
 }
 
 
@@ -84,8 +100,12 @@ def build_filter(field_name: str, op: str, raw: str) -> Predicate:
         if bound is None:
             raise ValueError(f"Not a valid ISO 8601 datetime: {raw!r}.")
         cmp = {
-            "eq": lambda a: a == bound, "neq": lambda a: a != bound, "gt": lambda a: a > bound,
-            "gte": lambda a: a >= bound, "lt": lambda a: a < bound, "lte": lambda a: a <= bound,
+            "eq": lambda a: a == bound,
+            "neq": lambda a: a != bound,
+            "gt": lambda a: a > bound,
+            "gte": lambda a: a >= bound,
+            "lt": lambda a: a < bound,
+            "lte": lambda a: a <= bound,
         }[op]
 
         def date_pred(r: dict[str, Any]) -> bool:
@@ -151,7 +171,7 @@ def paginate(items: list[Any], keys: list[int], limit: int, page_token: str | No
     """``{"data", "next_token", "total_count"}`` over items with ascending sort keys; the token is opaque."""
     after = decode_page_token(page_token) if page_token else -1
     start = next((i for i, k in enumerate(keys) if k > after), len(items))
-    page = items[start:start + limit]
+    page = items[start : start + limit]
     more = start + limit < len(items)
     next_token = encode_page_token(keys[start + limit - 1]) if more and page else None
     return {"data": page, "next_token": next_token, "total_count": len(page)}

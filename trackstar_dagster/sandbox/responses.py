@@ -17,7 +17,9 @@ from starlette.responses import JSONResponse, Response
 
 def error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     """Trackstar's common error shape ``{"error", "origin"}`` (plus any extra keys)."""
-    return JSONResponse({"error": message, "origin": "trackstar", **extra}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": message, "origin": "trackstar", **extra}, status_code=status, headers=headers
+    )
 
 
 def request_id(request: Request) -> str:

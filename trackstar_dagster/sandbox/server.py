@@ -138,8 +138,9 @@ class SandboxHandle:
 
     def _http(self) -> httpx.Client:
         if self._admin is None:
-            self._admin = httpx.Client(base_url=self.base_url, timeout=30.0,
-                                       headers={"x-trackstar-api-key": self.api_key})
+            self._admin = httpx.Client(
+                base_url=self.base_url, timeout=30.0, headers={"x-trackstar-api-key": self.api_key}
+            )
         return self._admin
 
     def _admin_call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -210,11 +211,21 @@ def run_sandbox(
     (in-thread, logs go to the caller's ``logging`` configuration).
     """
     conns = _normalise_connections(connections)
-    tokens = {t: (s if isinstance(s, str) else s.integration_name)
-              for t, s in (conns if conns is not None else DEFAULT_CONNECTIONS).items()}
+    tokens = {
+        t: (s if isinstance(s, str) else s.integration_name)
+        for t, s in (conns if conns is not None else DEFAULT_CONNECTIONS).items()
+    }
     settings = SandboxSettings(
-        api_key=api_key, connections=conns, latency=latency, jitter=jitter, write_rate=write_rate,
-        read_rate=read_rate, catalog_limit=catalog_limit, faults=faults, state_file=state_file, data_dir=data_dir,
+        api_key=api_key,
+        connections=conns,
+        latency=latency,
+        jitter=jitter,
+        write_rate=write_rate,
+        read_rate=read_rate,
+        catalog_limit=catalog_limit,
+        faults=faults,
+        state_file=state_file,
+        data_dir=data_dir,
     )
     if subprocess:
         with _run_subprocess(settings, host, port, log_file, tokens) as handle:
@@ -225,11 +236,15 @@ def run_sandbox(
 
 
 @contextlib.contextmanager
-def _run_thread(settings: SandboxSettings, host: str, port: int, tokens: dict[str, str]) -> Iterator[SandboxHandle]:
+def _run_thread(
+    settings: SandboxSettings, host: str, port: int, tokens: dict[str, str]
+) -> Iterator[SandboxHandle]:
     sandbox = Sandbox(settings)
     sock = bind_socket(host, port)
     server = make_server(sandbox)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="trackstar-sandbox")
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="trackstar-sandbox"
+    )
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
     while not server.started:
@@ -261,8 +276,10 @@ def cli_env(settings: SandboxSettings) -> dict[str, str]:
     A process's environment is readable by its own user (and root) only."""
     env = {API_KEY_ENV: settings.api_key}
     if settings.connections is not None:
-        specs = {t: (asdict(s) if isinstance(s, ConnectionSpec) else {"integration_name": s})
-                 for t, s in settings.connections.items()}
+        specs = {
+            t: (asdict(s) if isinstance(s, ConnectionSpec) else {"integration_name": s})
+            for t, s in settings.connections.items()
+        }
         env[CONNECTIONS_ENV] = json.dumps(specs)
     return env
 
@@ -270,13 +287,28 @@ def cli_env(settings: SandboxSettings) -> dict[str, str]:
 def cli_args(settings: SandboxSettings, host: str, port: int, log_file: str | Path | None) -> list[str]:
     """The ``python -m trackstar_dagster.sandbox`` arguments that reproduce ``settings``, but for the API key
     and the connections: those go in the environment (``cli_env``), never on the command line."""
-    args = ["--host", host, "--port", str(port),
-            "--latency-ms", str(settings.latency * 1000), "--jitter-ms", str(settings.jitter * 1000),
-            "--write-rate", str(settings.write_rate or 0), "--read-rate", str(settings.read_rate or 0)]
+    args = [
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(settings.latency * 1000),
+        "--jitter-ms",
+        str(settings.jitter * 1000),
+        "--write-rate",
+        str(settings.write_rate or 0),
+        "--read-rate",
+        str(settings.read_rate or 0),
+    ]
     if settings.catalog_limit:
         args.append("--catalog-limit")
     if settings.faults is not None:
-        f = settings.faults.model_dump() if isinstance(settings.faults, FaultConfig) else dict(settings.faults)
+        f = (
+            settings.faults.model_dump()
+            if isinstance(settings.faults, FaultConfig)
+            else dict(settings.faults)
+        )
         f.pop("latency", None)
         f.pop("jitter", None)
         args += ["--faults-json", json.dumps(f)]
@@ -297,8 +329,14 @@ def _run_subprocess(
 ) -> Iterator[SandboxHandle]:
     with tempfile.TemporaryDirectory(prefix="trackstar-sandbox-") as tmp:
         ready = Path(tmp) / "ready"
-        cmd = [sys.executable, "-m", "trackstar_dagster.sandbox", *cli_args(settings, host, port, log_file),
-               "--ready-file", str(ready)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "trackstar_dagster.sandbox",
+            *cli_args(settings, host, port, log_file),
+            "--ready-file",
+            str(ready),
+        ]
         inherited = {k: v for k, v in os.environ.items() if k not in (API_KEY_ENV, CONNECTIONS_ENV)}
         env = {**inherited, "PYTHONUNBUFFERED": "1", **cli_env(settings)}
         proc = sp.Popen(cmd, stdout=sp.DEVNULL, stdin=sp.DEVNULL, env=env)

@@ -142,7 +142,9 @@ class Store:
         cutoff = time.time() - IDEMPOTENCY_TTL_S
         for scope, key, rh, status, body, created in db.execute("SELECT * FROM idempotency"):
             if created >= cutoff:
-                self.idempotency[(scope, key)] = IdempotencyEntry(rh, False, status, json.loads(body), created)
+                self.idempotency[(scope, key)] = IdempotencyEntry(
+                    rh, False, status, json.loads(body), created
+                )
 
     def close(self) -> None:
         """Close the SQLite mirror (records stay in memory)."""
@@ -154,7 +156,13 @@ class Store:
     @staticmethod
     def new_id(resource: str) -> str:
         """A fresh record id with Trackstar's kind of prefix (``ord_...``)."""
-        prefix = {"orders": "ord", "returns": "ret", "products": "prod", "inbound-shipments": "ibs", "kits": "kit"}
+        prefix = {
+            "orders": "ord",
+            "returns": "ret",
+            "products": "prod",
+            "inbound-shipments": "ibs",
+            "kits": "kit",
+        }
         return f"{prefix.get(resource, resource[:4])}_{uuid.uuid4().hex[:20]}"
 
     def put(self, connection_id: str, resource: str, record: dict[str, Any]) -> dict[str, Any]:

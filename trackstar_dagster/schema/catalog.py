@@ -87,26 +87,40 @@ def catalog_frame(answers: dict[str, Any]) -> pd.DataFrame:
             }
             ops = [op for op in info.get("write_operations") or [] if isinstance(op, dict)]
             if not ops:
-                rows.append({**base, "action": None, "method": None, "path": None,
-                             "required_base_schema_fields": [], "optional_base_schema_fields": [],
-                             "integration_specific_fields": [], "integration_specific_required": []})
+                rows.append(
+                    {
+                        **base,
+                        "action": None,
+                        "method": None,
+                        "path": None,
+                        "required_base_schema_fields": [],
+                        "optional_base_schema_fields": [],
+                        "integration_specific_fields": [],
+                        "integration_specific_required": [],
+                    }
+                )
             for op in ops:
                 method, path = _split_url(op.get("url"))
                 action = op.get("action") or (action_for(method, path) if method and path else None)
                 specific = op.get("integration_specific_fields")
                 specific = specific if isinstance(specific, dict) else {}
                 props = specific.get("properties")
-                rows.append({
-                    **base,
-                    "action": action,
-                    "method": method,
-                    "path": path,
-                    "required_base_schema_fields": _str_list(op.get("required_base_schema_fields")),
-                    "optional_base_schema_fields": _str_list(op.get("optional_base_schema_fields")),
-                    "integration_specific_fields": [str(k) for k in props] if isinstance(props, dict) else [],
-                    "integration_specific_required": _str_list(
-                        specific.get("required_fields", specific.get("required"))),
-                })
+                rows.append(
+                    {
+                        **base,
+                        "action": action,
+                        "method": method,
+                        "path": path,
+                        "required_base_schema_fields": _str_list(op.get("required_base_schema_fields")),
+                        "optional_base_schema_fields": _str_list(op.get("optional_base_schema_fields")),
+                        "integration_specific_fields": [str(k) for k in props]
+                        if isinstance(props, dict)
+                        else [],
+                        "integration_specific_required": _str_list(
+                            specific.get("required_fields", specific.get("required"))
+                        ),
+                    }
+                )
     frame = pd.DataFrame.from_records(rows, columns=list(CATALOG_COLUMNS))
     for col in CATALOG_STRING_COLUMNS:
         frame[col] = frame[col].astype("str")

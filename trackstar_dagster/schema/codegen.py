@@ -114,8 +114,13 @@ class Codegen:
             ("string", f"isinstance({v}, str)", self.string_block(n, v, ind + 1)),
         ]
         if "integer" in kinds or "number" in kinds:
-            blocks.append(("number", f"({v}.__class__ is not bool and isinstance({v}, _Number))",
-                           self.number_block(n, v, ind + 1)))
+            blocks.append(
+                (
+                    "number",
+                    f"({v}.__class__ is not bool and isinstance({v}, _Number))",
+                    self.number_block(n, v, ind + 1),
+                )
+            )
         live = [(k, cond, b) for k, cond, b in blocks if b and (k in kinds or k == "number")]
         single = n.types[0] if n.types and len(n.types) == 1 else None
         if single is not None and single in ("integer", "number"):
@@ -178,8 +183,10 @@ class Codegen:
                 lines.append(f"{p}if {x} not in {e}: return False")
             return lines
         if t == "integer":
-            lines.append(f"{p}if {x}.__class__ is not int and (not isinstance({x}, int) or "
-                         f"{x}.__class__ is bool): return False")
+            lines.append(
+                f"{p}if {x}.__class__ is not int and (not isinstance({x}, int) or "
+                f"{x}.__class__ is bool): return False"
+            )
             lines += [line[4:] for line in self.number_block(child, x, ind + 1)]
             return lines
         if t == "number":
@@ -288,4 +295,3 @@ class Codegen:
         if n.multiple_of is not None:
             lines.append(f"{p}if not _multiple_ok({v}, {n.multiple_of!r}): return False")
         return lines
-

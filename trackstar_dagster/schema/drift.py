@@ -23,10 +23,17 @@ def _summarise(doc: dict[str, Any], integration: str) -> dict[tuple[str, str], d
     """(action, field) -> {type, required_effective, enum} for one document."""
     frame = write_info_fields(doc, "", integration)
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for action, fld, typ, eff, enum in zip(frame["action"], frame["field"], frame["type"],
-                                          frame["required_effective"], frame["enum"], strict=True):
-        entry = out.setdefault((action, fld), {"type": None if typ != typ else typ, "required_effective": False,
-                                               "enum": {}})
+    for action, fld, typ, eff, enum in zip(
+        frame["action"],
+        frame["field"],
+        frame["type"],
+        frame["required_effective"],
+        frame["enum"],
+        strict=True,
+    ):
+        entry = out.setdefault(
+            (action, fld), {"type": None if typ != typ else typ, "required_effective": False, "enum": {}}
+        )
         entry["required_effective"] = entry["required_effective"] or bool(eff)
         for value in enum:
             entry["enum"].setdefault(_enum_key(value), value)
@@ -52,8 +59,14 @@ class DriftReport:
     @property
     def has_changes(self) -> bool:
         """Anything differs between the two snapshots."""
-        return bool(self.added or self.removed or self.newly_required or self.enum_changes
-                    or self.integrations_added or self.integrations_removed)
+        return bool(
+            self.added
+            or self.removed
+            or self.newly_required
+            or self.enum_changes
+            or self.integrations_added
+            or self.integrations_removed
+        )
 
     def to_metadata(self) -> dict[str, Any]:
         """Counts and lists as plain JSON-able values."""
@@ -81,8 +94,9 @@ class DriftReport:
             if not rows:
                 return
             head = "| integration | action | field |" + (f" {extra} |" if extra else "")
-            lines.extend([f"### {title} ({len(rows)})", "", head,
-                          "|---|---|---|" + ("---|" if extra else "")])
+            lines.extend(
+                [f"### {title} ({len(rows)})", "", head, "|---|---|---|" + ("---|" if extra else "")]
+            )
             for r in rows:
                 cell = ""
                 if extra == "change":
@@ -123,8 +137,9 @@ def schema_drift(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]])
             row = {"integration": integration, "action": action, "field": fld}
             prev = before.get(key)
             if prev is None:
-                report.added.append({**row, "type": entry["type"],
-                                     "required_effective": entry["required_effective"]})
+                report.added.append(
+                    {**row, "type": entry["type"], "required_effective": entry["required_effective"]}
+                )
                 if entry["required_effective"] and action in old_actions:
                     report.newly_required.append({**row, "was": "absent"})
                 continue
@@ -137,6 +152,13 @@ def schema_drift(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]])
         for key, entry in before.items():
             if key not in after:
                 action, fld = key
-                report.removed.append({"integration": integration, "action": action, "field": fld,
-                                       "type": entry["type"], "was_required": entry["required_effective"]})
+                report.removed.append(
+                    {
+                        "integration": integration,
+                        "action": action,
+                        "field": fld,
+                        "type": entry["type"],
+                        "was_required": entry["required_effective"],
+                    }
+                )
     return report

@@ -34,7 +34,9 @@ def _explain_slot(n: Node | None, x: Any, path: str, out: list[Problem]) -> None
         out.append(Problem(path, f"null-like value {short(x)} is not allowed: leave the field out"))
         return
     if n is None or n.any:
-        out += [Problem(p, "null-like value is not allowed: leave the field out") for p in null_paths(x, path)]
+        out += [
+            Problem(p, "null-like value is not allowed: leave the field out") for p in null_paths(x, path)
+        ]
         return
     if not n.fast(x):  # valid subtrees are skipped at compiled speed
         explain(n, x, path, out)
@@ -46,7 +48,9 @@ def explain(n: Node, v: Any, path: str, out: list[Problem]) -> None:
         out.append(Problem(path, "no value is allowed here"))
         return
     if n.any:
-        out += [Problem(p, "null-like value is not allowed: leave the field out") for p in null_paths(v, path)]
+        out += [
+            Problem(p, "null-like value is not allowed: leave the field out") for p in null_paths(v, path)
+        ]
         return
     if n.types and not any(is_type(v, t) for t in n.types):
         out.append(Problem(path, f"expected {' or '.join(n.types)}, got {type_name(v)} {short(v)}"))
@@ -72,10 +76,12 @@ def explain(n: Node, v: Any, path: str, out: list[Problem]) -> None:
         if n.format is not None and not FORMAT_CHECKS[n.format](v):
             out.append(Problem(path, f"{short(v)} is not an ISO 8601 {n.format}"))
     elif isinstance(v, numbers.Number) and v.__class__ is not bool:
-        for attr, fails, word in (("minimum", lambda a, b: a < b, "less than"),
-                                  ("maximum", lambda a, b: a > b, "greater than"),
-                                  ("xminimum", lambda a, b: a <= b, "not greater than"),
-                                  ("xmaximum", lambda a, b: a >= b, "not less than")):
+        for attr, fails, word in (
+            ("minimum", lambda a, b: a < b, "less than"),
+            ("maximum", lambda a, b: a > b, "greater than"),
+            ("xminimum", lambda a, b: a <= b, "not greater than"),
+            ("xmaximum", lambda a, b: a >= b, "not less than"),
+        ):
             bound = getattr(n, attr)
             if bound is not None and fails(v, bound):
                 out.append(Problem(path, f"{v!r} is {word} {bound!r}"))
@@ -96,8 +102,13 @@ def explain(n: Node, v: Any, path: str, out: list[Problem]) -> None:
         if not passing:
             _explain_branches(n.one_of, v, path, out, "exactly one")
         elif len(passing) > 1:
-            out.append(Problem(path, "matches more than one of "
-                               f"{', '.join(b.label for b in passing)}: give the fields of only one"))
+            out.append(
+                Problem(
+                    path,
+                    "matches more than one of "
+                    f"{', '.join(b.label for b in passing)}: give the fields of only one",
+                )
+            )
     if n.not_ is not None and n.not_.fast(v):
         out.append(Problem(path, f"must not match {n.not_.label}"))
 
@@ -141,4 +152,3 @@ def _explain_object(n: Node, v: dict[str, Any], path: str, out: list[Problem]) -
             out.append(Problem(sub, "field is not accepted here (not in the integration's schema)"))
         else:
             _explain_slot(n.additional, x, sub, out)
-

@@ -96,33 +96,45 @@ class _Walker:
                 types = branch_types
         return types, nullable
 
-    def row(self, field: str, node: Any, outer: dict[str, Any], required: bool, effective: bool,
-            branch: str | None) -> None:
+    def row(
+        self,
+        field: str,
+        node: Any,
+        outer: dict[str, Any],
+        required: bool,
+        effective: bool,
+        branch: str | None,
+    ) -> None:
         types, nullable = self.kinds(outer, ())  # described even where the walk stops (a cycle)
         enum_raw = node.get("enum") if isinstance(node, dict) else None
         if enum_raw is None and isinstance(outer, dict):
             enum_raw = outer.get("enum")
-        enum = [] if not isinstance(enum_raw, list) or is_placeholder_enum(enum_raw) else [
-            v for v in enum_raw if v is not None
-        ]
-        self.rows.append({
-            **self.base,
-            "field": field,
-            "type": "|".join(types) if types else None,
-            "format": _first(outer, node, "format"),
-            "nullable": bool(nullable),
-            "required": bool(required),
-            "required_effective": bool(effective),
-            "enum": enum,
-            "description": _first(outer, node, "description"),
-            "example": _example(outer, node),
-            "branch": branch,
-        })
+        enum = (
+            []
+            if not isinstance(enum_raw, list) or is_placeholder_enum(enum_raw)
+            else [v for v in enum_raw if v is not None]
+        )
+        self.rows.append(
+            {
+                **self.base,
+                "field": field,
+                "type": "|".join(types) if types else None,
+                "format": _first(outer, node, "format"),
+                "nullable": bool(nullable),
+                "required": bool(required),
+                "required_effective": bool(effective),
+                "enum": enum,
+                "description": _first(outer, node, "description"),
+                "example": _example(outer, node),
+                "branch": branch,
+            }
+        )
 
     # -- walking ---------------------------------------------------------------------------------------
 
-    def expand(self, node: Any, prefix: str, effective: bool, branch: str | None,
-               stack: tuple[str, ...]) -> None:
+    def expand(
+        self, node: Any, prefix: str, effective: bool, branch: str | None, stack: tuple[str, ...]
+    ) -> None:
         """Emit rows for everything below ``node`` (already dereferenced) under the dotted ``prefix``."""
         if not isinstance(node, dict):
             return
@@ -156,8 +168,16 @@ class _Walker:
             if not stop:
                 self.expand(target, prefix, effective, branch, stack + names)
 
-    def field(self, name: str, prop: Any, prefix: str, required: bool, parent_effective: bool,
-              branch: str | None, stack: tuple[str, ...]) -> None:
+    def field(
+        self,
+        name: str,
+        prop: Any,
+        prefix: str,
+        required: bool,
+        parent_effective: bool,
+        branch: str | None,
+        stack: tuple[str, ...],
+    ) -> None:
         path = f"{prefix}.{name}" if prefix else name
         target, names, stop = self.deref(prop, stack)
         effective = parent_effective and required
@@ -218,13 +238,16 @@ def write_info_fields(doc: dict[str, Any], integration_type: str, integration_na
     """
     rows: list[dict[str, Any]] = []
     for op in operations(doc):
-        walker = _Walker(doc, {
-            "integration_type": integration_type,
-            "integration_name": integration_name,
-            "action": op.action,
-            "method": op.method,
-            "path": op.path,
-        })
+        walker = _Walker(
+            doc,
+            {
+                "integration_type": integration_type,
+                "integration_name": integration_name,
+                "action": op.action,
+                "method": op.method,
+                "path": op.path,
+            },
+        )
         root, names, stop = walker.deref(op.schema, ())
         if not stop:
             walker.expand(root, "", True, None, names)

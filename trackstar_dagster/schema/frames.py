@@ -67,8 +67,13 @@ class CatalogModel(pa.DataFrameModel):
     @classmethod
     def list_columns_hold_lists(cls, df: pd.DataFrame) -> pd.Series:
         """The list-valued columns hold lists in every row (never NaN or a string)."""
-        cols = ["required_base_schema_fields", "optional_base_schema_fields", "integration_specific_fields",
-                "integration_specific_required", "available_actions"]
+        cols = [
+            "required_base_schema_fields",
+            "optional_base_schema_fields",
+            "integration_specific_fields",
+            "integration_specific_required",
+            "available_actions",
+        ]
         return df[cols].map(lambda v: isinstance(v, list)).all(axis=1)
 
 

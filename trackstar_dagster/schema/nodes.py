@@ -65,18 +65,44 @@ class Node:
     def pure_composite(self) -> bool:
         """Only ``allOf``/``anyOf``/``oneOf``: whichever branch passes has covered the whole value."""
         return bool(self.all_of or self.any_of or self.one_of) and not (
-            self.types or self.enum is not None or self.const is not NO_CONST or self.props or self.required
-            or self.pattern_props or self.additional is not None or self.additional_false
-            or self.min_props is not None or self.max_props is not None or self.items is not None
-            or self.min_items is not None or self.max_items is not None or self.unique
-            or self.min_len is not None or self.max_len is not None or self.pattern is not None
-            or self.format is not None or self.minimum is not None or self.maximum is not None
-            or self.xminimum is not None or self.xmaximum is not None or self.multiple_of is not None)
+            self.types
+            or self.enum is not None
+            or self.const is not NO_CONST
+            or self.props
+            or self.required
+            or self.pattern_props
+            or self.additional is not None
+            or self.additional_false
+            or self.min_props is not None
+            or self.max_props is not None
+            or self.items is not None
+            or self.min_items is not None
+            or self.max_items is not None
+            or self.unique
+            or self.min_len is not None
+            or self.max_len is not None
+            or self.pattern is not None
+            or self.format is not None
+            or self.minimum is not None
+            or self.maximum is not None
+            or self.xminimum is not None
+            or self.xmaximum is not None
+            or self.multiple_of is not None
+        )
 
     def simple_scalar(self) -> str | None:
         """The single scalar type when every check of this node can be inlined at its slot."""
-        if (self.types is None or len(self.types) != 1 or self.any or self.never or self.all_of
-                or self.any_of or self.one_of or self.not_ is not None or self.const is not NO_CONST):
+        if (
+            self.types is None
+            or len(self.types) != 1
+            or self.any
+            or self.never
+            or self.all_of
+            or self.any_of
+            or self.one_of
+            or self.not_ is not None
+            or self.const is not NO_CONST
+        ):
             return None
         t = self.types[0]
         if t not in ("string", "integer", "number", "boolean"):
@@ -93,11 +119,28 @@ def _never_compiled(_: Any) -> bool:  # pragma: no cover - replaced at compile t
 
 
 #: Keys with no bearing on validity (so ``{"$ref": X, "$defs": ...}`` is still a plain alias of X).
-ANNOTATIONS = frozenset({
-    "$schema", "$defs", "definitions", "$id", "$comment", "$anchor", "title", "description", "example",
-    "examples", "default", "deprecated", "readOnly", "writeOnly", "discriminator", "xml", "externalDocs",
-    "nullable",
-})
+ANNOTATIONS = frozenset(
+    {
+        "$schema",
+        "$defs",
+        "definitions",
+        "$id",
+        "$comment",
+        "$anchor",
+        "title",
+        "description",
+        "example",
+        "examples",
+        "default",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "discriminator",
+        "xml",
+        "externalDocs",
+        "nullable",
+    }
+)
 
 
 class NodeCompiler:
@@ -197,9 +240,14 @@ class NodeCompiler:
         if "items" in s:
             child = self.compile(s["items"])
             n.items = None if child.any else child
-        for key, attr in (("minProperties", "min_props"), ("maxProperties", "max_props"),
-                          ("minItems", "min_items"), ("maxItems", "max_items"),
-                          ("minLength", "min_len"), ("maxLength", "max_len")):
+        for key, attr in (
+            ("minProperties", "min_props"),
+            ("maxProperties", "max_props"),
+            ("minItems", "min_items"),
+            ("maxItems", "max_items"),
+            ("minLength", "min_len"),
+            ("maxLength", "max_len"),
+        ):
             if isinstance(s.get(key), int | float) and not isinstance(s.get(key), bool):
                 setattr(n, attr, s[key])
         n.unique = s.get("uniqueItems") is True
@@ -207,8 +255,13 @@ class NodeCompiler:
             n.pattern = re.compile(s["pattern"])
         if s.get("format") in FORMAT_CHECKS:
             n.format = s["format"]
-        for key, attr in (("minimum", "minimum"), ("maximum", "maximum"), ("exclusiveMinimum", "xminimum"),
-                          ("exclusiveMaximum", "xmaximum"), ("multipleOf", "multiple_of")):
+        for key, attr in (
+            ("minimum", "minimum"),
+            ("maximum", "maximum"),
+            ("exclusiveMinimum", "xminimum"),
+            ("exclusiveMaximum", "xmaximum"),
+            ("multipleOf", "multiple_of"),
+        ):
             if isinstance(s.get(key), int | float) and not isinstance(s.get(key), bool):
                 setattr(n, attr, s[key])
         for key, attr in (("allOf", "all_of"), ("anyOf", "any_of"), ("oneOf", "one_of")):
@@ -221,4 +274,3 @@ class NodeCompiler:
 
     def _branch(self, schema: Any) -> Node:
         return self.compile(schema)
-

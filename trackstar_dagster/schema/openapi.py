@@ -76,7 +76,7 @@ def operations(doc: dict[str, Any]) -> list[Operation]:
         for method, op in item.items():
             if method.lower() not in WRITE_METHODS or not isinstance(op, dict):
                 continue
-            content = ((op.get("requestBody") or {}).get("content") or {})
+            content = (op.get("requestBody") or {}).get("content") or {}
             media = content.get("application/json") or next(iter(content.values()), None)
             if not isinstance(media, dict) or not isinstance(media.get("schema"), dict):
                 continue
@@ -97,7 +97,7 @@ def ref_name(ref: str) -> str:
     """``#/components/schemas/Foo`` -> ``Foo`` (JSON-pointer escapes undone)."""
     if not ref.startswith(REF_PREFIX):
         raise ValueError(f"unsupported $ref {ref!r}: only {REF_PREFIX}... is read")
-    return ref[len(REF_PREFIX):].replace("~1", "/").replace("~0", "~")
+    return ref[len(REF_PREFIX) :].replace("~1", "/").replace("~0", "~")
 
 
 def resolve(doc: dict[str, Any], node: Any) -> tuple[str | None, Any]:
@@ -161,7 +161,7 @@ def _normalise_node(node: Any) -> Any:
     one_of_pattern = is_one_of_pattern(node)
     for key, value in node.items():
         if key == "$ref" and isinstance(value, str):
-            out[key] = "#/$defs/" + value[len(REF_PREFIX):] if value.startswith(REF_PREFIX) else value
+            out[key] = "#/$defs/" + value[len(REF_PREFIX) :] if value.startswith(REF_PREFIX) else value
         elif key == "type":
             types, _ = json_types(node)
             if types:
@@ -178,8 +178,19 @@ def _normalise_node(node: Any) -> Any:
             out[key] = {k: _normalise_node(v) for k, v in value.items()} if isinstance(value, dict) else value
         elif key == "additionalProperties" and one_of_pattern:
             continue
-        elif key in ("example", "examples", "description", "title", "default", "discriminator", "xml",
-                     "externalDocs", "readOnly", "writeOnly", "deprecated"):
+        elif key in (
+            "example",
+            "examples",
+            "description",
+            "title",
+            "default",
+            "discriminator",
+            "xml",
+            "externalDocs",
+            "readOnly",
+            "writeOnly",
+            "deprecated",
+        ):
             continue  # annotations: no bearing on validity
         else:
             out[key] = _normalise_node(value)

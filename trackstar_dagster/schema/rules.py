@@ -177,4 +177,3 @@ def short(v: Any, limit: int = 60) -> str:
     """A value as shown in a message: its repr, cut so a huge value does not swamp the report."""
     text = repr(v)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-

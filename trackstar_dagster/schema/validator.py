@@ -115,7 +115,12 @@ def compile_schema(schema: dict[str, Any], action: str = "") -> BodyValidator:
         return out
 
     # a plain function with attributes, not an object with __call__: one call less per body on the hot path
-    for name, value in (("is_valid", is_valid), ("action", action), ("schema", schema), ("source", gen.source)):
+    for name, value in (
+        ("is_valid", is_valid),
+        ("action", action),
+        ("schema", schema),
+        ("source", gen.source),
+    ):
         setattr(validate, name, value)
     return cast(BodyValidator, validate)
 

@@ -47,7 +47,9 @@ class ActionSpec:
         return None
 
 
-def _spec(action: str, resource: str, *, update: bool = True, lookup_fields: tuple[str, ...] = ()) -> ActionSpec:
+def _spec(
+    action: str, resource: str, *, update: bool = True, lookup_fields: tuple[str, ...] = ()
+) -> ActionSpec:
     path = f"/wms/{resource}"
     return ActionSpec(
         action=action,

@@ -22,8 +22,9 @@ from .results import Results
 class OutcomeFlusher:
     """The task that writes queued outcomes (``run``) and the end of a run's ledger work (``close``)."""
 
-    def __init__(self, ledger: Ledger, results: Results, *, namespace: str, owner: str,
-                 log: logging.Logger | Any) -> None:
+    def __init__(
+        self, ledger: Ledger, results: Results, *, namespace: str, owner: str, log: logging.Logger | Any
+    ) -> None:
         self.ledger = ledger
         self.results = results
         self.namespace = namespace
@@ -35,7 +36,8 @@ class OutcomeFlusher:
     async def _write(self, batch: list[Outcome]) -> None:
         """One batch into the ledger, in a thread; the write goes on to its end even if we are cancelled."""
         self._writing = asyncio.ensure_future(
-            asyncio.to_thread(self.ledger.record_outcomes, batch, namespace=self.namespace))
+            asyncio.to_thread(self.ledger.record_outcomes, batch, namespace=self.namespace)
+        )
         await asyncio.shield(self._writing)
 
     async def run(self) -> None:
@@ -58,9 +60,11 @@ class OutcomeFlusher:
                     failures += 1
                     if closing and failures >= 5:
                         raise
-                    self.log.warning(f"Trackstar writer: writing {len(batch)} outcomes to the ledger failed "
-                                     f"({type(e).__name__}: {e}); retrying")
-                    await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))
+                    self.log.warning(
+                        f"Trackstar writer: writing {len(batch)} outcomes to the ledger failed "
+                        f"({type(e).__name__}: {e}); retrying"
+                    )
+                    await asyncio.sleep(min(0.2 * 2**failures, 5.0))
                 continue
             if closing:
                 return
@@ -90,8 +94,11 @@ class OutcomeFlusher:
         try:
             if self.results.outcomes:  # the flusher was cancelled or gave up: write what it left, once more
                 batch = self.results.take_outcomes()
-                await settle(asyncio.ensure_future(
-                    asyncio.to_thread(self.ledger.record_outcomes, batch, namespace=self.namespace)))
+                await settle(
+                    asyncio.ensure_future(
+                        asyncio.to_thread(self.ledger.record_outcomes, batch, namespace=self.namespace)
+                    )
+                )
             failed = None if task.cancelled() else task.exception()
             if failed is not None:
                 raise failed

@@ -30,11 +30,17 @@ class WriterClient(Protocol):
     @property
     def write_rate(self) -> float | None: ...
 
-    async def awrite(self, method: str, path: str, body: bytes, access_token: str,
-                     idempotency_key: str | None = None) -> WriteResponse: ...
+    async def awrite(
+        self, method: str, path: str, body: bytes, access_token: str, idempotency_key: str | None = None
+    ) -> WriteResponse: ...
 
-    async def alist_records(self, resource_path: str, access_token: str,
-                            filters: Mapping[str, Any] | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+    async def alist_records(
+        self,
+        resource_path: str,
+        access_token: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]: ...
 
 
 def utcnow() -> datetime:

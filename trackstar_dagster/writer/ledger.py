@@ -64,8 +64,19 @@ from .ledger_table import (
 from .ledger_url import LEDGER_URL_ENV, default_ledger_url, normalise_url
 
 __all__ = [  # the ledger's public names, wherever they are defined
-    "ENCODING", "LEDGER_URL_ENV", "LEGACY_NAMESPACE", "LEGACY_TABLE", "STATUSES", "Held", "Intent", "Ledger",
-    "LedgerEntry", "Outcome", "default_ledger_url", "ledger_table", "wait_db_clock",
+    "ENCODING",
+    "LEDGER_URL_ENV",
+    "LEGACY_NAMESPACE",
+    "LEGACY_TABLE",
+    "STATUSES",
+    "Held",
+    "Intent",
+    "Ledger",
+    "LedgerEntry",
+    "Outcome",
+    "default_ledger_url",
+    "ledger_table",
+    "wait_db_clock",
 ]
 
 
@@ -174,8 +185,11 @@ class Ledger:
 
     # -- reads ----------------------------------------------------------------------------------------
 
-    def load(self, ids: Iterable[tuple[str, str, str]], namespace: str = LEGACY_NAMESPACE,
-             ) -> dict[tuple[str, str, str], LedgerEntry]:
+    def load(
+        self,
+        ids: Iterable[tuple[str, str, str]],
+        namespace: str = LEGACY_NAMESPACE,
+    ) -> dict[tuple[str, str, str], LedgerEntry]:
         """Entries by (connection, action, key), keys as given (their ids are looked up)."""
         by_group: dict[tuple[str, str], dict[str, str]] = {}
         for connection, action, key in ids:
@@ -186,28 +200,43 @@ class Ledger:
             for (connection, action), kids in by_group.items():
                 names = list(kids)
                 for i in range(0, len(names), CHUNK):
-                    rows = conn.execute(sa.select(t).where(
-                        t.c.namespace == namespace, t.c.connection == connection, t.c.action == action,
-                        t.c.key.in_(names[i:i + CHUNK])))
+                    rows = conn.execute(
+                        sa.select(t).where(
+                            t.c.namespace == namespace,
+                            t.c.connection == connection,
+                            t.c.action == action,
+                            t.c.key.in_(names[i : i + CHUNK]),
+                        )
+                    )
                     for row in rows:
                         entry = LedgerEntry(**row._mapping)
                         out[(connection, action, kids[entry.key])] = entry
         return out
 
-    def get(self, connection: str, action: str, key: str, namespace: str = LEGACY_NAMESPACE) -> LedgerEntry | None:
+    def get(
+        self, connection: str, action: str, key: str, namespace: str = LEGACY_NAMESPACE
+    ) -> LedgerEntry | None:
         return self.load([(connection, action, key)], namespace).get((connection, action, key))
 
     def has_history(self, namespace: str, connection: str, action: str) -> bool:
         """True when this sync ever sent (or learnt of) a record of this connection and action."""
         t = ledger_table
-        query = sa.select(t.c.key).where(
-            t.c.namespace.in_([namespace, LEGACY_NAMESPACE]), t.c.connection == connection, t.c.action == action,
-            t.c.status != "new").limit(1)
+        query = (
+            sa.select(t.c.key)
+            .where(
+                t.c.namespace.in_([namespace, LEGACY_NAMESPACE]),
+                t.c.connection == connection,
+                t.c.action == action,
+                t.c.status != "new",
+            )
+            .limit(1)
+        )
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def entries(self, connection: str | None = None, action: str | None = None,
-                namespace: str | None = None) -> pd.DataFrame:
+    def entries(
+        self, connection: str | None = None, action: str | None = None, namespace: str | None = None
+    ) -> pd.DataFrame:
         """The ledger as a DataFrame (for inspection and tests); claims-only rows (``new``) left out."""
         t = ledger_table
         query = sa.select(t).where(t.c.status != "new")
@@ -224,8 +253,14 @@ class Ledger:
     def claims(self, namespace: str | None = None) -> pd.DataFrame:
         """Live and expired claims, with seconds left on the database's clock (negative: expired)."""
         t = ledger_table
-        query = sa.select(t.c.namespace, t.c.connection, t.c.action, t.c.key, t.c.claim_run,
-                          (t.c.claim_expires - self._db_now()).label("seconds_left")).where(t.c.claim_owner.is_not(None))
+        query = sa.select(
+            t.c.namespace,
+            t.c.connection,
+            t.c.action,
+            t.c.key,
+            t.c.claim_run,
+            (t.c.claim_expires - self._db_now()).label("seconds_left"),
+        ).where(t.c.claim_owner.is_not(None))
         if namespace is not None:
             query = query.where(t.c.namespace == namespace)
         with self.engine.connect() as conn:
@@ -233,8 +268,17 @@ class Ledger:
 
     # -- claims ---------------------------------------------------------------------------------------
 
-    def claim(self, namespace: str, connection: str, action: str, keys: Sequence[str], *, owner: str,
-              run: str | None, ttl_s: float) -> dict[str, LedgerEntry]:
+    def claim(
+        self,
+        namespace: str,
+        connection: str,
+        action: str,
+        keys: Sequence[str],
+        *,
+        owner: str,
+        run: str | None,
+        ttl_s: float,
+    ) -> dict[str, LedgerEntry]:
         """Claim keys atomically; returns key -> entry (fresh, under the claim) for those now ours.
 
         A key missing from the answer is claimed by a live writer elsewhere. An expired claim is taken over
@@ -247,17 +291,37 @@ class Ledger:
         ids = sorted(by_id)  # one order for every writer: no deadlock between two claiming the same keys
         with self._lock:
             for i in range(0, len(ids), CHUNK):
-                rows = [{"namespace": namespace, "connection": connection, "action": action, "key": kid,
-                         "key_text": clean(by_id[kid]), "generation": 0, "encoding": ENCODING, "status": "new",
-                         "outcome_unknown": False, "attempts": 0, "updated_at": now, "claim_owner": owner,
-                         "claim_run": clean(run, TEXT_MAX)} for kid in ids[i:i + CHUNK]]
+                rows = [
+                    {
+                        "namespace": namespace,
+                        "connection": connection,
+                        "action": action,
+                        "key": kid,
+                        "key_text": clean(by_id[kid]),
+                        "generation": 0,
+                        "encoding": ENCODING,
+                        "status": "new",
+                        "outcome_unknown": False,
+                        "attempts": 0,
+                        "updated_at": now,
+                        "claim_owner": owner,
+                        "claim_run": clean(run, TEXT_MAX),
+                    }
+                    for kid in ids[i : i + CHUNK]
+                ]
                 ins = insert(self.dialect).values(claim_expires=self._db_now() + ttl_s)
                 stmt = ins.on_conflict_do_update(
                     index_elements=list(PK),
-                    set_={"claim_owner": ins.excluded.claim_owner, "claim_run": ins.excluded.claim_run,
-                          "claim_expires": self._db_now() + ttl_s},
-                    where=sa.or_(t.c.claim_owner.is_(None), t.c.claim_owner == owner,
-                                 t.c.claim_expires < self._db_now()),
+                    set_={
+                        "claim_owner": ins.excluded.claim_owner,
+                        "claim_run": ins.excluded.claim_run,
+                        "claim_expires": self._db_now() + ttl_s,
+                    },
+                    where=sa.or_(
+                        t.c.claim_owner.is_(None),
+                        t.c.claim_owner == owner,
+                        t.c.claim_expires < self._db_now(),
+                    ),
                 ).returning(*t.columns)
                 with self.engine.begin() as conn:
                     for row in conn.execute(stmt, rows):
@@ -269,31 +333,50 @@ class Ledger:
         """Extend every claim ``owner`` still holds; returns how many."""
         t = ledger_table
         with self._lock, self.engine.begin() as conn:
-            return conn.execute(sa.update(t).where(t.c.claim_owner == owner)
-                                .values(claim_expires=self._db_now() + ttl_s)).rowcount
+            return conn.execute(
+                sa.update(t).where(t.c.claim_owner == owner).values(claim_expires=self._db_now() + ttl_s)
+            ).rowcount
 
     def release(self, owner: str) -> int:
         """Give back every claim ``owner`` holds (claims-only rows of keys never sent are deleted)."""
         t = ledger_table
         with self._lock, self.engine.begin() as conn:
             gone = conn.execute(sa.delete(t).where(t.c.claim_owner == owner, t.c.status == "new")).rowcount
-            return gone + conn.execute(sa.update(t).where(t.c.claim_owner == owner)
-                                       .values(claim_owner=None, claim_run=None, claim_expires=None)).rowcount
+            return (
+                gone
+                + conn.execute(
+                    sa.update(t)
+                    .where(t.c.claim_owner == owner)
+                    .values(claim_owner=None, claim_run=None, claim_expires=None)
+                ).rowcount
+            )
 
-    def holder(self, namespace: str, connection: str, action: str, key: str) -> tuple[str | None, float | None]:
+    def holder(
+        self, namespace: str, connection: str, action: str, key: str
+    ) -> tuple[str | None, float | None]:
         """(who holds the claim, seconds left on the database's clock) of one key."""
         t = ledger_table
         query = sa.select(t.c.claim_run, t.c.claim_expires - self._db_now()).where(
-            t.c.namespace == namespace, t.c.connection == connection, t.c.action == action, t.c.key == key_id(key),
-            t.c.claim_owner.is_not(None))
+            t.c.namespace == namespace,
+            t.c.connection == connection,
+            t.c.action == action,
+            t.c.key == key_id(key),
+            t.c.claim_owner.is_not(None),
+        )
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return (row[0], float(row[1])) if row else (None, None)
 
     # -- writes ---------------------------------------------------------------------------------------
 
-    def record_intents(self, intents: Sequence[Intent], *, namespace: str = LEGACY_NAMESPACE,
-                       owner: str | None = None, ttl_s: float = 60.0) -> set[str]:
+    def record_intents(
+        self,
+        intents: Sequence[Intent],
+        *,
+        namespace: str = LEGACY_NAMESPACE,
+        owner: str | None = None,
+        ttl_s: float = 60.0,
+    ) -> set[str]:
         """Durably note that these requests are about to be sent (returns after the commit).
 
         With ``owner``, only keys whose claim ``owner`` still holds are written (and their claims renewed);
@@ -305,18 +388,42 @@ class Ledger:
         now = _now()
         by_id = {key_id(i.key): i.key for i in intents}
         intents = sorted(intents, key=lambda i: (i.connection, i.action, key_id(i.key)))
-        rows = [{
-            "namespace": namespace, "connection": i.connection, "action": i.action, "key": key_id(i.key),
-            "key_text": clean(i.key), "generation": 0, "body_hash": i.body_hash, "encoding": ENCODING,
-            "status": "intent", "operation": i.operation, "idempotency_key": i.idempotency_key,
-            "outcome_unknown": True, "attempts": 1, "last_attempt_at": now, "updated_at": now,
-            "claim_owner": owner,
-        } for i in intents]
+        rows = [
+            {
+                "namespace": namespace,
+                "connection": i.connection,
+                "action": i.action,
+                "key": key_id(i.key),
+                "key_text": clean(i.key),
+                "generation": 0,
+                "body_hash": i.body_hash,
+                "encoding": ENCODING,
+                "status": "intent",
+                "operation": i.operation,
+                "idempotency_key": i.idempotency_key,
+                "outcome_unknown": True,
+                "attempts": 1,
+                "last_attempt_at": now,
+                "updated_at": now,
+                "claim_owner": owner,
+            }
+            for i in intents
+        ]
         ins = insert(self.dialect)
         if owner is not None:
             ins = ins.values(claim_expires=self._db_now() + ttl_s)
-        set_ = {c: ins.excluded[c] for c in ("body_hash", "status", "operation", "idempotency_key",
-                                             "outcome_unknown", "last_attempt_at", "updated_at")}
+        set_ = {
+            c: ins.excluded[c]
+            for c in (
+                "body_hash",
+                "status",
+                "operation",
+                "idempotency_key",
+                "outcome_unknown",
+                "last_attempt_at",
+                "updated_at",
+            )
+        }
         set_["attempts"] = t.c.attempts + 1
         where = None
         if owner is not None:
@@ -326,7 +433,7 @@ class Ledger:
         written: set[str] = set()
         with self._lock, self.engine.begin() as conn:
             for i in range(0, len(rows), CHUNK):
-                written.update(by_id[r[0]] for r in conn.execute(stmt, rows[i:i + CHUNK]))
+                written.update(by_id[r[0]] for r in conn.execute(stmt, rows[i : i + CHUNK]))
         return written
 
     def record_outcomes(self, outcomes: Sequence[Outcome], *, namespace: str = LEGACY_NAMESPACE) -> None:
@@ -343,28 +450,44 @@ class Ledger:
             if o.status not in OUTCOME_STATUSES:
                 raise ValueError(f"not an outcome status: {o.status!r}")
             success = o.status in ("created", "updated")
-            groups["ok" if success else o.status].append({
-                "namespace": namespace, "connection": o.connection, "action": o.action, "key": key_id(o.key),
-                "key_text": clean(o.key), "generation": 0, "body_hash": o.body_hash,
-                "written_hash": o.body_hash if success else None, "encoding": ENCODING,
-                "trackstar_id": clean(o.trackstar_id, TEXT_MAX), "status": o.status,
-                "outcome_unknown": bool(o.outcome_unknown) and not success, "attempts": 0,
-                "http_status": o.http_status, "request_id": clean(o.request_id, TEXT_MAX),
-                "last_error": clean(o.error), "updated_at": now,
-            })
+            groups["ok" if success else o.status].append(
+                {
+                    "namespace": namespace,
+                    "connection": o.connection,
+                    "action": o.action,
+                    "key": key_id(o.key),
+                    "key_text": clean(o.key),
+                    "generation": 0,
+                    "body_hash": o.body_hash,
+                    "written_hash": o.body_hash if success else None,
+                    "encoding": ENCODING,
+                    "trackstar_id": clean(o.trackstar_id, TEXT_MAX),
+                    "status": o.status,
+                    "outcome_unknown": bool(o.outcome_unknown) and not success,
+                    "attempts": 0,
+                    "http_status": o.http_status,
+                    "request_id": clean(o.request_id, TEXT_MAX),
+                    "last_error": clean(o.error),
+                    "updated_at": now,
+                }
+            )
         common = ("status", "outcome_unknown", "http_status", "request_id", "last_error", "updated_at")
         with self._lock, self.engine.begin() as conn:
             for name, rows in groups.items():
                 if not rows:
                     continue
                 ins = insert(self.dialect)
-                cols = (*common, "trackstar_id", "written_hash", "body_hash", "encoding") if name == "ok" else common
+                cols = (
+                    (*common, "trackstar_id", "written_hash", "body_hash", "encoding")
+                    if name == "ok"
+                    else common
+                )
                 set_: dict[str, Any] = {c: ins.excluded[c] for c in cols}
                 if name == "rejected":
                     set_["generation"] = t.c.generation + 1
                 stmt = ins.on_conflict_do_update(index_elements=list(PK), set_=set_)
                 for i in range(0, len(rows), CHUNK):
-                    conn.execute(stmt, rows[i:i + CHUNK])
+                    conn.execute(stmt, rows[i : i + CHUNK])
 
     def record_held(self, namespace: str, held: Sequence[Held]) -> int:
         """Records found in Trackstar by their tag (a rebuild): ``created`` rows; a row that already knows
@@ -373,25 +496,44 @@ class Ledger:
             return 0
         t = ledger_table
         now = _now()
-        rows = [{
-            "namespace": namespace, "connection": h.connection, "action": h.action, "key": h.key_id,
-            "key_text": clean(h.key_text), "generation": 0, "body_hash": h.written_hash,
-            "written_hash": h.written_hash, "encoding": ENCODING, "trackstar_id": clean(h.trackstar_id, TEXT_MAX),
-            "status": "created", "outcome_unknown": False, "attempts": 0, "updated_at": now,
-            "last_error": "found in Trackstar by its tag (ledger rebuilt)",
-        } for h in held]
+        rows = [
+            {
+                "namespace": namespace,
+                "connection": h.connection,
+                "action": h.action,
+                "key": h.key_id,
+                "key_text": clean(h.key_text),
+                "generation": 0,
+                "body_hash": h.written_hash,
+                "written_hash": h.written_hash,
+                "encoding": ENCODING,
+                "trackstar_id": clean(h.trackstar_id, TEXT_MAX),
+                "status": "created",
+                "outcome_unknown": False,
+                "attempts": 0,
+                "updated_at": now,
+                "last_error": "found in Trackstar by its tag (ledger rebuilt)",
+            }
+            for h in held
+        ]
         ins = insert(self.dialect)
         cols = ("trackstar_id", "written_hash", "status", "outcome_unknown", "updated_at", "last_error")
-        stmt = ins.on_conflict_do_update(index_elements=list(PK), set_={c: ins.excluded[c] for c in cols},
-                                         where=t.c.trackstar_id.is_(None)).returning(t.c.key)
+        stmt = ins.on_conflict_do_update(
+            index_elements=list(PK), set_={c: ins.excluded[c] for c in cols}, where=t.c.trackstar_id.is_(None)
+        ).returning(t.c.key)
         n = 0
         with self._lock, self.engine.begin() as conn:
             for i in range(0, len(rows), CHUNK):
-                n += len(conn.execute(stmt, rows[i:i + CHUNK]).all())
+                n += len(conn.execute(stmt, rows[i : i + CHUNK]).all())
         return n
 
-    def forget(self, connection: str, action: str | None = None, keys: Iterable[str] | None = None,
-               namespace: str | None = None) -> int:
+    def forget(
+        self,
+        connection: str,
+        action: str | None = None,
+        keys: Iterable[str] | None = None,
+        namespace: str | None = None,
+    ) -> int:
         """Delete rows (e.g. after records were deleted in Trackstar on purpose). Returns the count."""
         t = ledger_table
         where = [t.c.connection == connection]
@@ -405,7 +547,7 @@ class Ledger:
                 return conn.execute(sa.delete(t).where(*where)).rowcount
             ids = [key_id(k) for k in keys]
             for i in range(0, len(ids), CHUNK):
-                total += conn.execute(sa.delete(t).where(*where, t.c.key.in_(ids[i:i + CHUNK]))).rowcount
+                total += conn.execute(sa.delete(t).where(*where, t.c.key.in_(ids[i : i + CHUNK]))).rowcount
         return total
 
 

@@ -87,7 +87,9 @@ class LedgerEntry:
         """A create may have taken effect without us knowing its id: look it up before sending again."""
         if self.trackstar_id is not None:
             return False
-        return self.status in ("created", "updated") or (self.outcome_unknown and self.status in ("intent", "failed"))
+        return self.status in ("created", "updated") or (
+            self.outcome_unknown and self.status in ("intent", "failed")
+        )
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,6 @@ class Held:
     trackstar_id: str
     written_hash: str | None = None
     key_text: str | None = None
-
 
 
 def clean(text: str | None, limit: int | None = None) -> str | None:

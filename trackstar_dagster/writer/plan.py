@@ -63,8 +63,12 @@ def legacy_body_hashes(item: Item) -> set[str]:
     texts = {item.text}
     if item.tag is not None:
         old = legacy_key_tag(item.action, item.key)
-        texts |= {item.text.replace(new, old_text, 1) for new in _json_variants(item.tag) if new in item.text
-                  for old_text in _json_variants(old)}
+        texts |= {
+            item.text.replace(new, old_text, 1)
+            for new in _json_variants(item.tag)
+            if new in item.text
+            for old_text in _json_variants(old)
+        }
     texts |= {_WHOLE_SECOND.sub(r'\1.000000Z"', t) for t in texts}
     texts.discard(item.text)
     return {hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts}
@@ -106,7 +110,9 @@ class Planner:
         self.claim_ttl_s = claim_ttl_s
         self.log = log
         self.rebuilt: dict[str, int] = {}  # connection -> ledger rows learnt from Trackstar
-        self.migrated: dict[tuple[str, str], dict[str, str]] = {}  # (connection, action) -> key id -> new hash
+        self.migrated: dict[
+            tuple[str, str], dict[str, str]
+        ] = {}  # (connection, action) -> key id -> new hash
 
     def parse(self, frame: pd.DataFrame) -> list[Item]:
         """The frame's records as items; records that cannot be sent at all get their row here."""
@@ -128,7 +134,9 @@ class Planner:
         row = self.results.row
         self.results.start(len(ids))
         items: list[Item] = []
-        for idx, ((connection, action, key), body, body_hash) in enumerate(zip(ids, bodies, hashes, strict=True)):
+        for idx, ((connection, action, key), body, body_hash) in enumerate(
+            zip(ids, bodies, hashes, strict=True)
+        ):
             problem = key_problem(key)
             if problem:
                 row(idx, key, connection, action, "rejected", error=problem)
@@ -144,7 +152,9 @@ class Planner:
             if not isinstance(parsed, dict):
                 row(idx, key, connection, action, "rejected", error="body is not a JSON object")
                 continue
-            if connection not in self.tokens or (isinstance(self.clients, Mapping) and connection not in self.clients):
+            if connection not in self.tokens or (
+                isinstance(self.clients, Mapping) and connection not in self.clients
+            ):
                 reason = f"no access token (or client) for connection {connection!r}"
                 self.results.stopped.setdefault(connection, reason)
                 row(idx, key, connection, action, "failed", error=reason)
@@ -160,8 +170,24 @@ class Planner:
             else:
                 tag = next((t for t in proofs if has_tag(parsed, t)), None)
             tags = tuple(dict.fromkeys([tag, *proofs])) if tag else ()
-            items.append(Item(idx, key, connection, action, parsed, body_hash, spec, None, "create", "send",
-                              text=text, content=content, tag=tag, tags=tags))
+            items.append(
+                Item(
+                    idx,
+                    key,
+                    connection,
+                    action,
+                    parsed,
+                    body_hash,
+                    spec,
+                    None,
+                    "create",
+                    "send",
+                    text=text,
+                    content=content,
+                    tag=tag,
+                    tags=tags,
+                )
+            )
         return items
 
     async def plan(self, frame: pd.DataFrame) -> list[Item]:
@@ -175,13 +201,21 @@ class Planner:
         for (connection, action), items in groups.items():
             lane = self.lane(connection)
             keys = [i.key for i in items]
-            await asyncio.to_thread(self.ledger.adopt_legacy, self.namespace, connection, action,
-                                    [key_id(k) for k in keys])
+            await asyncio.to_thread(
+                self.ledger.adopt_legacy, self.namespace, connection, action, [key_id(k) for k in keys]
+            )
             if await self._should_rebuild(connection, action, items):
                 await self._rebuild(lane, items)
             claimed = await asyncio.to_thread(
-                self.ledger.claim, self.namespace, connection, action, keys, owner=self.owner,
-                run=self.run_label, ttl_s=self.claim_ttl_s)
+                self.ledger.claim,
+                self.namespace,
+                connection,
+                action,
+                keys,
+                owner=self.owner,
+                run=self.run_label,
+                ttl_s=self.claim_ttl_s,
+            )
             unverified: list[Item] = []
             for item in items:
                 entry = claimed.get(item.key)
@@ -217,16 +251,22 @@ class Planner:
                 self.results.stop(lane, e)
                 return
             # this connection cannot list (501) or read (403) its records: nothing to learn, nothing to prove
-            self.log.warning(f"Trackstar writer: {lane.connection!r} cannot list its {spec.resource} ({e.status}); "
-                             f"a lost ledger cannot be rebuilt for it: exactly once rests on the ledger and on "
-                             f"Trackstar honouring Idempotency-Key")
+            self.log.warning(
+                f"Trackstar writer: {lane.connection!r} cannot list its {spec.resource} ({e.status}); "
+                f"a lost ledger cannot be rebuilt for it: exactly once rests on the ledger and on "
+                f"Trackstar honouring Idempotency-Key"
+            )
             return
         except TrackstarError as e:
             # cannot learn: sending blind could duplicate what a lost ledger had written
-            self.results.stop_lane(lane, (
-                f"{lane.connection}: could not list its {spec.resource} to learn what Trackstar "
-                f"already holds (the ledger has no history of it): {e}; its records were not sent "
-                f"(sending blind could store them twice)"))
+            self.results.stop_lane(
+                lane,
+                (
+                    f"{lane.connection}: could not list its {spec.resource} to learn what Trackstar "
+                    f"already holds (the ledger has no history of it): {e}; its records were not sent "
+                    f"(sending blind could store them twice)"
+                ),
+            )
             return
         held: dict[str, Held] = {}
         for tag, records in found.items():
@@ -235,11 +275,14 @@ class Planner:
                 continue
             record = oldest(records)
             if len(records) > 1:
-                self.log.warning(f"Trackstar writer: {len(records)} {spec.resource} of {lane.connection!r} carry the "
-                                 f"tag of key {item.key!r}; adopting the oldest, {record.get('id')!r}")
+                self.log.warning(
+                    f"Trackstar writer: {len(records)} {spec.resource} of {lane.connection!r} carry the "
+                    f"tag of key {item.key!r}; adopting the oldest, {record.get('id')!r}"
+                )
             written = item.body_hash if held_matches(record, item.body) else None
-            held[item.key] = Held(item.connection, item.action, key_id(item.key), str(record["id"]), written,
-                                  item.key)
+            held[item.key] = Held(
+                item.connection, item.action, key_id(item.key), str(record["id"]), written, item.key
+            )
         n = await asyncio.to_thread(self.ledger.record_held, self.namespace, list(held.values()))
         self.rebuilt[lane.connection] = self.rebuilt.get(lane.connection, 0) + n
         say = self.log.warning if held else self.log.info
@@ -255,16 +298,29 @@ class Planner:
         if left is not None:
             self.results.wait_at_least(max(1.0, left))
         who = f"run {run!r}" if run else "another writer"
-        self.results.row(item.idx, item.key, item.connection, item.action, "in_flight_elsewhere",
-                         error=f"being written by {who} (its claim holds {max(left or 0, 0):.0f} s more); not sent")
+        self.results.row(
+            item.idx,
+            item.key,
+            item.connection,
+            item.action,
+            "in_flight_elsewhere",
+            error=f"being written by {who} (its claim holds {max(left or 0, 0):.0f} s more); not sent",
+        )
 
     def _held_body_is(self, item: Item) -> None:
         """Trackstar holds this body (proven): its ledger row learns this release's hash of it."""
         self.migrated.setdefault((item.connection, item.action), {})[key_id(item.key)] = item.body_hash
 
     def _unchanged(self, item: Item, **values: Any) -> bool:
-        self.results.row(item.idx, item.key, item.connection, item.action, "unchanged",
-                         trackstar_id=item.trackstar_id, **values)
+        self.results.row(
+            item.idx,
+            item.key,
+            item.connection,
+            item.action,
+            "unchanged",
+            trackstar_id=item.trackstar_id,
+            **values,
+        )
         return True
 
     def _decide(self, item: Item, entry: LedgerEntry, unverified: list[Item]) -> bool:
@@ -293,8 +349,10 @@ class Planner:
     def _changed(self, item: Item) -> bool:
         """Trackstar holds another body of this record: update it (upsert) or report it (create_only)."""
         if self.mode == "create_only" or item.spec.update is None:
-            error = BODY_CHANGED_MESSAGE if self.mode == "create_only" else (
-                f"body changed but {item.action} has no update path; not sent"
+            error = (
+                BODY_CHANGED_MESSAGE
+                if self.mode == "create_only"
+                else (f"body changed but {item.action} has no update path; not sent")
             )
             return self._unchanged(item, error=error, body_changed=True)
         item.operation = "update"
@@ -306,9 +364,12 @@ class Planner:
         out: list[Item] = []
         spec = items[0].spec
         for i in range(0, len(items), 100):
-            chunk = items[i:i + 100]
+            chunk = items[i : i + 100]
             records = await lane.client.alist_records(
-                spec.lookup_path, lane.token, filters={"ids[in]": ",".join(str(x.trackstar_id) for x in chunk)})
+                spec.lookup_path,
+                lane.token,
+                filters={"ids[in]": ",".join(str(x.trackstar_id) for x in chunk)},
+            )
             by_id = {str(r.get("id")): r for r in records}
             for item in chunk:
                 record = by_id.get(str(item.trackstar_id))

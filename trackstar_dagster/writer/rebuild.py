@@ -56,8 +56,9 @@ def _filters(since: str | None) -> dict[str, str] | None:
     return {"trackstar_created_date[gte]": since} if since else None
 
 
-async def find_tagged(client: Any, spec: ActionSpec, token: str, wanted: Iterable[str],
-                      since: str | None = None) -> dict[str, list[dict[str, Any]]]:
+async def find_tagged(
+    client: Any, spec: ActionSpec, token: str, wanted: Iterable[str], since: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """Tag -> the records carrying it, for the ``wanted`` tags, from one listing of the connection's records
     (``since``: an ISO date-time bounding ``trackstar_created_date``)."""
     wanted = set(wanted)
@@ -68,8 +69,16 @@ async def find_tagged(client: Any, spec: ActionSpec, token: str, wanted: Iterabl
     return found
 
 
-def rebuild_ledger(client: Any, ledger: Ledger, *, namespace: str, connection: str, token: str,
-                   action: str = "create_order", since: str | None = None) -> int:
+def rebuild_ledger(
+    client: Any,
+    ledger: Ledger,
+    *,
+    namespace: str,
+    connection: str,
+    token: str,
+    action: str = "create_order",
+    since: str | None = None,
+) -> int:
     """By hand, after a lost ledger: every record of the connection carrying one of ``namespace``'s tags
     becomes a ``created`` ledger row (its body not yet verified: the next ``upsert`` run compares it).
     Rows that already know their Trackstar id are left alone. Returns the rows written."""

@@ -55,7 +55,9 @@ class Reconciler:
         spec = item.spec
         # this release's tag; the first release's too when the ledger row (or its absence) allows it
         legacy = item.entry is None or item.entry.encoding < ENCODING
-        searches: list[dict[str, str]] = [{"trackstar_tags[contains]": t} for t in item.tags[: None if legacy else 1]]
+        searches: list[dict[str, str]] = [
+            {"trackstar_tags[contains]": t} for t in item.tags[: None if legacy else 1]
+        ]
         found: dict[str, dict[str, Any]] = {}
         for search in searches:
             try:
@@ -92,15 +94,26 @@ class Reconciler:
                 found = await self.lookup(lane, item)
                 break
             except TrackstarAuthError as e:
-                self.results.finish(lane, item, "failed", error=self.results.stop(lane, e), http_status=e.status)
+                self.results.finish(
+                    lane, item, "failed", error=self.results.stop(lane, e), http_status=e.status
+                )
                 return True
             except TrackstarError as e:
-                if self.results.server_error(lane, e) or tries >= self.retry.max_attempts or waited > self.retry.max_wait_s:
+                if (
+                    self.results.server_error(lane, e)
+                    or tries >= self.retry.max_attempts
+                    or waited > self.retry.max_wait_s
+                ):
                     self.results.note_retry_after(e)
                     self.results.finish(
-                        lane, item, "failed", http_status=e.status, origin=e.origin, request_id=e.request_id,
+                        lane,
+                        item,
+                        "failed",
+                        http_status=e.status,
+                        origin=e.origin,
+                        request_id=e.request_id,
                         error=f"outcome unknown: the request may have been stored, and the look-up failed: "
-                              f"{lane.stop_reason or e}",
+                        f"{lane.stop_reason or e}",
                     )
                     return True
                 wait = e.retry_after or self.retry.backoff(tries)
@@ -111,8 +124,15 @@ class Reconciler:
         record_id = str(found["id"])
         item.trackstar_id = record_id
         # ours for sure when it holds this body's values, or when the unknown request was this body's
-        mine = held_matches(found, item.body) or item.sent_unknown or (
-            item.entry is not None and item.entry.status == "intent" and item.entry.body_hash == item.body_hash)
+        mine = (
+            held_matches(found, item.body)
+            or item.sent_unknown
+            or (
+                item.entry is not None
+                and item.entry.status == "intent"
+                and item.entry.body_hash == item.body_hash
+            )
+        )
         if mine:
             self.results.finish(lane, item, "created", trackstar_id=record_id, reconciled=True)
             return True
@@ -124,7 +144,13 @@ class Reconciler:
             lane.requeue(item)
             return True
         self.results.finish(
-            lane, item, "unchanged", ledger_status="none", trackstar_id=record_id,
-            error=BODY_CHANGED_MESSAGE, body_changed=True, reconciled=True,
+            lane,
+            item,
+            "unchanged",
+            ledger_status="none",
+            trackstar_id=record_id,
+            error=BODY_CHANGED_MESSAGE,
+            body_changed=True,
+            reconciled=True,
         )
         return True

@@ -31,7 +31,17 @@ RESULT_COLUMNS = [
     "body_changed",
     "reconciled",
 ]
-FAILURE_COLUMNS = ["key", "connection", "action", "status", "http_status", "error", "origin", "request_id", "attempts"]
+FAILURE_COLUMNS = [
+    "key",
+    "connection",
+    "action",
+    "status",
+    "http_status",
+    "error",
+    "origin",
+    "request_id",
+    "attempts",
+]
 STATUSES = ("created", "updated", "unchanged", "rejected", "failed", "in_flight_elsewhere")
 
 
@@ -134,7 +144,9 @@ class FailurePolicy:
         rejected_share = report.rejected / total
         failed_over = report.failed > 0 and failed_share > self.max_failed_share
         rejected_over = (
-            self.max_rejected_share is not None and report.rejected > 0 and rejected_share > self.max_rejected_share
+            self.max_rejected_share is not None
+            and report.rejected > 0
+            and rejected_share > self.max_rejected_share
         )
         problems: list[str] = []
         if failed_over:
@@ -151,8 +163,10 @@ class FailurePolicy:
             problems.append(f"connection {connection!r} stopped: {reason}")
         elsewhere = report.in_flight_elsewhere
         if elsewhere:
-            problems.append(f"{elsewhere} of {report.total} records are being written by another run right now "
-                            f"(claimed in the ledger); not sent here, retry after it")
+            problems.append(
+                f"{elsewhere} of {report.total} records are being written by another run right now "
+                f"(claimed in the ledger); not sent here, retry after it"
+            )
         ok = not (failed_over or rejected_over or elsewhere)
         # a transient failure (no stopped connection, nothing rejected over the limit) is worth a retry
         retryable = (

@@ -68,7 +68,9 @@ class Results:
         self.rows[idx] = row
         self.done += 1
 
-    def finish(self, lane: Lane, item: Item, status: str, *, ledger_status: str | None = None, **values: Any) -> None:
+    def finish(
+        self, lane: Lane, item: Item, status: str, *, ledger_status: str | None = None, **values: Any
+    ) -> None:
         """Result row + ledger outcome for one record; wakes the lane's end when it was the last one."""
         now = time.monotonic()
         self.row(
@@ -106,7 +108,12 @@ class Results:
     def fail(self, lane: Lane, item: Item, err: TrackstarError, *, prefix: str) -> None:
         """``failed``: not written, worth another run (the ledger keeps whether the outcome is unknown)."""
         self.finish(
-            lane, item, "failed", error=f"{prefix}: {err}", http_status=err.status, origin=err.origin,
+            lane,
+            item,
+            "failed",
+            error=f"{prefix}: {err}",
+            http_status=err.status,
+            origin=err.origin,
             request_id=err.request_id,
         )
 
@@ -121,8 +128,11 @@ class Results:
 
     def note_held(self, item: Item, trackstar_id: str) -> None:
         """The ledger learns that Trackstar holds an earlier body of this record (not this run's body)."""
-        self.outcomes.append(Outcome(item.connection, item.action, item.key, "created", body_hash=None,
-                                     trackstar_id=trackstar_id))
+        self.outcomes.append(
+            Outcome(
+                item.connection, item.action, item.key, "created", body_hash=None, trackstar_id=trackstar_id
+            )
+        )
 
     # -- stopping connections and asking to wait ------------------------------------------------------
 
@@ -147,10 +157,14 @@ class Results:
             return lane.stop_reason is not None
         lane.server_errors += 1
         if lane.server_errors >= self.max_consecutive_5xx and lane.stop_reason is None:
-            self.stop_lane(lane, (
-                f"{lane.connection}: {lane.server_errors} consecutive 5xx answers (the last {err.status}); stopped this "
-                f"connection (Trackstar or the integration is down); its remaining records were not sent and are "
-                f"picked up by the next run"))
+            self.stop_lane(
+                lane,
+                (
+                    f"{lane.connection}: {lane.server_errors} consecutive 5xx answers (the last {err.status}); stopped this "
+                    f"connection (Trackstar or the integration is down); its remaining records were not sent and are "
+                    f"picked up by the next run"
+                ),
+            )
         return lane.stop_reason is not None
 
     def note_retry_after(self, err: TrackstarError) -> None:
@@ -185,7 +199,9 @@ class Results:
         counts = {s: int((results["status"] == s).sum()) for s in STATUSES}
         window = (self.last_finish - self.first_send) if (self.first_send and self.last_finish) else 0.0
         lat = np.array(self.latencies) if self.latencies else None
-        failures = results[results["status"].isin(["failed", "rejected"])][FAILURE_COLUMNS].reset_index(drop=True)
+        failures = results[results["status"].isin(["failed", "rejected"])][FAILURE_COLUMNS].reset_index(
+            drop=True
+        )
         report = WriteReport(
             results=results,
             counts=counts,

@@ -93,11 +93,24 @@ class Run:
         self.results = Results(self.log, max_consecutive_5xx=max_consecutive_5xx)
         self.reconciler = Reconciler(self.results, retry, mode=mode, log=self.log)
         self.sender = Sender(self.results, self.reconciler, retry, tag_namespace=namespace, log=self.log)
-        self.flusher = OutcomeFlusher(ledger, self.results, namespace=self.namespace, owner=self.owner, log=self.log)
+        self.flusher = OutcomeFlusher(
+            ledger, self.results, namespace=self.namespace, owner=self.owner, log=self.log
+        )
         self.planner = Planner(
-            ledger, self.results, self.lane, tokens=tokens, clients=client, mode=mode, namespace=self.namespace,
-            tag_namespace=namespace, owner=self.owner, run_label=run_label, rebuild=rebuild,
-            rebuild_since=rebuild_since, claim_ttl_s=self.claim_ttl_s, log=self.log,
+            ledger,
+            self.results,
+            self.lane,
+            tokens=tokens,
+            clients=client,
+            mode=mode,
+            namespace=self.namespace,
+            tag_namespace=namespace,
+            owner=self.owner,
+            run_label=run_label,
+            rebuild=rebuild,
+            rebuild_since=rebuild_since,
+            claim_ttl_s=self.claim_ttl_s,
+            log=self.log,
         )
 
     def client_for(self, connection: str) -> WriterClient:
@@ -109,7 +122,9 @@ class Run:
         """The connection's lane, made on first use (its client, and its pacer at that client's rate)."""
         lane = self.lanes.get(connection)
         if lane is None:
-            lane = self.lanes[connection] = Lane(connection, self.tokens[connection], self.client_for(connection))
+            lane = self.lanes[connection] = Lane(
+                connection, self.tokens[connection], self.client_for(connection)
+            )
             lane.pacer = Pacer(self.pace(lane.client))
         return lane
 
@@ -126,18 +141,31 @@ class Run:
                         self.results.finish(lane, item, "failed", error=lane.stop_reason)
                     continue
                 intents = [
-                    Intent(i.connection, i.action, i.key, i.body_hash, self.sender.idempotency_key(i), i.operation)
+                    Intent(
+                        i.connection,
+                        i.action,
+                        i.key,
+                        i.body_hash,
+                        self.sender.idempotency_key(i),
+                        i.operation,
+                    )
                     for i in batch
                 ]
                 written = await asyncio.to_thread(
-                    self.ledger.record_intents, intents, namespace=self.namespace, owner=self.owner,
-                    ttl_s=self.claim_ttl_s)
+                    self.ledger.record_intents,
+                    intents,
+                    namespace=self.namespace,
+                    owner=self.owner,
+                    ttl_s=self.claim_ttl_s,
+                )
                 for item in batch:
                     if item.key in written:
                         lane.ready.put_nowait(item)
                     else:  # our claim expired and another run took it over: it is theirs now
-                        self.log.warning(f"Trackstar writer: lost the claim on key {item.key!r} of "
-                                         f"{item.connection!r} to another run; not sent")
+                        self.log.warning(
+                            f"Trackstar writer: lost the claim on key {item.key!r} of "
+                            f"{item.connection!r} to another run; not sent"
+                        )
                         self.planner.in_flight_elsewhere(item)
                         lane.unfinished -= 1
                 continue
@@ -346,7 +374,7 @@ def write_payloads(
             return await awrite_payloads(payloads, client, tokens, ledger, **options)
         finally:
             # the client's async httpx pool belongs to this loop, which ends here
-            for c in (client.values() if isinstance(client, Mapping) else [client]):
+            for c in client.values() if isinstance(client, Mapping) else [client]:
                 aclose = getattr(c, "aclose", None)
                 if aclose is not None:
                     with contextlib.suppress(Exception):
@@ -377,6 +405,9 @@ def write_payloads(
                 with contextlib.suppress(BaseException):  # a second interrupt: keep closing, within the bound
                     concurrent.futures.wait([done], timeout=max(0.0, deadline - time.monotonic()))
             if not done.done():
-                _log.error("Trackstar writer: the run did not close within %.0f s of the interrupt; records in "
-                           "flight stay intents and are looked up by the next run", close_timeout_s)
+                _log.error(
+                    "Trackstar writer: the run did not close within %.0f s of the interrupt; records in "
+                    "flight stay intents and are looked up by the next run",
+                    close_timeout_s,
+                )
         raise

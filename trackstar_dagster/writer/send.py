@@ -45,7 +45,9 @@ def idempotency_key(namespace: str | None, item: Item) -> str:
 def key_reused(err: TrackstarError) -> bool:
     """A 400 saying the Idempotency-Key was used with another body: an earlier request of this record may
     have been stored (or is being stored); look it up, never call the record rejected."""
-    return isinstance(err, TrackstarBadRequestError) and "idempotency" in str(err.error or err.message).lower()
+    return (
+        isinstance(err, TrackstarBadRequestError) and "idempotency" in str(err.error or err.message).lower()
+    )
 
 
 def rejection_message(err: TrackstarError) -> str:
@@ -61,15 +63,23 @@ def rejection_message(err: TrackstarError) -> str:
 async def send_request(lane: Lane, item: Item, method: str, path: str, key: str) -> WriteResponse:
     """The write request itself: the item's JSON text, byte for byte as the mapping built and hashed it, to
     ``method path`` on the lane's connection. Sent once: a 429 or any failure comes back as an error."""
-    return await lane.client.awrite(method, path, item.content or item.text.encode("utf-8"), lane.token,
-                                    idempotency_key=key)
+    return await lane.client.awrite(
+        method, path, item.content or item.text.encode("utf-8"), lane.token, idempotency_key=key
+    )
 
 
 class Sender:
     """Sends one record until a definite answer (see the module docstring)."""
 
-    def __init__(self, results: Results, reconciler: Reconciler, retry: RetryPolicy, *,
-                 tag_namespace: str | None, log: logging.Logger | Any) -> None:
+    def __init__(
+        self,
+        results: Results,
+        reconciler: Reconciler,
+        retry: RetryPolicy,
+        *,
+        tag_namespace: str | None,
+        log: logging.Logger | Any,
+    ) -> None:
         self.results = results
         self.reconciler = reconciler
         self.retry = retry
@@ -110,8 +120,13 @@ class Sender:
                 continue
             except (TrackstarAuthError, TrackstarNotImplementedError) as e:
                 results.finish(
-                    lane, item, "failed", error=results.stop(lane, e), http_status=e.status,
-                    origin=e.origin, request_id=e.request_id,
+                    lane,
+                    item,
+                    "failed",
+                    error=results.stop(lane, e),
+                    http_status=e.status,
+                    origin=e.origin,
+                    request_id=e.request_id,
                 )
                 return
             except TrackstarError as e:
@@ -120,19 +135,36 @@ class Sender:
                     return
                 collided = isinstance(e, TrackstarConflictError) or key_reused(e)
                 if not (e.outcome_unknown or collided or (e.status is None)):
-                    results.finish(lane, item, "rejected", error=rejection_message(e), http_status=e.status,
-                                   origin=e.origin, request_id=e.request_id)
+                    results.finish(
+                        lane,
+                        item,
+                        "rejected",
+                        error=rejection_message(e),
+                        http_status=e.status,
+                        origin=e.origin,
+                        request_id=e.request_id,
+                    )
                     return
                 if e.outcome_unknown or collided:
                     item.unknown = True
                 item.sent_unknown = item.sent_unknown or bool(e.outcome_unknown)
                 if item.attempts >= retry.max_attempts:
                     results.note_retry_after(e)
-                    results.fail(lane, item, e, prefix=f"outcome unknown after {item.attempts} attempts"
-                                 if item.unknown else f"gave up after {item.attempts} attempts")
+                    results.fail(
+                        lane,
+                        item,
+                        e,
+                        prefix=f"outcome unknown after {item.attempts} attempts"
+                        if item.unknown
+                        else f"gave up after {item.attempts} attempts",
+                    )
                     return
                 await asyncio.sleep(e.retry_after or retry.backoff(item.attempts))
-                if item.unknown and item.operation == "create" and await self.reconciler.reconcile(lane, item):
+                if (
+                    item.unknown
+                    and item.operation == "create"
+                    and await self.reconciler.reconcile(lane, item)
+                ):
                     return
                 continue
             lane.server_errors = 0
@@ -141,8 +173,14 @@ class Sender:
             item.trackstar_id = resp.id or item.trackstar_id
             status = "updated" if item.operation == "update" else "created"
             results.finish(
-                lane, item, status, trackstar_id=item.trackstar_id, http_status=resp.status_code,
-                unused_fields=list(resp.unused_fields), request_id=resp.request_id, latency_s=latency,
+                lane,
+                item,
+                status,
+                trackstar_id=item.trackstar_id,
+                http_status=resp.status_code,
+                unused_fields=list(resp.unused_fields),
+                request_id=resp.request_id,
+                latency_s=latency,
                 reconciled=bool(resp.replayed),
             )
             if resp.unused_fields:

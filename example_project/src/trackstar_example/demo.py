@@ -34,8 +34,12 @@ def main() -> int:
 
     from trackstar_dagster.sandbox.server import run_sandbox
 
-    with run_sandbox(subprocess=True, latency=0.0, log_file=str(DEMO_DIR / "sandbox.log"),
-                     state_file=str(DEMO_DIR / "sandbox.sqlite")) as sandbox:
+    with run_sandbox(
+        subprocess=True,
+        latency=0.0,
+        log_file=str(DEMO_DIR / "sandbox.log"),
+        state_file=str(DEMO_DIR / "sandbox.sqlite"),
+    ) as sandbox:
         os.environ["TRACKSTAR_BASE_URL"] = sandbox.base_url
         log(f"Trackstar sandbox on {sandbox.base_url} (log: {DEMO_DIR / 'sandbox.log'})")
         return run_demo(sandbox)
@@ -59,7 +63,9 @@ def run_demo(sandbox) -> int:
 
     schema_job = dg.define_asset_job("trackstar_schemas", selection=dg.AssetSelection.groups("trackstar"))
     schema_defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[schema_job]))
-    result = schema_defs.resolve_job_def("trackstar_schemas").execute_in_process(instance=instance, run_config=QUIET)
+    result = schema_defs.resolve_job_def("trackstar_schemas").execute_in_process(
+        instance=instance, run_config=QUIET
+    )
     log(f"Catalog and write-info materialized: {'ok' if result.success else 'FAILED'}")
     if not result.success:
         return 1
@@ -72,23 +78,30 @@ def run_demo(sandbox) -> int:
         result = job.execute_in_process(
             instance=instance,
             run_config=QUIET,
-            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end,
-                  "trackstar/demo": attempt},
+            tags={
+                "dagster/asset_partition_range_start": start,
+                "dagster/asset_partition_range_end": end,
+                "trackstar/demo": attempt,
+            },
             raise_on_error=False,
         )
         elapsed = time.monotonic() - t0
-        log(f"\n== Backfill {start} .. {end} ({BACKFILL_DAYS} daily partitions, one run), {attempt} time: "
-            f"{'success' if result.success else 'FAILED'} in {elapsed:.1f}s")
+        log(
+            f"\n== Backfill {start} .. {end} ({BACKFILL_DAYS} daily partitions, one run), {attempt} time: "
+            f"{'success' if result.success else 'FAILED'} in {elapsed:.1f}s"
+        )
         print_summary(result)
         if not result.success:
             return 1
 
     stored = len(sandbox.records("orders"))
     log(f"\nThe sandbox holds {stored} orders (each written once).")
-    log("\nTo see lineage, checks and the plots in the Dagster UI:\n"
+    log(
+        "\nTo see lineage, checks and the plots in the Dagster UI:\n"
         f"  DAGSTER_HOME={Path(os.environ['DAGSTER_HOME'])} .venv/bin/dagster dev -w workspace.yaml\n"
         "(for new runs, start the sandbox with the demo's orders first:\n"
-        "  .venv/bin/trackstar-sandbox --port 8787 --state .demo/sandbox.sqlite)")
+        "  .venv/bin/trackstar-sandbox --port 8787 --state .demo/sandbox.sqlite)"
+    )
     return 0
 
 
