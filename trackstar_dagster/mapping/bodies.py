@@ -91,9 +91,8 @@ def _tag_texts(
     if not tagging.any():
         return [None] * len(keys), obj_array([None] * len(keys))
     if keys and not lookalike and not ESCAPE.search(prefix + "|".join(keys)) and max(map(len, keys)) <= limit:
-        texts = [
-            prefix + k for k in keys
-        ]  # == key_tag(action, k, namespace): plain keys are their own key id
+        # == key_tag(action, k, namespace): plain keys are their own key id
+        texts = [prefix + k for k in keys]
         quoted = obj_array(['"' + t + '"' for t in texts])
     else:
         texts = [key_tag(action, k, namespace) for k in keys]

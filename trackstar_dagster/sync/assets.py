@@ -120,9 +120,8 @@ def build_trackstar_sync_assets(
         frame = sync.load_rows(context, window).reset_index(drop=True)
         targets = resolve_targets(trackstar, sync.mapping, context.log)
         batch = build_payloads(frame, sync.tagged_mapping, targets)
-        PayloadsModel.validate(
-            batch.payloads
-        )  # the outputs' own contract, before anything downstream uses them
+        # the outputs' own contract, before anything downstream uses them
+        PayloadsModel.validate(batch.payloads)
         RejectsModel.validate(batch.rejects)
         for conn, dropped in batch.dropped_fields.items():
             context.log.info(

@@ -52,9 +52,8 @@ def build_trackstar_sync_definitions(
         partitions_def=sync.partitions_def,
         tags=dict(sync.tags) or None,
     )
-    schedules: list[
-        Any
-    ] = []  # a ScheduleDefinition, or the unresolved one build_schedule_from_partitioned_job makes
+    # a ScheduleDefinition, or the unresolved one build_schedule_from_partitioned_job makes
+    schedules: list[Any] = []
     if isinstance(schedule, dg.ScheduleDefinition):
         schedules.append(schedule)
     elif schedule:
