@@ -4,11 +4,8 @@ One row per (namespace, connection, action, key id). The namespace is the sync's
 token never share a row; the key id is ``keys.key_id`` (the key, or a hash of a long one), so every backend
 holds every key. What a row guards:
 
-* **Claims** (``claim_owner``, ``claim_expires`` on the database's clock): a writer claims its keys before
-  it decides anything about them, atomically (``INSERT .. ON CONFLICT DO UPDATE .. WHERE`` the row is free,
-  ours, or expired). A key claimed by a live writer elsewhere is not touched; an expired claim is taken over
-  and the record looked up before it is sent again. Claims are renewed while held and released when the
-  writer ends, so two runs (processes, hosts) never both send one key.
+* **Claims** (``claim_owner``, ``claim_expires`` on the database's clock), so two runs (processes, hosts)
+  never both send one key: the ``ClaimBook`` (``ledger_claims``), which the ``Ledger`` holds.
 * **Intents**: committed (conditionally on still holding the claim) before a request leaves. An ``intent``
   row found later means the outcome is unknown: the record is looked up in Trackstar before it is re-sent.
 * **Outcomes**: created/updated (with the Trackstar id and the body hash it holds), failed, rejected. A
@@ -20,8 +17,8 @@ committed in batches by the writer, which flushes every queued outcome before it
 Upgrades: the first release's table (``trackstar_write_ledger``) is copied into this one on open, under the
 empty namespace and ``encoding`` 1 (its bodies carried the first release's tags); the writer moves such rows
 into its own namespace and re-hashes them when it meets their keys, so nothing already written is re-sent
-(the statements are in ``ledger_upgrade``). The table and its rows are in ``ledger_table``, where the ledger
-lives by default in ``ledger_url``.
+(the statements are in ``ledger_upgrade``). The table and its rows are in ``ledger_table``, the engine and
+the database's clock in ``ledger_db``, where the ledger lives by default in ``ledger_url``.
 """
 
 from __future__ import annotations
@@ -48,12 +45,10 @@ from .ledger_table import (
     OUTCOME_STATUSES,
     PK,
     STATUSES,
-    TEXT_MAX,
     Held,
     Intent,
     LedgerEntry,
     Outcome,
-    clean,
     insert,
     ledger_table,
     metadata,
@@ -261,27 +256,7 @@ class Ledger:
         now = _now()
         by_id = {key_id(i.key): i.key for i in intents}
         intents = sorted(intents, key=lambda i: (i.connection, i.action, key_id(i.key)))
-        rows = [
-            {
-                "namespace": namespace,
-                "connection": i.connection,
-                "action": i.action,
-                "key": key_id(i.key),
-                "key_text": clean(i.key),
-                "generation": 0,
-                "body_hash": i.body_hash,
-                "encoding": ENCODING,
-                "status": "intent",
-                "operation": i.operation,
-                "idempotency_key": i.idempotency_key,
-                "outcome_unknown": True,
-                "attempts": 1,
-                "last_attempt_at": now,
-                "updated_at": now,
-                "claim_owner": owner,
-            }
-            for i in intents
-        ]
+        rows = [i.row(namespace, owner, now) for i in intents]
         ins = insert(self.dialect)
         if owner is not None:
             ins = ins.values(claim_expires=self.db.now() + ttl_s)
@@ -322,28 +297,7 @@ class Ledger:
         for _, o in sorted(last.items()):
             if o.status not in OUTCOME_STATUSES:
                 raise ValueError(f"not an outcome status: {o.status!r}")
-            success = o.status in ("created", "updated")
-            groups["ok" if success else o.status].append(
-                {
-                    "namespace": namespace,
-                    "connection": o.connection,
-                    "action": o.action,
-                    "key": key_id(o.key),
-                    "key_text": clean(o.key),
-                    "generation": 0,
-                    "body_hash": o.body_hash,
-                    "written_hash": o.body_hash if success else None,
-                    "encoding": ENCODING,
-                    "trackstar_id": clean(o.trackstar_id, TEXT_MAX),
-                    "status": o.status,
-                    "outcome_unknown": bool(o.outcome_unknown) and not success,
-                    "attempts": 0,
-                    "http_status": o.http_status,
-                    "request_id": clean(o.request_id, TEXT_MAX),
-                    "last_error": clean(o.error),
-                    "updated_at": now,
-                }
-            )
+            groups["ok" if o.status in ("created", "updated") else o.status].append(o.row(namespace, now))
         common = ("status", "outcome_unknown", "http_status", "request_id", "last_error", "updated_at")
         with self.db.lock, self.engine.begin() as conn:
             for name, rows in groups.items():
@@ -369,26 +323,7 @@ class Ledger:
             return 0
         t = ledger_table
         now = _now()
-        rows = [
-            {
-                "namespace": namespace,
-                "connection": h.connection,
-                "action": h.action,
-                "key": h.key_id,
-                "key_text": clean(h.key_text),
-                "generation": 0,
-                "body_hash": h.written_hash,
-                "written_hash": h.written_hash,
-                "encoding": ENCODING,
-                "trackstar_id": clean(h.trackstar_id, TEXT_MAX),
-                "status": "created",
-                "outcome_unknown": False,
-                "attempts": 0,
-                "updated_at": now,
-                "last_error": "found in Trackstar by its tag (ledger rebuilt)",
-            }
-            for h in held
-        ]
+        rows = [h.row(namespace, now) for h in held]
         ins = insert(self.dialect)
         cols = ("trackstar_id", "written_hash", "status", "outcome_unknown", "updated_at", "last_error")
         stmt = ins.on_conflict_do_update(
