@@ -6,10 +6,11 @@ are kept; ``WriteReport`` is what a run did and ``FailurePolicy`` decides when t
 
 from .actions import ACTIONS, ActionSpec, spec_for
 from .ledger import LEDGER_URL_ENV, Ledger, default_ledger_url
+from .loop_thread import write_payloads
 from .rebuild import rebuild_ledger
 from .reconcile import BODY_CHANGED_MESSAGE
 from .report import FAILURE_COLUMNS, RESULT_COLUMNS, STATUSES, FailurePolicy, PolicyOutcome, WriteReport
-from .run import awrite_payloads, write_payloads
+from .run import awrite_payloads
 
 __all__ = [
     "ACTIONS",

@@ -4,11 +4,8 @@ One row per (namespace, connection, action, key id). The namespace is the sync's
 token never share a row; the key id is ``keys.key_id`` (the key, or a hash of a long one), so every backend
 holds every key. What a row guards:
 
-* **Claims** (``claim_owner``, ``claim_expires`` on the database's clock): a writer claims its keys before
-  it decides anything about them, atomically (``INSERT .. ON CONFLICT DO UPDATE .. WHERE`` the row is free,
-  ours, or expired). A key claimed by a live writer elsewhere is not touched; an expired claim is taken over
-  and the record looked up before it is sent again. Claims are renewed while held and released when the
-  writer ends, so two runs (processes, hosts) never both send one key.
+* **Claims** (``claim_owner``, ``claim_expires`` on the database's clock), so two runs (processes, hosts)
+  never both send one key: the ``ClaimBook`` (``ledger_claims``), which the ``Ledger`` holds.
 * **Intents**: committed (conditionally on still holding the claim) before a request leaves. An ``intent``
   row found later means the outcome is unknown: the record is looked up in Trackstar before it is re-sent.
 * **Outcomes**: created/updated (with the Trackstar id and the body hash it holds), failed, rejected. A
@@ -20,28 +17,25 @@ committed in batches by the writer, which flushes every queued outcome before it
 Upgrades: the first release's table (``trackstar_write_ledger``) is copied into this one on open, under the
 empty namespace and ``encoding`` 1 (its bodies carried the first release's tags); the writer moves such rows
 into its own namespace and re-hashes them when it meets their keys, so nothing already written is re-sent
-(the statements are in ``ledger_upgrade``). The table and its rows are in ``ledger_table``, where the ledger
-lives by default in ``ledger_url``.
+(the statements are in ``ledger_upgrade``). The table and its rows are in ``ledger_table``, the engine and
+the database's clock in ``ledger_db``, where the ledger lives by default in ``ledger_url``.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.pool import StaticPool
 
-from ..base.errors import ConfigError
 from ..base.keys import key_id
 from . import ledger_upgrade as upgrade
+from .ledger_claims import ClaimBook
+from .ledger_db import LedgerDatabase
 from .ledger_table import (
     CHUNK,
     COLUMNS,
@@ -51,17 +45,15 @@ from .ledger_table import (
     OUTCOME_STATUSES,
     PK,
     STATUSES,
-    TEXT_MAX,
     Held,
     Intent,
     LedgerEntry,
     Outcome,
-    clean,
     insert,
     ledger_table,
     metadata,
 )
-from .ledger_url import LEDGER_URL_ENV, default_ledger_url, normalise_url
+from .ledger_url import LEDGER_URL_ENV, default_ledger_url
 
 __all__ = [  # the ledger's public names, wherever they are defined
     "ENCODING",
@@ -90,52 +82,17 @@ class Ledger:
     ``BEGIN IMMEDIATE``) or one PostgreSQL database (row-level upserts)."""
 
     def __init__(self, url: str | os.PathLike[str] | None = None, *, busy_timeout_s: float = 60.0) -> None:
-        self.url = normalise_url(url)
-        parsed = make_url(self.url)
-        self.dialect = parsed.get_backend_name()
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise ConfigError(f"ledger database {self.dialect!r} is not supported; use SQLite or PostgreSQL")
-        self._lock = threading.Lock()
-        kwargs: dict[str, Any] = {}
-        if self.dialect == "sqlite":
-            database = parsed.database or ""
-            memory = database in ("", ":memory:")
-            if not memory:
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_s}
-            if memory:
-                kwargs["poolclass"] = StaticPool
-        else:
-            kwargs["pool_pre_ping"] = True
-        self.engine: Engine = sa.create_engine(self.url, **kwargs)
-        if self.dialect == "sqlite":
-            self._sqlite_setup(memory, busy_timeout_s)
+        self.db = LedgerDatabase(url, busy_timeout_s=busy_timeout_s)
+        self.url, self.dialect, self.engine = self.db.url, self.db.dialect, self.db.engine
+        self.claim_book = ClaimBook(self.db)
         metadata.create_all(self.engine)
         self._migrate_first_release()
 
-    def _sqlite_setup(self, memory: bool, busy_timeout_s: float) -> None:
-        """WAL for concurrent readers, FULL sync (durable intents), explicit BEGIN IMMEDIATE to avoid
-        lock-upgrade deadlocks between processes."""
-
-        @sa.event.listens_for(self.engine, "connect")
-        def _connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            if not memory:
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-            cur.close()
-
-        @sa.event.listens_for(self.engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
     def __repr__(self) -> str:
-        return f"Ledger({make_url(self.url).render_as_string(hide_password=True)!r})"
+        return f"Ledger({self.db.safe_url()!r})"
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.dispose()
 
     def __enter__(self) -> Ledger:
         return self
@@ -145,15 +102,9 @@ class Ledger:
 
     # -- the database's clock -------------------------------------------------------------------------
 
-    def _db_now(self) -> Any:
-        """Epoch seconds on the database's clock (claims expire by it, whatever the hosts' clocks say)."""
-        if self.dialect == "sqlite":
-            return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)", sa.Float)
-        return sa.literal_column("extract(epoch from clock_timestamp())", sa.Float)
-
     def db_time(self) -> float:
-        with self.engine.connect() as conn:
-            return float(conn.execute(sa.select(self._db_now())).scalar_one())
+        """Epoch seconds on the database's clock (claims expire by it, whatever the hosts' clocks say)."""
+        return self.db.time()
 
     # -- upgrade from the first release (statements in ledger_upgrade) ------------------------------
 
@@ -162,7 +113,7 @@ class Ledger:
         if not upgrade.has_first_release_table(self.engine):
             return
         old = upgrade.first_release_table(self.engine)
-        with self._lock, self.engine.begin() as conn:
+        with self.db.lock, self.engine.begin() as conn:
             upgrade.copy_first_release(conn, old, self.dialect)
 
     def adopt_legacy(self, namespace: str, connection: str, action: str, kids: Sequence[str]) -> int:
@@ -173,14 +124,14 @@ class Ledger:
         with self.engine.connect() as conn:
             if not upgrade.has_legacy_rows(conn, connection, action):
                 return 0
-        with self._lock, self.engine.begin() as conn:
+        with self.db.lock, self.engine.begin() as conn:
             return upgrade.adopt_legacy_rows(conn, self.dialect, namespace, connection, action, kids)
 
     def migrate_hashes(self, namespace: str, connection: str, action: str, hashes: dict[str, str]) -> None:
         """Key id -> this release's hash of the body Trackstar holds (proven equal to an older encoding's)."""
         if not hashes:
             return
-        with self._lock, self.engine.begin() as conn:
+        with self.db.lock, self.engine.begin() as conn:
             upgrade.migrate_hashes(conn, namespace, connection, action, hashes)
 
     # -- reads ----------------------------------------------------------------------------------------
@@ -252,19 +203,7 @@ class Ledger:
 
     def claims(self, namespace: str | None = None) -> pd.DataFrame:
         """Live and expired claims, with seconds left on the database's clock (negative: expired)."""
-        t = ledger_table
-        query = sa.select(
-            t.c.namespace,
-            t.c.connection,
-            t.c.action,
-            t.c.key,
-            t.c.claim_run,
-            (t.c.claim_expires - self._db_now()).label("seconds_left"),
-        ).where(t.c.claim_owner.is_not(None))
-        if namespace is not None:
-            query = query.where(t.c.namespace == namespace)
-        with self.engine.connect() as conn:
-            return pd.DataFrame([dict(r._mapping) for r in conn.execute(query)])
+        return self.claim_book.listing(namespace)
 
     # -- claims ---------------------------------------------------------------------------------------
 
@@ -279,93 +218,22 @@ class Ledger:
         run: str | None,
         ttl_s: float,
     ) -> dict[str, LedgerEntry]:
-        """Claim keys atomically; returns key -> entry (fresh, under the claim) for those now ours.
-
-        A key missing from the answer is claimed by a live writer elsewhere. An expired claim is taken over
-        (its entry shows what the dead writer left: an ``intent`` means look the record up first).
-        """
-        t = ledger_table
-        by_id = {key_id(k): k for k in keys}
-        now = _now()
-        out: dict[str, LedgerEntry] = {}
-        ids = sorted(by_id)  # one order for every writer: no deadlock between two claiming the same keys
-        with self._lock:
-            for i in range(0, len(ids), CHUNK):
-                rows = [
-                    {
-                        "namespace": namespace,
-                        "connection": connection,
-                        "action": action,
-                        "key": kid,
-                        "key_text": clean(by_id[kid]),
-                        "generation": 0,
-                        "encoding": ENCODING,
-                        "status": "new",
-                        "outcome_unknown": False,
-                        "attempts": 0,
-                        "updated_at": now,
-                        "claim_owner": owner,
-                        "claim_run": clean(run, TEXT_MAX),
-                    }
-                    for kid in ids[i : i + CHUNK]
-                ]
-                ins = insert(self.dialect).values(claim_expires=self._db_now() + ttl_s)
-                stmt = ins.on_conflict_do_update(
-                    index_elements=list(PK),
-                    set_={
-                        "claim_owner": ins.excluded.claim_owner,
-                        "claim_run": ins.excluded.claim_run,
-                        "claim_expires": self._db_now() + ttl_s,
-                    },
-                    where=sa.or_(
-                        t.c.claim_owner.is_(None),
-                        t.c.claim_owner == owner,
-                        t.c.claim_expires < self._db_now(),
-                    ),
-                ).returning(*t.columns)
-                with self.engine.begin() as conn:
-                    for row in conn.execute(stmt, rows):
-                        entry = LedgerEntry(**row._mapping)
-                        out[by_id[entry.key]] = entry
-        return out
+        """Claim keys atomically; returns key -> entry for those now ours (``ClaimBook.claim``)."""
+        return self.claim_book.claim(namespace, connection, action, keys, owner=owner, run=run, ttl_s=ttl_s)
 
     def renew(self, owner: str, ttl_s: float) -> int:
         """Extend every claim ``owner`` still holds; returns how many."""
-        t = ledger_table
-        with self._lock, self.engine.begin() as conn:
-            return conn.execute(
-                sa.update(t).where(t.c.claim_owner == owner).values(claim_expires=self._db_now() + ttl_s)
-            ).rowcount
+        return self.claim_book.renew(owner, ttl_s)
 
     def release(self, owner: str) -> int:
         """Give back every claim ``owner`` holds (claims-only rows of keys never sent are deleted)."""
-        t = ledger_table
-        with self._lock, self.engine.begin() as conn:
-            gone = conn.execute(sa.delete(t).where(t.c.claim_owner == owner, t.c.status == "new")).rowcount
-            return (
-                gone
-                + conn.execute(
-                    sa.update(t)
-                    .where(t.c.claim_owner == owner)
-                    .values(claim_owner=None, claim_run=None, claim_expires=None)
-                ).rowcount
-            )
+        return self.claim_book.release(owner)
 
     def holder(
         self, namespace: str, connection: str, action: str, key: str
     ) -> tuple[str | None, float | None]:
         """(who holds the claim, seconds left on the database's clock) of one key."""
-        t = ledger_table
-        query = sa.select(t.c.claim_run, t.c.claim_expires - self._db_now()).where(
-            t.c.namespace == namespace,
-            t.c.connection == connection,
-            t.c.action == action,
-            t.c.key == key_id(key),
-            t.c.claim_owner.is_not(None),
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return (row[0], float(row[1])) if row else (None, None)
+        return self.claim_book.holder(namespace, connection, action, key)
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -388,30 +256,10 @@ class Ledger:
         now = _now()
         by_id = {key_id(i.key): i.key for i in intents}
         intents = sorted(intents, key=lambda i: (i.connection, i.action, key_id(i.key)))
-        rows = [
-            {
-                "namespace": namespace,
-                "connection": i.connection,
-                "action": i.action,
-                "key": key_id(i.key),
-                "key_text": clean(i.key),
-                "generation": 0,
-                "body_hash": i.body_hash,
-                "encoding": ENCODING,
-                "status": "intent",
-                "operation": i.operation,
-                "idempotency_key": i.idempotency_key,
-                "outcome_unknown": True,
-                "attempts": 1,
-                "last_attempt_at": now,
-                "updated_at": now,
-                "claim_owner": owner,
-            }
-            for i in intents
-        ]
+        rows = [i.row(namespace, owner, now) for i in intents]
         ins = insert(self.dialect)
         if owner is not None:
-            ins = ins.values(claim_expires=self._db_now() + ttl_s)
+            ins = ins.values(claim_expires=self.db.now() + ttl_s)
         set_ = {
             c: ins.excluded[c]
             for c in (
@@ -427,11 +275,11 @@ class Ledger:
         set_["attempts"] = t.c.attempts + 1
         where = None
         if owner is not None:
-            set_["claim_expires"] = self._db_now() + ttl_s
+            set_["claim_expires"] = self.db.now() + ttl_s
             where = t.c.claim_owner == owner
         stmt = ins.on_conflict_do_update(index_elements=list(PK), set_=set_, where=where).returning(t.c.key)
         written: set[str] = set()
-        with self._lock, self.engine.begin() as conn:
+        with self.db.lock, self.engine.begin() as conn:
             for i in range(0, len(rows), CHUNK):
                 written.update(by_id[r[0]] for r in conn.execute(stmt, rows[i : i + CHUNK]))
         return written
@@ -449,30 +297,9 @@ class Ledger:
         for _, o in sorted(last.items()):
             if o.status not in OUTCOME_STATUSES:
                 raise ValueError(f"not an outcome status: {o.status!r}")
-            success = o.status in ("created", "updated")
-            groups["ok" if success else o.status].append(
-                {
-                    "namespace": namespace,
-                    "connection": o.connection,
-                    "action": o.action,
-                    "key": key_id(o.key),
-                    "key_text": clean(o.key),
-                    "generation": 0,
-                    "body_hash": o.body_hash,
-                    "written_hash": o.body_hash if success else None,
-                    "encoding": ENCODING,
-                    "trackstar_id": clean(o.trackstar_id, TEXT_MAX),
-                    "status": o.status,
-                    "outcome_unknown": bool(o.outcome_unknown) and not success,
-                    "attempts": 0,
-                    "http_status": o.http_status,
-                    "request_id": clean(o.request_id, TEXT_MAX),
-                    "last_error": clean(o.error),
-                    "updated_at": now,
-                }
-            )
+            groups["ok" if o.status in ("created", "updated") else o.status].append(o.row(namespace, now))
         common = ("status", "outcome_unknown", "http_status", "request_id", "last_error", "updated_at")
-        with self._lock, self.engine.begin() as conn:
+        with self.db.lock, self.engine.begin() as conn:
             for name, rows in groups.items():
                 if not rows:
                     continue
@@ -496,33 +323,14 @@ class Ledger:
             return 0
         t = ledger_table
         now = _now()
-        rows = [
-            {
-                "namespace": namespace,
-                "connection": h.connection,
-                "action": h.action,
-                "key": h.key_id,
-                "key_text": clean(h.key_text),
-                "generation": 0,
-                "body_hash": h.written_hash,
-                "written_hash": h.written_hash,
-                "encoding": ENCODING,
-                "trackstar_id": clean(h.trackstar_id, TEXT_MAX),
-                "status": "created",
-                "outcome_unknown": False,
-                "attempts": 0,
-                "updated_at": now,
-                "last_error": "found in Trackstar by its tag (ledger rebuilt)",
-            }
-            for h in held
-        ]
+        rows = [h.row(namespace, now) for h in held]
         ins = insert(self.dialect)
         cols = ("trackstar_id", "written_hash", "status", "outcome_unknown", "updated_at", "last_error")
         stmt = ins.on_conflict_do_update(
             index_elements=list(PK), set_={c: ins.excluded[c] for c in cols}, where=t.c.trackstar_id.is_(None)
         ).returning(t.c.key)
         n = 0
-        with self._lock, self.engine.begin() as conn:
+        with self.db.lock, self.engine.begin() as conn:
             for i in range(0, len(rows), CHUNK):
                 n += len(conn.execute(stmt, rows[i : i + CHUNK]).all())
         return n
@@ -542,7 +350,7 @@ class Ledger:
         if namespace is not None:
             where.append(t.c.namespace == namespace)
         total = 0
-        with self._lock, self.engine.begin() as conn:
+        with self.db.lock, self.engine.begin() as conn:
             if keys is None:
                 return conn.execute(sa.delete(t).where(*where)).rowcount
             ids = [key_id(k) for k in keys]

@@ -1,9 +1,9 @@
 """The ledger's table and the rows that go in and out of it.
 
 One row per (namespace, connection, action, key id); ``LedgerEntry`` is a row read back, ``Intent``,
-``Outcome`` and ``Held`` are what the writer hands the ``Ledger`` to store. The table's shape is the on-disk
-format: a column added here must be added in a way every existing SQLite file and PostgreSQL database
-accepts (``metadata.create_all`` does not alter tables).
+``Outcome`` and ``Held`` are what the writer hands the ``Ledger`` to store, each building the row it
+becomes. The table's shape is the on-disk format: a column added here must be added in a way every
+existing SQLite file and PostgreSQL database accepts (``metadata.create_all`` does not alter tables).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+
+from ..base.keys import key_id
 
 STATUSES = ("new", "intent", "created", "updated", "failed", "rejected")
 OUTCOME_STATUSES = ("created", "updated", "failed", "rejected")
@@ -103,6 +105,27 @@ class Intent:
     idempotency_key: str
     operation: str = "create"
 
+    def row(self, namespace: str, owner: str | None, now: datetime) -> dict[str, Any]:
+        """The ``intent`` row (outcome unknown until an outcome replaces it), under ``owner``'s claim."""
+        return {
+            "namespace": namespace,
+            "connection": self.connection,
+            "action": self.action,
+            "key": key_id(self.key),
+            "key_text": clean(self.key),
+            "generation": 0,
+            "body_hash": self.body_hash,
+            "encoding": ENCODING,
+            "status": "intent",
+            "operation": self.operation,
+            "idempotency_key": self.idempotency_key,
+            "outcome_unknown": True,
+            "attempts": 1,
+            "last_attempt_at": now,
+            "updated_at": now,
+            "claim_owner": owner,
+        }
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -119,6 +142,29 @@ class Outcome:
     request_id: str | None = None
     error: str | None = None
 
+    def row(self, namespace: str, now: datetime) -> dict[str, Any]:
+        """The outcome's row: a success carries the body Trackstar now holds (``written_hash``)."""
+        success = self.status in ("created", "updated")
+        return {
+            "namespace": namespace,
+            "connection": self.connection,
+            "action": self.action,
+            "key": key_id(self.key),
+            "key_text": clean(self.key),
+            "generation": 0,
+            "body_hash": self.body_hash,
+            "written_hash": self.body_hash if success else None,
+            "encoding": ENCODING,
+            "trackstar_id": clean(self.trackstar_id, TEXT_MAX),
+            "status": self.status,
+            "outcome_unknown": bool(self.outcome_unknown) and not success,
+            "attempts": 0,
+            "http_status": self.http_status,
+            "request_id": clean(self.request_id, TEXT_MAX),
+            "last_error": clean(self.error),
+            "updated_at": now,
+        }
+
 
 @dataclass(frozen=True)
 class Held:
@@ -130,6 +176,26 @@ class Held:
     trackstar_id: str
     written_hash: str | None = None
     key_text: str | None = None
+
+    def row(self, namespace: str, now: datetime) -> dict[str, Any]:
+        """A ``created`` row of a record found in Trackstar."""
+        return {
+            "namespace": namespace,
+            "connection": self.connection,
+            "action": self.action,
+            "key": self.key_id,
+            "key_text": clean(self.key_text),
+            "generation": 0,
+            "body_hash": self.written_hash,
+            "written_hash": self.written_hash,
+            "encoding": ENCODING,
+            "trackstar_id": clean(self.trackstar_id, TEXT_MAX),
+            "status": "created",
+            "outcome_unknown": False,
+            "attempts": 0,
+            "updated_at": now,
+            "last_error": "found in Trackstar by its tag (ledger rebuilt)",
+        }
 
 
 def clean(text: str | None, limit: int | None = None) -> str | None:

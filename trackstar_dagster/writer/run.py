@@ -1,4 +1,5 @@
-"""The concurrent, rate-limited, exactly-once writer: ``write_payloads`` and ``awrite_payloads``.
+"""The concurrent, rate-limited, exactly-once writer: ``awrite_payloads`` (``write_payloads``, its sync
+face, runs it on a loop of its own: ``loop_thread``).
 
 Sends the bodies of a payloads frame (``key, connection, action, body, body_hash[, tag]``) with the async
 client: many requests in flight per connection (the client's per-token limiter keeps each connection within
@@ -22,10 +23,8 @@ A run is one ``Run``: it builds its collaborators (``Planner``, ``Sender``, ``Re
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -345,69 +344,3 @@ def auto_pace(client: WriterClient) -> float | None:
     if not rate:
         return None
     return float(rate) / LIMIT_WINDOW_S * PACE_SHARE
-
-
-def write_payloads(
-    payloads: pd.DataFrame,
-    client: WriterClient | Mapping[str, WriterClient],
-    tokens: Mapping[str, str],
-    ledger: Ledger,
-    *,
-    close_timeout_s: float = 60.0,
-    **options: Any,
-) -> WriteReport:
-    """Sync wrapper of ``awrite_payloads``: runs its event loop in a thread of its own and waits for it.
-
-    Why a thread even when the caller runs no loop: an interrupt (Dagster raises one in the run worker's main
-    thread on SIGTERM or a cancelled run; Ctrl-C) must not land inside the event loop's machinery, where it
-    can leave a future unresolved and the run hung. It lands here instead; the run is then cancelled
-    cleanly (every outcome into the ledger, claims given back; at most ``close_timeout_s``) and the
-    interrupt re-raised.
-    """
-    box: dict[str, Any] = {}
-    ready = threading.Event()
-
-    async def main() -> WriteReport:
-        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
-        ready.set()
-        try:
-            return await awrite_payloads(payloads, client, tokens, ledger, **options)
-        finally:
-            # the client's async httpx pool belongs to this loop, which ends here
-            for c in client.values() if isinstance(client, Mapping) else [client]:
-                aclose = getattr(c, "aclose", None)
-                if aclose is not None:
-                    with contextlib.suppress(Exception):
-                        await aclose()
-
-    done: concurrent.futures.Future[WriteReport] = concurrent.futures.Future()
-
-    def run_loop() -> None:
-        try:
-            done.set_result(asyncio.run(main()))
-        except BaseException as e:  # handed to the caller's thread
-            done.set_exception(e)
-        finally:
-            ready.set()
-
-    threading.Thread(target=run_loop, name="trackstar-writer", daemon=True).start()
-    try:
-        return done.result()
-    except BaseException:
-        if not done.done():
-            ready.wait(close_timeout_s)
-            loop, task = box.get("loop"), box.get("task")
-            if loop is not None and task is not None:
-                with contextlib.suppress(RuntimeError):  # the loop may have just ended
-                    loop.call_soon_threadsafe(task.cancel)
-            deadline = time.monotonic() + close_timeout_s
-            while not done.done() and time.monotonic() < deadline:
-                with contextlib.suppress(BaseException):  # a second interrupt: keep closing, within the bound
-                    concurrent.futures.wait([done], timeout=max(0.0, deadline - time.monotonic()))
-            if not done.done():
-                _log.error(
-                    "Trackstar writer: the run did not close within %.0f s of the interrupt; records in "
-                    "flight stay intents and are looked up by the next run",
-                    close_timeout_s,
-                )
-        raise
