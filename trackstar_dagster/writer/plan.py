@@ -110,9 +110,8 @@ class Planner:
         self.claim_ttl_s = claim_ttl_s
         self.log = log
         self.rebuilt: dict[str, int] = {}  # connection -> ledger rows learnt from Trackstar
-        self.migrated: dict[
-            tuple[str, str], dict[str, str]
-        ] = {}  # (connection, action) -> key id -> new hash
+        # (connection, action) -> key id -> new hash
+        self.migrated: dict[tuple[str, str], dict[str, str]] = {}
 
     def parse(self, frame: pd.DataFrame) -> list[Item]:
         """The frame's records as items; records that cannot be sent at all get their row here."""
