@@ -67,6 +67,8 @@ def test_writes_each_record_once_and_rerun_sends_nothing(sb, ledger):
     assert list(report.results.columns) == RESULT_COLUMNS
     assert report.counts["created"] == 60 and report.total == 60
     assert client.writes == 60
+    # one result row per payload, in the payloads' order (the Dagster layer relies on it)
+    assert report.results["key"].tolist() == payloads["key"].tolist()
     row = report.results.iloc[0]
     assert row.trackstar_id and row.http_status == 200 and row.request_id and row.attempts == 1
     assert row.latency_s > 0 and row.finished_at >= row.started_at

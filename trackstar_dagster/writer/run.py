@@ -293,7 +293,8 @@ async def awrite_payloads(
     logger: Any = None,
 ) -> WriteReport:
     """Write every payload exactly once (see the module docstring); returns a report, never raises for
-    a record's failure (the failure policy decides about the run).
+    a record's failure (the failure policy decides about the run). The report's results frame has one row
+    per payload, in the payloads' order (the Dagster layer carries each payload's partition onto it so).
 
     ``client`` is a ``TrackstarClient`` or a mapping connection -> client (one client per connection keeps
     each httpx pool small, which matters past ~100 requests in flight); ``tokens`` maps connection ->
