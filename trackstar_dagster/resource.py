@@ -13,7 +13,6 @@ A connection's integration is either configured (``integration_name``) or looked
 
 from __future__ import annotations
 
-import logging
 import threading
 import warnings
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.base.secrets import (
     fingerprint,  # the one short hash of a secret
     mask_url_password,
+    redacted_logger,
     url_has_password,
 )
 from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient
@@ -36,7 +36,7 @@ from trackstar_dagster.writer.ledger import Ledger
 
 __all__ = ["PlainSecretWarning", "ResolvedConnection", "TrackstarConnection", "TrackstarResource"]
 
-logger = logging.getLogger(__name__)
+logger = redacted_logger(__name__)
 
 _MASK = "**********"
 

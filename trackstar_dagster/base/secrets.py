@@ -19,6 +19,7 @@ __all__ = [
     "install_log_redaction",
     "mask_url_password",
     "redact",
+    "redacted_logger",
     "register_secret",
     "url_has_password",
 ]
@@ -91,7 +92,8 @@ class _RedactingFilter(logging.Filter):
 
 
 _FILTER = _RedactingFilter()
-# Logger filters only see records logged on that exact logger, so list httpcore's children too.
+# A filter on a logger sees only the records logged on that very logger, not those its children pass up:
+# httpcore's children are listed one by one, and every module of ours takes its logger from ``redacted_logger``.
 _REDACTED_LOGGERS = (
     "httpx",
     "httpcore",
@@ -101,20 +103,21 @@ _REDACTED_LOGGERS = (
     "httpcore.proxy",
     "httpcore.socks",
     "trackstar_dagster",
-    "trackstar_dagster.client",  # the client's own logger
-    "trackstar_dagster.resource",
-    "trackstar_dagster.writer",
-    "trackstar_dagster.pools",
-    "trackstar_dagster.mapping",
 )
 
 
+def redacted_logger(name: str) -> logging.Logger:
+    """The logger ``name`` with the redacting filter on it: how every module of ours gets its logger."""
+    log = logging.getLogger(name)
+    if _FILTER not in log.filters:
+        log.addFilter(_FILTER)
+    return log
+
+
 def install_log_redaction() -> None:
-    """Attach the redacting filter to the httpx/httpcore loggers (idempotent)."""
+    """Attach the redacting filter to the httpx/httpcore loggers and our root logger (idempotent)."""
     for name in _REDACTED_LOGGERS:
-        log = logging.getLogger(name)
-        if _FILTER not in log.filters:
-            log.addFilter(_FILTER)
+        redacted_logger(name)
 
 
 install_log_redaction()

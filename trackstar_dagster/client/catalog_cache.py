@@ -7,7 +7,6 @@ and tests clear it between runs; it is keyed by (base URL, API key fingerprint, 
 from __future__ import annotations
 
 import copy
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +17,9 @@ from trackstar_dagster.base.errors import (
     TrackstarServerError,
     TrackstarTransportError,
 )
+from trackstar_dagster.base.secrets import redacted_logger
 
-logger = logging.getLogger("trackstar_dagster.client")
+logger = redacted_logger("trackstar_dagster.client")
 
 __all__ = ["CatalogCache", "clear_catalog_cache"]
 

@@ -46,7 +46,6 @@ assembles the ``PayloadBatch``.
 from __future__ import annotations
 
 import gc
-import logging
 import time
 from collections.abc import Mapping
 
@@ -54,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from trackstar_dagster.base.errors import ConfigError
+from trackstar_dagster.base.secrets import redacted_logger
 from trackstar_dagster.mapping.bodies import BuiltBodies, build_bodies
 from trackstar_dagster.mapping.body_checks import check_bodies
 from trackstar_dagster.mapping.cells import obj_array
@@ -65,7 +65,7 @@ from trackstar_dagster.mapping.records import Records, index_records, join, scre
 from trackstar_dagster.mapping.rejects import Rejects
 from trackstar_dagster.mapping.row_checks import check_rows
 
-logger = logging.getLogger(__name__)
+logger = redacted_logger(__name__)
 
 PAYLOAD_COLUMNS = ("key", "connection", "action", "body", "body_hash", "source_rows", "tag")
 REJECT_COLUMNS = ("key", "connection", "source_rows", "field", "reason", "value")

@@ -7,7 +7,6 @@ when it sees its run finished it frees any slot the run still holds.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +14,12 @@ from typing import Any
 
 import dagster as dg
 
+from trackstar_dagster.base.secrets import redacted_logger
 from trackstar_dagster.pools.holders import free_dead_holders, holding_runs, is_waiting
 from trackstar_dagster.pools.settings import PoolSettings
 from trackstar_dagster.pools.stamp import beat
 
-_log = logging.getLogger(__name__)
+_log = redacted_logger(__name__)
 
 
 class _Heartbeat(threading.Thread):

@@ -6,7 +6,6 @@ claim (``pools.claim``) and the ``trackstar-dagster pools`` command alike.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,10 +14,11 @@ from typing import Any, Literal
 
 import dagster as dg
 
+from trackstar_dagster.base.secrets import redacted_logger
 from trackstar_dagster.pools.settings import PoolSettings
 from trackstar_dagster.pools.stamp import heartbeat_of, pid_alive
 
-_log = logging.getLogger(__name__)
+_log = redacted_logger(__name__)
 _FREEING = threading.Lock()  # one check at a time per process: a dead run is reported once
 
 

@@ -6,10 +6,11 @@ each overridable by a caller (the CLI's ``--stale-seconds``).
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, replace
 from typing import Any
+
+from trackstar_dagster.base.secrets import redacted_logger
 
 ENV_HEARTBEAT_S = "TRACKSTAR_POOL_HEARTBEAT_S"
 ENV_STALE_S = "TRACKSTAR_POOL_STALE_S"
@@ -17,7 +18,7 @@ ENV_CHECK_PID = "TRACKSTAR_POOL_CHECK_PID"
 DEFAULT_HEARTBEAT_S = 15.0
 DEFAULT_STALE_S = 90.0
 
-_log = logging.getLogger(__name__)
+_log = redacted_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -20,12 +19,13 @@ from typing import Any
 
 import pandas as pd
 
+from ..base.secrets import redacted_logger
 from .lanes import WriterClient
 from .ledger import Ledger
 from .report import WriteReport
 from .run import awrite_payloads
 
-log = logging.getLogger("trackstar_dagster.writer")
+log = redacted_logger("trackstar_dagster.writer")
 
 
 def write_payloads(

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..base.keys import check_namespace
+from ..base.secrets import redacted_logger
 from ..client import LIMIT_WINDOW_S
 from .flush import OutcomeFlusher
 from .lanes import Item, Lane, Pacer, RetryPolicy, WriterClient, utcnow
@@ -48,7 +49,7 @@ PACE_SHARE = 0.99  # of the client's write rate: a little headroom against the s
 MAX_CONSECUTIVE_5XX = 20  # then the connection is stopped: Trackstar or the integration is down
 DEFAULT_CONCURRENCY = 64  # ~ 50 writes/s x 0.5 s latency x 1.5, then rounded up
 CLAIM_TTL_S = 60.0  # a claim not renewed for this long (database clock) belongs to a dead run
-_log = logging.getLogger("trackstar_dagster.writer")
+_log = redacted_logger("trackstar_dagster.writer")
 
 
 class Run:
