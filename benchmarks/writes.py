@@ -6,6 +6,9 @@ sequential reference writer (one request at a time, a plain loop). Duplicates ar
 stored orders. The sandbox logs to a file and is stopped before the last line, which is exactly:
 
     RESULT writes_per_s=<n> share_of_limit=<x> tokens4_ratio=<x> sequential_writes_per_s=<n> duplicates=<n>
+           client_cpu_ms_per_write=<ms, 4 tokens> client_cpu_ms_per_write_1token=<ms>
+
+(on one line; the CPU figures are the writer process's own, from the OS, the sandbox subprocess excluded).
 
 ``--soak`` also writes 20,000 orders (over the 4 tokens) and reports the process memory over that run.
 """
@@ -82,6 +85,11 @@ def check(report: WriteReport, label: str) -> None:
     )
     if bad:
         print(f"{label}: {bad} records not created:\n{report.failures.head(10)}", flush=True)
+
+
+def cpu_ms_per_write(cpu_before: float, report: WriteReport) -> float:
+    """The writer process's CPU time (all its threads, from the OS) per record written since ``cpu_before``."""
+    return (time.process_time() - cpu_before) * 1000 / max(1, report.total)
 
 
 def rss_mb() -> float:
@@ -162,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         ledger = Ledger(workdir / "ledger.sqlite")
 
         one = {"bench1": names["bench1"]}
+        cpu0 = time.process_time()  # this process only: the sandbox is a subprocess, measured apart
         report1 = write_payloads(
             payloads(list(one), args.orders, "one"),
             client,
@@ -171,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             progress_every_s=10,
         )
         check(report1, "1 token")
+        cpu1_ms = cpu_ms_per_write(cpu0, report1)
 
+        cpu0 = time.process_time()
         report4 = write_payloads(
             payloads(list(names), args.orders, "four"),
             clients,
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             progress_every_s=10,
         )
         check(report4, "4 tokens")
+        cpu4_ms = cpu_ms_per_write(cpu0, report4)
+        print(f"writer CPU per write: 1 token {cpu1_ms:.2f} ms, 4 tokens {cpu4_ms:.2f} ms", flush=True)
 
         # the reference: one request at a time, a plain loop
         seq = payloads(["bench1"], args.sequential, "seq")
@@ -204,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = report4.writes_per_s / rate1 if rate1 else 0.0
     print(
         f"RESULT writes_per_s={rate1:.2f} share_of_limit={rate1 / LIMIT:.3f} tokens4_ratio={ratio:.2f} "
-        f"sequential_writes_per_s={sequential:.2f} duplicates={duplicates}",
+        f"sequential_writes_per_s={sequential:.2f} duplicates={duplicates} "
+        f"client_cpu_ms_per_write={cpu4_ms:.2f} client_cpu_ms_per_write_1token={cpu1_ms:.2f}",
         flush=True,
     )
     return 0
