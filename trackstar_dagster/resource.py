@@ -24,7 +24,7 @@ from dagster import Config, ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field, PrivateAttr, model_validator
 
 from trackstar_dagster.base.errors import ConfigError
-from trackstar_dagster.base.secrets import (
+from trackstar_dagster.base.redaction import (
     fingerprint,  # the one short hash of a secret
     mask_url_password,
     redacted_logger,

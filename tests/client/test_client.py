@@ -30,7 +30,7 @@ from trackstar_dagster.base.errors import (
     TrackstarTransportError,
     TrackstarValidationError,
 )
-from trackstar_dagster.base.secrets import redact
+from trackstar_dagster.base.redaction import redact
 from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient, WriteResponse, clear_catalog_cache
 from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters
 from trackstar_dagster.client.retry import full_jitter_backoff
@@ -614,7 +614,7 @@ def test_redact_helper() -> None:
 
 
 def test_mask_url_password() -> None:
-    from trackstar_dagster.base.secrets import mask_url_password
+    from trackstar_dagster.base.redaction import mask_url_password
 
     assert (
         mask_url_password("postgresql+psycopg://user:secret@host/db")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from trackstar_dagster.base.secrets import fingerprint
+from trackstar_dagster.base.redaction import fingerprint
 from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from trackstar_dagster.base.secrets import fingerprint, register_secret
+from trackstar_dagster.base.redaction import fingerprint, register_secret
 from trackstar_dagster.client.catalog_cache import CatalogCache
 from trackstar_dagster.client.endpoints import (
     WriteResponse,

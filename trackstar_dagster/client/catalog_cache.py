@@ -17,7 +17,7 @@ from trackstar_dagster.base.errors import (
     TrackstarServerError,
     TrackstarTransportError,
 )
-from trackstar_dagster.base.secrets import redacted_logger
+from trackstar_dagster.base.redaction import redacted_logger
 
 logger = redacted_logger("trackstar_dagster.client")
 

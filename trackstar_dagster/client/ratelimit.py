@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 
-from trackstar_dagster.base.secrets import fingerprint
+from trackstar_dagster.base.redaction import fingerprint
 
 __all__ = ["RateLimiter", "RateLimiters"]
 

@@ -25,7 +25,7 @@ from trackstar_dagster.base.errors import (
     error_class_for,
     flatten_detail,
 )
-from trackstar_dagster.base.secrets import redact
+from trackstar_dagster.base.redaction import redact
 from trackstar_dagster.client.endpoints import json_or_none
 
 __all__ = ["Outcome", "decide", "error_from_response", "full_jitter_backoff", "retry_wait", "server_wait"]

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from trackstar_dagster.base.errors import TrackstarError
-from trackstar_dagster.base.secrets import fingerprint, redacted_logger, register_secret
+from trackstar_dagster.base.redaction import fingerprint, redacted_logger, register_secret
 from trackstar_dagster.client.endpoints import clean_path
 from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters
 from trackstar_dagster.client.retry import decide, full_jitter_backoff, retry_wait

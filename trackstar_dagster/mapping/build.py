@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from trackstar_dagster.base.errors import ConfigError
-from trackstar_dagster.base.secrets import redacted_logger
+from trackstar_dagster.base.redaction import redacted_logger
 from trackstar_dagster.mapping.bodies import BuiltBodies, build_bodies
 from trackstar_dagster.mapping.body_checks import check_bodies
 from trackstar_dagster.mapping.cells import obj_array

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from trackstar_dagster.base.secrets import redacted_logger
+from trackstar_dagster.base.redaction import redacted_logger
 from trackstar_dagster.pools.holders import free_dead_holders, holding_runs, is_waiting
 from trackstar_dagster.pools.settings import PoolSettings
 from trackstar_dagster.pools.stamp import beat

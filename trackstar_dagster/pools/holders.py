@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import dagster as dg
 
-from trackstar_dagster.base.secrets import redacted_logger
+from trackstar_dagster.base.redaction import redacted_logger
 from trackstar_dagster.pools.settings import PoolSettings
 from trackstar_dagster.pools.stamp import heartbeat_of, pid_alive
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any
 
-from trackstar_dagster.base.secrets import redacted_logger
+from trackstar_dagster.base.redaction import redacted_logger
 
 ENV_HEARTBEAT_S = "TRACKSTAR_POOL_HEARTBEAT_S"
 ENV_STALE_S = "TRACKSTAR_POOL_STALE_S"

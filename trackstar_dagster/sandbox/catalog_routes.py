@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from trackstar_dagster.base.secrets import fingerprint
+from trackstar_dagster.base.redaction import fingerprint
 from trackstar_dagster.sandbox.core import Sandbox
 from trackstar_dagster.sandbox.queries import paginate, parse_limit
 from trackstar_dagster.sandbox.ratelimits import Verdict

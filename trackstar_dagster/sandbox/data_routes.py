@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from trackstar_dagster.base.secrets import fingerprint
+from trackstar_dagster.base.redaction import fingerprint
 from trackstar_dagster.sandbox.core import Sandbox
 from trackstar_dagster.sandbox.faults import FaultDecision
 from trackstar_dagster.sandbox.judge import judge_body

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trackstar_dagster.base.secrets import fingerprint  # the one short hash of a secret
+from trackstar_dagster.base.redaction import fingerprint  # the one short hash of a secret
 
 SANDBOX_ALIAS = "sandbox"
 SANDBOX_INTEGRATION = "wms_sandbox"

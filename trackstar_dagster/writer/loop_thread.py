@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..base.secrets import redacted_logger
+from ..base.redaction import redacted_logger
 from .lanes import WriterClient
 from .ledger import Ledger
 from .report import WriteReport

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..base.keys import check_namespace
-from ..base.secrets import redacted_logger
+from ..base.redaction import redacted_logger
 from ..client import LIMIT_WINDOW_S
 from .flush import OutcomeFlusher
 from .lanes import Item, Lane, Pacer, RetryPolicy, WriterClient, utcnow

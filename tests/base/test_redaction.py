@@ -9,7 +9,7 @@ import pkgutil
 import pytest
 
 import trackstar_dagster
-from trackstar_dagster.base.secrets import (
+from trackstar_dagster.base.redaction import (
     fingerprint,
     mask_url_password,
     redact,
