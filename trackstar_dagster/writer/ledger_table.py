@@ -108,12 +108,7 @@ class Intent:
     def row(self, namespace: str, owner: str | None, now: datetime) -> dict[str, Any]:
         """The ``intent`` row (outcome unknown until an outcome replaces it), under ``owner``'s claim."""
         return {
-            "namespace": namespace,
-            "connection": self.connection,
-            "action": self.action,
-            "key": key_id(self.key),
-            "key_text": clean(self.key),
-            "generation": 0,
+            **identity(namespace, self.connection, self.action, key_id(self.key), self.key),
             "body_hash": self.body_hash,
             "encoding": ENCODING,
             "status": "intent",
@@ -146,12 +141,7 @@ class Outcome:
         """The outcome's row: a success carries the body Trackstar now holds (``written_hash``)."""
         success = self.status in ("created", "updated")
         return {
-            "namespace": namespace,
-            "connection": self.connection,
-            "action": self.action,
-            "key": key_id(self.key),
-            "key_text": clean(self.key),
-            "generation": 0,
+            **identity(namespace, self.connection, self.action, key_id(self.key), self.key),
             "body_hash": self.body_hash,
             "written_hash": self.body_hash if success else None,
             "encoding": ENCODING,
@@ -180,12 +170,7 @@ class Held:
     def row(self, namespace: str, now: datetime) -> dict[str, Any]:
         """A ``created`` row of a record found in Trackstar."""
         return {
-            "namespace": namespace,
-            "connection": self.connection,
-            "action": self.action,
-            "key": self.key_id,
-            "key_text": clean(self.key_text),
-            "generation": 0,
+            **identity(namespace, self.connection, self.action, self.key_id, self.key_text),
             "body_hash": self.written_hash,
             "written_hash": self.written_hash,
             "encoding": ENCODING,
@@ -196,6 +181,19 @@ class Held:
             "updated_at": now,
             "last_error": "found in Trackstar by its tag (ledger rebuilt)",
         }
+
+
+def identity(namespace: str, connection: str, action: str, key: str, key_text: str | None) -> dict[str, Any]:
+    """The columns that say which record a row is (its primary key, the key's text, generation 0 for a new
+    row: an upsert keeps the stored generation), the same for every kind of row."""
+    return {
+        "namespace": namespace,
+        "connection": connection,
+        "action": action,
+        "key": key,
+        "key_text": clean(key_text),
+        "generation": 0,
+    }
 
 
 def clean(text: str | None, limit: int | None = None) -> str | None:
