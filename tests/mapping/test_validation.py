@@ -122,3 +122,31 @@ def test_body_validators_come_from_the_schema_layer_cache(sandbox_doc):
     assert validation.validator_for(sandbox_doc, "create_order") is body_validator(
         sandbox_doc, "create_order"
     )
+
+
+def test_hundreds_of_connections_share_one_field_table_and_the_caches_stay_bounded():
+    """500 connections of one integration: each run loads its own copy of the same write-info document.
+    Their field tables are one computation, and a long-lived process does not keep every copy it saw."""
+    import copy
+    import gc
+    import weakref
+
+    from trackstar_dagster.schema import validator as validator_module
+
+    doc = load_doc("wms_sandbox")
+    first = validation.fields_for(doc, "wms", "wms_sandbox", "create_order")
+
+    class Doc(dict):  # a dict that can be watched with a weak reference
+        pass
+
+    watched = []
+    for _ in range(3):  # three "runs" of 500 connections, fresh documents each time
+        for _ in range(500):
+            copy_ = Doc(copy.deepcopy(doc))
+            watched.append(weakref.ref(copy_))
+            assert validation.fields_for(copy_, "wms", "wms_sandbox", "create_order") is first
+            body_validator(copy_, "create_order")
+    gc.collect()
+    alive = sum(ref() is not None for ref in watched)
+    assert alive <= validator_module.DIGEST_CACHE_SIZE
+    assert len(validator_module._DIGESTS) <= validator_module.DIGEST_CACHE_SIZE

@@ -15,8 +15,8 @@ No Dagster here: ``failure_summary`` gives plain frames the Dagster layer turns 
 
 from __future__ import annotations
 
-import functools
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,7 @@ from pandera.typing import Series
 from trackstar_dagster.mapping.fieldspec import FieldSpec
 from trackstar_dagster.schema.fields import write_info_fields
 from trackstar_dagster.schema.openapi import find_operation, is_placeholder_enum, resolve
-from trackstar_dagster.schema.validator import BodyValidator, body_validator
+from trackstar_dagster.schema.validator import BodyValidator, body_validator, document_digest
 
 #: Keywords at a leaf that layer (a) checks exactly (or that carry no rule). Any other keyword at a mapped
 #: leaf means bodies of that integration are all validated one by one.
@@ -118,21 +118,6 @@ class RejectsModel(pa.DataFrameModel):
 
 
 # -- field specs from write-info ------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=64)
-def _fields_cached(
-    doc_id: int, integration_type: str, integration_name: str, action: str, doc_ref: _DocRef
-) -> pd.DataFrame:
-    frame = write_info_fields(doc_ref.doc, integration_type, integration_name)
-    return frame[frame["action"] == action].reset_index(drop=True)
-
-
-@dataclass(eq=False)
-class _DocRef:
-    """A document held by identity (hashable by ``id``), so the cache keeps it alive while it is keyed by it."""
-
-    doc: dict[str, Any]
 
 
 def _properties(doc: dict[str, Any], node: Any) -> dict[str, Any]:
@@ -376,7 +361,9 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-_DOC_REFS: dict[int, _DocRef] = {}
+#: (document digest, integration type, integration name, action) -> field table; least recently used dropped
+_FIELDS: OrderedDict[tuple[str, str, str, str], pd.DataFrame] = OrderedDict()
+FIELDS_CACHE_SIZE = 256
 
 
 def validator_for(doc: dict[str, Any], action: str) -> BodyValidator:
@@ -391,8 +378,14 @@ def validator_for(doc: dict[str, Any], action: str) -> BodyValidator:
 def fields_for(
     doc: dict[str, Any], integration_type: str, integration_name: str, action: str
 ) -> pd.DataFrame:
-    """``schema.fields.write_info_fields`` of (doc, integration) for one action, computed once per document."""
-    ref = _DOC_REFS.setdefault(id(doc), _DocRef(doc))
-    if ref.doc is not doc:
-        ref = _DOC_REFS[id(doc)] = _DocRef(doc)
-    return _fields_cached(id(doc), integration_type, integration_name, action, ref)
+    """``schema.fields.write_info_fields`` of (doc, integration) for one action, computed once per document
+    content (hundreds of connections of one integration, each with its own copy, share one table)."""
+    key = (document_digest(doc), integration_type, integration_name, action)
+    hit = _FIELDS.get(key)
+    if hit is None:
+        frame = write_info_fields(doc, integration_type, integration_name)
+        hit = _FIELDS[key] = frame[frame["action"] == action].reset_index(drop=True)
+        while len(_FIELDS) > FIELDS_CACHE_SIZE:
+            _FIELDS.popitem(last=False)
+    _FIELDS.move_to_end(key)
+    return hit

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from typing import Any, Protocol, cast
 
 from trackstar_dagster.base.nulls import is_null_like
@@ -61,20 +62,26 @@ class BodyValidator(Protocol):
 
 #: (document content digest, action) -> validator: compiling costs milliseconds, so once per process
 _CACHE: dict[tuple[str, str], BodyValidator] = {}
+#: documents whose digest is remembered (least recently used dropped first): enough for hundreds of
+#: connections' copies in one run, bounded for a process that lives through many runs
+DIGEST_CACHE_SIZE = 1024
 #: id(doc) -> (doc, digest): hashing a document costs more than validating a body, so it is remembered too
-_DIGESTS: dict[int, tuple[Any, str]] = {}
+_DIGESTS: OrderedDict[int, tuple[Any, str]] = OrderedDict()
 
 
-def _digest(doc: dict[str, Any]) -> str:
-    """The document's content hash: equal documents share validators, even as different objects."""
+def document_digest(doc: dict[str, Any]) -> str:
+    """The document's content hash: equal documents share validators (and field tables), even as different
+    objects."""
     hit = _DIGESTS.get(id(doc))
     if hit is not None and hit[0] is doc:
+        _DIGESTS.move_to_end(id(doc))
         return hit[1]
     text = json.dumps(doc, sort_keys=True, default=str, separators=(",", ":"))
     digest = hashlib.sha256(text.encode()).hexdigest()
-    if len(_DIGESTS) > 256:
-        _DIGESTS.clear()
     _DIGESTS[id(doc)] = (doc, digest)  # keeps doc alive, so its id cannot be reused while cached
+    _DIGESTS.move_to_end(id(doc))
+    while len(_DIGESTS) > DIGEST_CACHE_SIZE:
+        _DIGESTS.popitem(last=False)
     return digest
 
 
@@ -130,7 +137,7 @@ def body_validator(doc: dict[str, Any], action: str) -> BodyValidator:
 
     KeyError when the document has no such action.
     """
-    key = (_digest(doc), action)
+    key = (document_digest(doc), action)
     hit = _CACHE.get(key)
     if hit is None:
         hit = compile_schema(normalise_schema(doc, action), action)
