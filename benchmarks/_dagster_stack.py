@@ -36,6 +36,11 @@ run_coordinator:                      # the daemon dequeues submitted runs (also
   class: QueuedRunCoordinator
   config:
     dequeue_interval_seconds: 1
+    dequeue_use_threads: true         # launch several dequeued runs at once
+    dequeue_num_workers: 4
+backfills:
+  use_threads: true
+  num_submit_workers: 4               # the backfill daemon submits several runs at once
 run_launcher:                         # one process per run on this machine
   module: dagster
   class: DefaultRunLauncher
@@ -200,6 +205,19 @@ def launch_backfill(
     answer = graphql(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
     if answer["__typename"] != "LaunchBackfillSuccess":
         raise RuntimeError(f"launchPartitionBackfill: {answer}")
+    return answer["backfillId"]
+
+
+RETRY = """mutation($params: ReexecutionParams!) { reexecutePartitionBackfill(reexecutionParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }"""
+
+
+def retry_backfill(url: str, backfill_id: str) -> str:
+    """The UI's "Re-execute from failure" of a backfill: a new backfill of its failed partitions; its id."""
+    params = {"parentRunId": backfill_id, "strategy": "FROM_FAILURE"}
+    answer = graphql(url, RETRY, {"params": params})["reexecutePartitionBackfill"]
+    if answer["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"reexecutePartitionBackfill: {answer}")
     return answer["backfillId"]
 
 

@@ -9,13 +9,14 @@ processes cannot share one file). Every setting comes from the environment the b
   TRACKSTAR_API_KEY, TRACKSTAR_BASE_URL          the sandbox
   TRACKSTAR_FANOUT_TOKEN_1 .. _8                 the connections' access tokens (EnvVar: never in run storage)
   TRACKSTAR_FANOUT_LEDGER_URL                    the shared PostgreSQL ledger (EnvVar)
-  TRACKSTAR_FANOUT_START, _DAYS, _ORDERS_PER_DAY the partitions and the orders per day and connection
+  TRACKSTAR_FANOUT_START, _DAYS, _ORDERS        the partitions and the orders per connection (over all days)
   TRACKSTAR_FANOUT_RUN_DAYS                      k: days per run of the ``fanout`` backfill
   TRACKSTAR_FANOUT_PROBE_DIR                     where each run notes its process's CPU (``probe``)
 
-To make it a run per connection (day x connection partitions, once the sync supports them): give
-``partitions()`` a ``MultiPartitionsDefinition`` of the days and ``CONNECTIONS``, and filter ``order_rows`` by
-the run's connection in ``load_rows``; nothing else here changes.
+``TRACKSTAR_FANOUT_BY_CONNECTION=1`` partitions ``fanout`` by day x connection (``partitions()``) and reads each
+run's (day, connection) pairs from its partition keys (``selected_pairs``): with ``multi_run(1)`` a run per
+customer and day, each run writing one token. Main's sync stamps a run's rows with its first key, which is right
+for one-key runs; the per-customer partitions of branch i12-parts make ranges of them work too.
 """
 
 from __future__ import annotations
@@ -44,12 +45,19 @@ def _env_int(name: str, default: int) -> int:
 
 START = date.fromisoformat(os.environ.get("TRACKSTAR_FANOUT_START") or "2025-01-01")
 DAYS = _env_int("TRACKSTAR_FANOUT_DAYS", 8)
-ORDERS_PER_DAY = _env_int("TRACKSTAR_FANOUT_ORDERS_PER_DAY", 64)  # per day and connection
+ORDERS = _env_int("TRACKSTAR_FANOUT_ORDERS", 512)  # per connection, spread evenly over the days
 RUN_DAYS = _env_int("TRACKSTAR_FANOUT_RUN_DAYS", 1)
+BY_CONNECTION = os.environ.get("TRACKSTAR_FANOUT_BY_CONNECTION") == "1"
 
 
 def day_keys() -> list[str]:
     return [(START + timedelta(days=d)).isoformat() for d in range(DAYS)]
+
+
+def orders_on(day: str) -> int:
+    """The orders per connection on ``day``: ``ORDERS`` spread over the days, the first days taking the rest."""
+    index = (date.fromisoformat(day) - START).days
+    return ORDERS // DAYS + (1 if index < ORDERS % DAYS else 0)
 
 
 def order_number(day: str, connection: str, i: int) -> str:
@@ -57,30 +65,34 @@ def order_number(day: str, connection: str, i: int) -> str:
 
 
 def order_rows(days: list[str], connections: list[str] = CONNECTIONS) -> pd.DataFrame:
-    """One row (one line item) per order: ``ORDERS_PER_DAY`` orders per day and connection, the same every time."""
+    """One row (one line item) per order: ``orders_on(day)`` per day and connection, the same every time."""
+    return pair_rows([(day, connection) for day in days for connection in connections])
+
+
+def pair_rows(pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """The rows of the given (day, connection) pairs."""
     frames = []
-    for day in days:
-        stamp = pd.Timestamp(day, tz="UTC")
-        for connection in connections:
-            numbers = [order_number(day, connection, i) for i in range(ORDERS_PER_DAY)]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "order_id": [n[3:] for n in numbers],
-                        "order_number": numbers,
-                        "customer": connection,
-                        "order_date": stamp + pd.to_timedelta(range(ORDERS_PER_DAY), unit="s"),
-                        "ship_name": "Fan Out",
-                        "ship_address1": "1 Queue Street",
-                        "ship_city": "Austin",
-                        "ship_state": "TX",
-                        "ship_postal_code": "78701",
-                        "ship_country": "US",
-                        "product_id": "prod-1",
-                        "quantity": 1,
-                    }
-                )
+    for day, connection in pairs:
+        stamp, count = pd.Timestamp(day, tz="UTC"), orders_on(day)
+        numbers = [order_number(day, connection, i) for i in range(count)]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "order_id": [number[3:] for number in numbers],
+                    "order_number": numbers,
+                    "customer": connection,
+                    "order_date": stamp + pd.to_timedelta(range(count), unit="s"),
+                    "ship_name": "Fan Out",
+                    "ship_address1": "1 Queue Street",
+                    "ship_city": "Austin",
+                    "ship_state": "TX",
+                    "ship_postal_code": "78701",
+                    "ship_country": "US",
+                    "product_id": "prod-1",
+                    "quantity": 1,
+                }
             )
+        )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -99,19 +111,39 @@ def probe(context: dg.AssetExecutionContext, mark: str, **extra: object) -> None
         f.write(json.dumps(line) + "\n")
 
 
-def load_rows(context: dg.AssetExecutionContext, window: dg.TimeWindow | None) -> pd.DataFrame:
+def selected_pairs(context: dg.AssetExecutionContext, window: dg.TimeWindow | None) -> list[tuple[str, str]]:
+    """The run's (day, connection) pairs: its time window x every connection, or its day x connection keys."""
+    if isinstance(context.assets_def.partitions_def, dg.MultiPartitionsDefinition):
+        multi = context.assets_def.partitions_def
+        dims = [multi.get_partition_key_from_str(k).keys_by_dimension for k in context.partition_keys]
+        return [(d["day"], d["connection"]) for d in dims]
     days = day_keys()
     if window is not None:
         start, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
         days = [d for d in days if start <= pd.Timestamp(d, tz=start.tz) < end]
-    probe(context, "load", days=len(days))
-    return order_rows(days)
+    return [(day, connection) for day in days for connection in CONNECTIONS]
+
+
+def load_rows(context: dg.AssetExecutionContext, window: dg.TimeWindow | None) -> pd.DataFrame:
+    pairs = selected_pairs(context, window)
+    probe(context, "load", pairs=len(pairs))
+    return pair_rows(pairs)
 
 
 def sink(context: dg.AssetExecutionContext, kind: str, frame: pd.DataFrame) -> None:
     """No warehouse: the results stay in the IO manager's files; the benchmark's probe marks each step's end."""
     statuses = frame["status"].value_counts().to_dict() if "status" in frame.columns else {}
-    probe(context, kind, rows=len(frame), statuses={str(k): int(v) for k, v in statuses.items()})
+    failed = frame[frame["status"] == "failed"] if "status" in frame.columns else frame.iloc[:0]
+    reasons = (
+        failed["error"].astype(str).str[:120].value_counts().head(3).to_dict() if "error" in failed else {}
+    )
+    probe(
+        context,
+        kind,
+        rows=len(frame),
+        statuses={str(k): int(v) for k, v in statuses.items()},
+        failures={str(k): int(v) for k, v in reasons.items()},
+    )
 
 
 MAPPING = MappingConfig(
@@ -134,25 +166,30 @@ MAPPING = MappingConfig(
 )
 
 
-def partitions() -> dg.PartitionsDefinition:
-    return dg.DailyPartitionsDefinition(
+def partitions(by_connection: bool = False) -> dg.PartitionsDefinition:
+    days = dg.DailyPartitionsDefinition(
         start_date=START.isoformat(), end_date=(START + timedelta(days=DAYS)).isoformat()
+    )
+    if not by_connection:
+        return days
+    return dg.MultiPartitionsDefinition(
+        {"day": days, "connection": dg.StaticPartitionsDefinition(CONNECTIONS)}
     )
 
 
-def sync(name: str, policy: dg.BackfillPolicy) -> TrackstarSync:
+def sync(name: str, policy: dg.BackfillPolicy, by_connection: bool = False) -> TrackstarSync:
     return TrackstarSync(
         name=name,
         mapping=MAPPING,
         load_rows=load_rows,
         date_column="order_date",
-        partitions_def=partitions(),
+        partitions_def=partitions(by_connection),
         backfill_policy=policy,
         results_sink=sink,
     )
 
 
-FANOUT = sync("fanout", dg.BackfillPolicy.multi_run(RUN_DAYS))
+FANOUT = sync("fanout", dg.BackfillPolicy.multi_run(RUN_DAYS), BY_CONNECTION)
 SINGLE = sync("fanout_single", dg.BackfillPolicy.single_run())
 SYNCS = {s.name: s for s in (FANOUT, SINGLE)}
 
