@@ -121,7 +121,7 @@ def analyse(label: str, instance: Any, backfill_id: str, status: str, orders: li
         f"\n== {label}: backfill {backfill_id} {status}, {len(records)} runs (times in s from the backfill)"
     )
     print(
-        "  run       status   days  start  1st write  last write  writes  writes/s  cpu_s  write_cpu_ms/write"
+        "  run       status   keys  start  1st write  last write  writes  writes/s  cpu_s  write_cpu_ms/write"
     )
     cpu_total = 0.0
     for r in records:
@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     days, expected = fd.day_keys(), fd.expected_order_numbers()
     print(
         f"workdir {work}: {len(fd.CONNECTIONS)} connections x {args.orders} orders over {args.days} days; "
-        f"fan-out {'day x connection' if args.by_connection else 'daily'} multi_run({args.run_days}), max_concurrent_runs {args.max_runs}, pool limit {args.max_runs}; "
+        f"fan-out {'day x connection' if args.by_connection else 'daily'} multi_run({args.run_days}), "
+        f"max_concurrent_runs {args.max_runs}, pool limit {args.max_runs}; "
         f"sandbox {LATENCY + JITTER / 2:.1f} s latency, {LIMIT:.0f} writes/s per token",
         flush=True,
     )
