@@ -45,18 +45,7 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture
 def pg_url(postgres_server: str) -> Iterator[str]:
     """URL (``postgresql+psycopg://...``) of a fresh, uniquely named database, dropped after the test."""
-    import uuid
+    from tests.postgres import fresh_database
 
-    import sqlalchemy as sa
-
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    admin_url = sa.make_url(postgres_server)
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:  # FORCE: ends sessions a test left open (engines not disposed)
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    with fresh_database(postgres_server) as url:
+        yield url

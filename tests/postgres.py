@@ -16,6 +16,9 @@ server simply runs as that user.
 
 On Linux the server also gets a parent-death signal, so it dies with the test process even if that
 process is killed outright and no ``finally`` runs.
+
+``fresh_database(admin_url)`` makes a uniquely named database on such a server and drops it afterwards. Both are
+used by the tests (``conftest.py``'s ``postgres_server`` and ``pg_url``) and by ``benchmarks/fanout.py``.
 """
 
 from __future__ import annotations
@@ -242,3 +245,23 @@ def run_postgres() -> Iterator[str]:
         if proc is not None:
             _stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str, prefix: str = "test") -> Iterator[str]:
+    """Create a uniquely named database; yield its URL (``postgresql+psycopg://...``); drop it at exit."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    admin = sa.make_url(admin_url)
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield admin.set(database=name).render_as_string(hide_password=False)
+        with engine.connect() as conn:  # FORCE: ends sessions a user left open (engines not disposed)
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        engine.dispose()
