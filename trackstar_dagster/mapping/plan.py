@@ -18,7 +18,13 @@ import pandas as pd
 
 from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.mapping import validation as v
-from trackstar_dagster.mapping.config import MappingConfig, Target, constants_for, flatten_constants
+from trackstar_dagster.mapping.config import (
+    MappingConfig,
+    Target,
+    constants_for,
+    flatten_constants,
+    routed_connections,
+)
 from trackstar_dagster.mapping.fieldspec import FieldSpec
 from trackstar_dagster.schema.openapi import find_operation
 
@@ -47,6 +53,11 @@ class Plan:
     items_path: str | None
     item_paths: list[str]
     header_paths: list[str]
+
+    @property
+    def connections(self) -> list[str]:
+        """The connections this build routes to, in order (``Records.rec_conn_id`` indexes them)."""
+        return list(self.conn_group)
 
     def groups_lacking(self, path: str) -> list[int]:
         """The groups whose schema lacks ``path`` (its values are left out of their bodies)."""
@@ -107,11 +118,12 @@ def make_plan(
             f"the source table has duplicate column(s) the mapping reads: {', '.join(twice)}; "
             "rename or drop the copies"
         )
-    unknown = [c for c in cfg.connections() if c not in targets]
+    routed = routed_connections(cfg, targets)
+    unknown = [c for c in routed if c not in targets]
     unknown += [c for c in cfg.connection_constants if c not in targets and c not in unknown]
     if unknown:
         raise ConfigError(f"connection(s) {unknown} have no target (known: {sorted(targets)})")
-    for name in cfg.connections():
+    for name in routed:
         try:
             find_operation(targets[name].doc, action)
         except KeyError as exc:
@@ -122,7 +134,7 @@ def make_plan(
     seen: dict[tuple[str, str, int], int] = {}
     written = target_paths(cfg)
     lacking: list[frozenset[str]] = []  # per group: the targets its schema lacks
-    for name in cfg.connections():
+    for name in routed:
         t = targets[name]
         gk = (t.integration_type, t.integration_name, id(t.doc))
         if gk not in seen:
