@@ -23,7 +23,9 @@ def test_star_and_omitted_values_both_mean_the_column_names_the_connection():
     star = MappingConfig.from_yaml(
         "key: order_id\nconnection_column: customer\nconnection_values: '*'\nfields: {order_number: order_id}\n"
     )
-    omitted = MappingConfig.from_yaml("key: order_id\nconnection_column: customer\nfields: {order_number: order_id}\n")
+    omitted = MappingConfig.from_yaml(
+        "key: order_id\nconnection_column: customer\nfields: {order_number: order_id}\n"
+    )
     for config in (star, omitted):
         assert config.open_routing
         assert config.connections() == []  # named explicitly: none
@@ -45,7 +47,9 @@ def test_connections_for_are_the_configured_ones_the_rows_name():
 
 
 def test_each_row_goes_to_the_connection_it_names_and_unknown_names_are_rejects(targets):
-    frame = order_rows(5, 2, customer=["acme"] * 2 + ["GLOBEX"] * 2 + ["globex"] * 2 + ["nope"] * 2 + [None] * 2)
+    frame = order_rows(
+        5, 2, customer=["acme"] * 2 + ["GLOBEX"] * 2 + ["globex"] * 2 + ["nope"] * 2 + [None] * 2
+    )
     batch = build_payloads(frame, open_config(), targets)
     by_key = dict(zip(batch.payloads["key"], batch.payloads["connection"], strict=True))
     assert by_key == {"O0": "acme", "O1": "globex", "O2": "globex"}  # GLOBEX is globex

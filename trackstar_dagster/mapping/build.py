@@ -139,7 +139,9 @@ def _run(
         ok = check_bodies(built, plan, records, rejects, validate_bodies)
         watch.lap("body validation")
     else:  # no connection to route to (open routing, rows naming none configured): every record refused
-        built = BuiltBodies(np.zeros(0, np.intp), [], [], [], np.zeros(0, np.intp), np.zeros(0, np.int64), True)
+        built = BuiltBodies(
+            np.zeros(0, np.intp), [], [], [], np.zeros(0, np.intp), np.zeros(0, np.int64), True
+        )
         ok = np.zeros(0, dtype=bool)
     payloads = _payloads(built, ok, records, plan.action, watch)
     rejected = rejects.frame()

@@ -43,7 +43,7 @@ class MappingConfig(BaseModel):
     connection_column: str | None = None
     connection_values: dict[str, str] = Field(
         default_factory=dict,
-        description="source value -> connection name. Omitted (or \"*\") with ``connection_column``: the column "
+        description='source value -> connection name. Omitted (or "*") with ``connection_column``: the column '
         "holds the connection name itself (open routing, for hundreds of connections); a value naming no "
         "configured connection rejects its record.",
     )
@@ -121,17 +121,20 @@ class MappingConfig(BaseModel):
         """The connections the mapping names explicitly (none with open routing: see ``connections_for``)."""
         return [self.connection] if self.connection else sorted(set(self.connection_values.values()))
 
-    def connections_for(self, frame: pd.DataFrame, available: Iterable[str]) -> list[str]:
+    def connections_for(self, frame: pd.DataFrame | None, available: Iterable[str]) -> list[str]:
         """The connections a build over ``frame`` needs targets for: those named explicitly, or with open
-        routing those of ``available`` (the configured ones) that the rows name, plus every connection of
-        ``connection_constants`` (one that is not configured is then an error, not silently unused).
+        routing those of ``available`` (the configured ones) that the rows name (all of them without a
+        frame), plus every connection of ``connection_constants`` (one that is not configured is then an
+        error, not silently unused).
 
         Rows naming no configured connection need no target: the build rejects them."""
         if not self.open_routing:
             return self.connections()
         column = cast(str, self.connection_column)
         named = set(self.connection_constants)
-        if column in frame.columns and len(frame):
+        if frame is None:
+            named |= set(available)
+        elif column in frame.columns and len(frame):
             _, distinct = coerce_codes(frame[column], FieldSpec(column, type="string"))
             values = [x for x in distinct.values.tolist() if isinstance(x, str)]
             named |= set(route_names(values, list(available)).values())
