@@ -315,7 +315,8 @@ def declare_all(
         ]
     ]
     for conn in groups[0]:
-        register_secret(conn.access_token)
+        if type(conn.access_token) is str:  # not an EnvVar (a str naming the variable) at definition time
+            register_secret(conn.access_token)
     if env_prefix is not None:
         groups.append(from_env(env_prefix, need_integration=need_integration))
     if file is not None:
