@@ -86,6 +86,7 @@ def _declared(
     """One checked declaration; ``ConfigError`` names ``source``, never the token."""
     if not isinstance(token, str) or not token.strip():
         raise ConfigError(f"Trackstar connection {name!r} ({source}): the access token is missing or empty")
+    token = token.strip()  # a secret file's trailing newline is no part of the token
     register_secret(token)  # before anything can log it
     if not name:
         raise ConfigError(f"a Trackstar connection ({source}) has no name")
@@ -133,6 +134,8 @@ def from_env(
             var = next(iter(found.values()))[0]
             raise ConfigError(f"environment variable {var} is set but {prefix}{raw}_TOKEN is not")
         token_var, token = found["_TOKEN"]
+        if not token.strip():
+            raise ConfigError(f"environment variable {token_var} is empty")
         for suffix in ("_INTEGRATION", "_CONNECTION_ID"):
             if suffix in found and not found[suffix][1].strip():
                 raise ConfigError(f"environment variable {found[suffix][0]} is empty")
@@ -150,8 +153,6 @@ def from_env(
                 f"environment variables {out[name].source} and {token_var} both declare connection {name!r} "
                 "(names are lower-cased)"
             )
-        if not token.strip():
-            raise ConfigError(f"environment variable {token_var} is empty")
         out[name] = _declared(name, token, itype, iname, conn_id, token_var, need_integration)
     return list(out.values())
 
