@@ -37,6 +37,20 @@ class ConnectionModel(dg.Model, dg.Resolvable):
     )
 
 
+class ConnectionsFromModel(dg.Model, dg.Resolvable):
+    """Connections declared in bulk, read at run time (only these names go in Dagster's config): see
+    ``trackstar_dagster.connections`` for each source's format."""
+
+    env_prefix: str | None = Field(
+        default=None,
+        description="<prefix><NAME>_TOKEN with <prefix><NAME>_INTEGRATION or <prefix><NAME>_CONNECTION_ID.",
+    )
+    file: str | None = Field(default=None, description="A YAML or JSON file listing connections (mode 600).")
+    function: str | None = Field(
+        default=None, description="'package.module:function' returning (name, integration, token) items."
+    )
+
+
 class SourceModel(dg.Model, dg.Resolvable):
     """The warehouse table rows come from, read through a database resource."""
 
@@ -94,6 +108,9 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
         default=None, description="Environment variable overriding base_url when set."
     )
     connections: list[ConnectionModel] = Field(default_factory=list)
+    connections_from: ConnectionsFromModel | None = Field(
+        default=None, description="Connections by env prefix, file or function, beside `connections`."
+    )
     lookup_integration_by_token: bool = Field(
         default=False,
         description="Look up a connection's integration by its token (the token goes in a URL; not recommended).",
@@ -153,6 +170,9 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
                 )
                 for c in self.connections
             ],
+            connections_from_env=self.connections_from.env_prefix if self.connections_from else None,
+            connections_file=self.connections_from.file if self.connections_from else None,
+            connections_function=self.connections_from.function if self.connections_from else None,
             lookup_integration_by_token=self.lookup_integration_by_token,
         )
 

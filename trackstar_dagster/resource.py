@@ -9,6 +9,11 @@ A connection's integration is either configured (``integration_name``) or looked
 ``connection_id`` (``GET /connections/{connection_id}``, the API key only). Looking it up by the token
 (``GET /connections?access_token=...``) puts the token in a URL, where proxies and servers log it: only with
 ``lookup_integration_by_token=True``, and with a warning.
+
+Hundreds of connections (one per customer account) need no line each: ``connections_from_env`` (a variable
+prefix), ``connections_file`` and ``connections_function`` (an import path) declare them in bulk (see
+``trackstar_dagster.connections``); only those names go in Dagster's config. They are read once per resource
+(a run's process), lazily, on the first call that needs a connection, with the explicit ``connections``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from trackstar_dagster.base.redaction import (
     url_has_password,
 )
 from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient
+from trackstar_dagster.connections import DeclaredConnection, declare_all
 from trackstar_dagster.schema.store import SchemaStore
 from trackstar_dagster.writer.ledger import Ledger
 
@@ -99,6 +105,22 @@ class TrackstarResource(ConfigurableResource):
     api_key: str = Field(description="Trackstar API key. Use EnvVar('TRACKSTAR_API_KEY').")
     base_url: str = Field(default=PRODUCTION_URL, description="API base URL (the local sandbox in tests).")
     connections: list[TrackstarConnection] = Field(default=[], description="The connections to read/write.")
+    connections_from_env: str | None = Field(
+        default=None,
+        description="A prefix, e.g. 'TRACKSTAR_CONN_': every <prefix><NAME>_TOKEN with its <prefix><NAME>_INTEGRATION "
+        "('shipbob' or 'wms/shipbob') or <prefix><NAME>_CONNECTION_ID is a connection named <name> (lower case), "
+        "read at run time.",
+    )
+    connections_file: str | None = Field(
+        default=None,
+        description="Path of a YAML or JSON file listing connections ({name, access_token, integration_type, "
+        "integration_name | connection_id}), read at run time; keep it mode 600.",
+    )
+    connections_function: str | None = Field(
+        default=None,
+        description="Import path 'package.module:function' of a function called at run time (no arguments) that "
+        "returns (name, integration, token) tuples, dicts or connections (e.g. from a secrets manager).",
+    )
     timeout: float = Field(default=30.0, description="Seconds per request (read/write/pool).")
     connect_timeout: float = Field(default=5.0, description="Seconds to open a connection.")
     max_retries: int = Field(default=5, description="Retries of a read (writes retry only 429/refused).")
@@ -126,6 +148,8 @@ class TrackstarResource(ConfigurableResource):
 
     _client: TrackstarClient | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _declared: dict[str, DeclaredConnection] | None = PrivateAttr(default=None)
+    _declared_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __repr_args__(self) -> Any:
         for key, value in super().__repr_args__():
@@ -200,24 +224,41 @@ class TrackstarResource(ConfigurableResource):
             url = f"sqlite:///{Path(self.state_dir) / 'ledger.sqlite'}"
         return Ledger(url)
 
-    def connection_names(self) -> list[str]:
-        return [c.name for c in self.connections]
+    def declared_connections(self) -> dict[str, DeclaredConnection]:
+        """Every connection, by name: the explicit ``connections`` and the bulk sources, read once (lazily:
+        definitions load without the tokens), every token registered for redaction as it is read."""
+        with self._declared_lock:
+            if self._declared is None:
+                self._declared = declare_all(
+                    self.connections,
+                    env_prefix=self.connections_from_env,
+                    file=self.connections_file,
+                    function=self.connections_function,
+                    need_integration=not self.lookup_integration_by_token,
+                )
+            return self._declared
 
-    def _configured(self, name: str) -> TrackstarConnection:
-        matches = [c for c in self.connections if c.name == name]
-        if not matches:
-            raise ConfigError(
-                f"no Trackstar connection named {name!r}; configured: {self.connection_names()}"
+    def connection_names(self) -> list[str]:
+        """Every connection's name (the explicit ones first, then each source's, in order)."""
+        return list(self.declared_connections())
+
+    def _configured(self, name: str) -> DeclaredConnection:
+        declared = self.declared_connections()
+        if name not in declared:
+            names = list(declared)
+            shown = ", ".join(repr(n) for n in names[:20]) + (
+                f" and {len(names) - 20} more" if len(names) > 20 else ""
             )
-        if len(matches) > 1:
-            raise ConfigError(f"Trackstar connection name {name!r} is configured more than once")
-        return matches[0]
+            raise ConfigError(f"no Trackstar connection named {name!r}; configured: {shown or 'none'}")
+        return declared[name]
 
     def access_token(self, name: str) -> str:
         """The named connection's access token, without resolving its integration (a write needs only this)."""
         conf = self._configured(name)
         if not conf.access_token:
-            raise ConfigError(f"Trackstar connection {name!r} has an empty access_token (is its EnvVar set?)")
+            raise ConfigError(
+                f"Trackstar connection {name!r} ({conf.source}) has an empty access_token (is its EnvVar set?)"
+            )
         return conf.access_token
 
     def connection(self, name: str) -> ResolvedConnection:
@@ -264,11 +305,7 @@ class TrackstarResource(ConfigurableResource):
 
     def resolved_connections(self) -> list[ResolvedConnection]:
         """Every configured connection, resolved (names must be unique)."""
-        names = self.connection_names()
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ConfigError(f"Trackstar connection names configured more than once: {duplicates}")
-        return [self.connection(n) for n in names]
+        return [self.connection(n) for n in self.connection_names()]
 
 
 # ---------------------------------------------------------------------------------------------------------

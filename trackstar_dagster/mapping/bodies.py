@@ -122,7 +122,7 @@ def build_bodies(
     cfg = config
     rs = records
     ip = plan.items_path
-    conn_names = cfg.connections()
+    conn_names = plan.connections
     conn_consts = {c: plan.constants(cfg, c) for c in conn_names}
     head_consts = {
         c: {p: x for p, x in cc.items() if not (ip and p.startswith(ip + "."))}

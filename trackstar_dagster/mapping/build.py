@@ -129,14 +129,20 @@ def _run(
     for refusal in refusals:
         rejects.reject(*refusal)
     watch.lap("keys and routing")
-    columns = build_columns(config, plan, records, codes_of, rejects, watch.lap)
-    check_rows(config, plan, records, columns, rejects)
-    watch.lap("pandera")
-    good = np.flatnonzero(alive & ~rejects.refused())
-    built = build_bodies(config, plan, records, columns, good, watch.lap)
-    watch.lap("bodies: hashes")
-    ok = check_bodies(built, plan, records, rejects, validate_bodies)
-    watch.lap("body validation")
+    if plan.groups:
+        columns = build_columns(config, plan, records, codes_of, rejects, watch.lap)
+        check_rows(config, plan, records, columns, rejects)
+        watch.lap("pandera")
+        good = np.flatnonzero(alive & ~rejects.refused())
+        built = build_bodies(config, plan, records, columns, good, watch.lap)
+        watch.lap("bodies: hashes")
+        ok = check_bodies(built, plan, records, rejects, validate_bodies)
+        watch.lap("body validation")
+    else:  # no connection to route to (open routing, rows naming none configured): every record refused
+        built = BuiltBodies(
+            np.zeros(0, np.intp), [], [], [], np.zeros(0, np.intp), np.zeros(0, np.int64), True
+        )
+        ok = np.zeros(0, dtype=bool)
     payloads = _payloads(built, ok, records, plan.action, watch)
     rejected = rejects.frame()
     checks = rejects.checks(len(payloads), [g.integration_name for g in plan.groups], config.key_columns)
@@ -197,7 +203,7 @@ def _dropped_fields(config: MappingConfig, plan: Plan) -> dict[str, list[str]]:
 
 def _untagged_connections(config: MappingConfig, plan: Plan) -> list[str]:
     """Connections whose bodies carry no key tag, warned about once per build."""
-    untagged = [name for name in config.connections() if not plan.tagged(config, name)]
+    untagged = [name for name in plan.connections if not plan.tagged(config, name)]
     if untagged:
         why = "key_tag is off" if not config.key_tag else "their integration's schema has no trackstar_tags"
         logger.warning(

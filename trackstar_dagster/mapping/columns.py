@@ -217,7 +217,7 @@ class _ColumnStage:
         cfg = self.config
         rs = self.records
         cols = self.out
-        conn_names = cfg.connections()
+        conn_names = self.plan.connections
         for conn in conn_names:
             consts = self.plan.constants(cfg, conn)
             cid = conn_names.index(conn)

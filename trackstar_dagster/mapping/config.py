@@ -7,10 +7,10 @@ Why a module of its own: the public entry point (``build``) and every stage (``p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pandas as pd
 import yaml
@@ -20,6 +20,11 @@ from trackstar_dagster.base import keys
 from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.base.nulls import drop_empty
 from trackstar_dagster.mapping import validation as v
+from trackstar_dagster.mapping.coercion import coerce_codes
+from trackstar_dagster.mapping.fieldspec import FieldSpec
+
+#: ``connection_values: "*"``: the routing column holds connection names (the same as leaving it out)
+OPEN_ROUTING = "*"
 
 #: Trackstar's longest tag (``keys.key_tag`` stays well under it: long keys are hashed).
 TAG_MAX = 255
@@ -36,7 +41,12 @@ class MappingConfig(BaseModel):
     items_path: str | None = Field(default=None, description="the array filled one item per row")
     connection: str | None = None
     connection_column: str | None = None
-    connection_values: dict[str, str] = Field(default_factory=dict)
+    connection_values: dict[str, str] = Field(
+        default_factory=dict,
+        description='source value -> connection name. Omitted (or "*") with ``connection_column``: the column '
+        "holds the connection name itself (open routing, for hundreds of connections); a value naming no "
+        "configured connection rejects its record.",
+    )
     constants: dict[str, Any] = Field(default_factory=dict)
     connection_constants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     key_tag: bool = Field(
@@ -60,6 +70,8 @@ class MappingConfig(BaseModel):
     @field_validator("connection_values", mode="before")
     @classmethod
     def _str_keys(cls, value: Any) -> Any:
+        if value is None or value == OPEN_ROUTING:
+            return {}
         if isinstance(value, Mapping):
             return {str(k): str(val) for k, val in value.items()}
         return value
@@ -73,10 +85,8 @@ class MappingConfig(BaseModel):
     def _one_routing(self) -> MappingConfig:
         if (self.connection is None) == (self.connection_column is None):
             raise ValueError("set exactly one of `connection` or `connection_column`")
-        if self.connection_column is not None and not self.connection_values:
-            raise ValueError(
-                "`connection_column` needs `connection_values` (source value -> connection name)"
-            )
+        if self.connection_column is None and self.connection_values:
+            raise ValueError("`connection_values` needs `connection_column` (the column they route by)")
         if not self.key_columns:
             raise ValueError("`key` names no column")
         if not self.fields:
@@ -102,8 +112,33 @@ class MappingConfig(BaseModel):
         cols += list(self.fields.values())
         return list(dict.fromkeys(cols))
 
+    @property
+    def open_routing(self) -> bool:
+        """Whether ``connection_column`` holds connection names (no ``connection_values``)."""
+        return self.connection_column is not None and not self.connection_values
+
     def connections(self) -> list[str]:
+        """The connections the mapping names explicitly (none with open routing: see ``connections_for``)."""
         return [self.connection] if self.connection else sorted(set(self.connection_values.values()))
+
+    def connections_for(self, frame: pd.DataFrame | None, available: Iterable[str]) -> list[str]:
+        """The connections a build over ``frame`` needs targets for: those named explicitly, or with open
+        routing those of ``available`` (the configured ones) that the rows name (all of them without a
+        frame), plus every connection of ``connection_constants`` (one that is not configured is then an
+        error, not silently unused).
+
+        Rows naming no configured connection need no target: the build rejects them."""
+        if not self.open_routing:
+            return self.connections()
+        column = cast(str, self.connection_column)
+        named = set(self.connection_constants)
+        if frame is None:
+            named |= set(available)
+        elif column in frame.columns and len(frame):
+            _, distinct = coerce_codes(frame[column], FieldSpec(column, type="string"))
+            values = [x for x in distinct.values.tolist() if isinstance(x, str)]
+            named |= set(route_names(values, list(available)).values())
+        return sorted(named)
 
     @classmethod
     def from_yaml(cls, path_or_text: str | Path) -> MappingConfig:
@@ -124,6 +159,29 @@ class MappingConfig(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"bad mapping config: {exc}") from exc
+
+
+def route_names(values: Iterable[str], connections: Iterable[str]) -> dict[str, str]:
+    """Open routing: each routing value that names a connection -> that connection. A value matches a name
+    exactly, else case-insensitively when only one name matches (``ACME`` -> ``acme``: names read from
+    environment variables are lower case)."""
+    names = list(connections)
+    exact = set(names)
+    folded: dict[str, list[str]] = {}
+    for name in names:
+        folded.setdefault(name.casefold(), []).append(name)
+    out: dict[str, str] = {}
+    for value in values:
+        if value in exact:
+            out[value] = value
+        elif len(found := folded.get(value.casefold(), [])) == 1:
+            out[value] = found[0]
+    return out
+
+
+def routed_connections(config: MappingConfig, targets: Iterable[str]) -> list[str]:
+    """The connections a build routes to: those named explicitly, or with open routing every target's."""
+    return sorted(set(targets)) if config.open_routing else config.connections()
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,6 +9,8 @@ documents; the stages after it only read the ``Plan`` (schema groups, header and
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +20,13 @@ import pandas as pd
 
 from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.mapping import validation as v
-from trackstar_dagster.mapping.config import MappingConfig, Target, constants_for, flatten_constants
+from trackstar_dagster.mapping.config import (
+    MappingConfig,
+    Target,
+    constants_for,
+    flatten_constants,
+    routed_connections,
+)
 from trackstar_dagster.mapping.fieldspec import FieldSpec
 from trackstar_dagster.schema.openapi import find_operation
 
@@ -47,6 +55,11 @@ class Plan:
     items_path: str | None
     item_paths: list[str]
     header_paths: list[str]
+
+    @property
+    def connections(self) -> list[str]:
+        """The connections this build routes to, in order (``Records.rec_conn_id`` indexes them)."""
+        return list(self.conn_group)
 
     def groups_lacking(self, path: str) -> list[int]:
         """The groups whose schema lacks ``path`` (its values are left out of their bodies)."""
@@ -107,11 +120,12 @@ def make_plan(
             f"the source table has duplicate column(s) the mapping reads: {', '.join(twice)}; "
             "rename or drop the copies"
         )
-    unknown = [c for c in cfg.connections() if c not in targets]
+    routed = routed_connections(cfg, targets)
+    unknown = [c for c in routed if c not in targets]
     unknown += [c for c in cfg.connection_constants if c not in targets and c not in unknown]
     if unknown:
         raise ConfigError(f"connection(s) {unknown} have no target (known: {sorted(targets)})")
-    for name in cfg.connections():
+    for name in routed:
         try:
             find_operation(targets[name].doc, action)
         except KeyError as exc:
@@ -119,12 +133,15 @@ def make_plan(
             raise ConfigError(f"{t.integration_name} (connection {name!r}) cannot {action}: {exc}") from exc
     groups: list[SchemaGroup] = []
     conn_group: dict[str, int] = {}
-    seen: dict[tuple[str, str, int], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}
+    doc_ids: dict[int, str] = {}  # id(doc) -> its content's digest, each document hashed once
     written = target_paths(cfg)
     lacking: list[frozenset[str]] = []  # per group: the targets its schema lacks
-    for name in cfg.connections():
+    for name in routed:
         t = targets[name]
-        gk = (t.integration_type, t.integration_name, id(t.doc))
+        # one group per distinct document, not per dict: hundreds of connections of one integration, each
+        # with its own snapshot of the same document, are checked and validated once
+        gk = (t.integration_type, t.integration_name, _doc_digest(t.doc, doc_ids))
         if gk not in seen:
             seen[gk] = len(groups)
             specs, required, complete = v.field_specs(
@@ -155,6 +172,15 @@ def make_plan(
     if ip and any(p == ip for p in cfg.fields):
         raise ConfigError(f"{ip!r} is the items path; map its fields ({ip}.sku, ...) instead")
     return Plan(action, groups, conn_group, ip, item_paths, header_paths)
+
+
+def _doc_digest(doc: dict[str, Any], seen: dict[int, str]) -> str:
+    """A digest of a write-info document's content (memoised by ``id`` in ``seen`` for one plan)."""
+    key = id(doc)
+    if key not in seen:
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+        seen[key] = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return seen[key]
 
 
 def target_paths(config: MappingConfig) -> dict[str, list[str]]:

@@ -18,7 +18,7 @@ import pandas as pd
 from trackstar_dagster.base.keys import encode_key, key_problem
 from trackstar_dagster.mapping.cells import na_mask, none_mask, obj_array, with_none
 from trackstar_dagster.mapping.coercion import ColumnCodes, canonical_codes, coerce_codes
-from trackstar_dagster.mapping.config import MappingConfig
+from trackstar_dagster.mapping.config import MappingConfig, route_names
 from trackstar_dagster.mapping.fieldspec import FieldSpec
 from trackstar_dagster.mapping.plan import Plan
 
@@ -48,7 +48,7 @@ class Records:
     rec_conn: np.ndarray  # record -> connection name (None: unrouted)
     rec_raw_conn: np.ndarray  # record -> raw routing value (None: empty)
     rec_group: np.ndarray  # record -> schema group (-1: unrouted)
-    rec_conn_id: np.ndarray  # record -> index into ``config.connections()`` (-1: unrouted)
+    rec_conn_id: np.ndarray  # record -> index into ``plan.connections`` (-1: unrouted)
 
     @cached_property
     def _src_list(self) -> list[int]:
@@ -157,10 +157,11 @@ def key_codes(n: int, columns: list[str], codes_of: ColumnCodes) -> tuple[np.nda
     return out, uniques
 
 
-def _routing(work: pd.DataFrame, config: MappingConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _routing(
+    work: pd.DataFrame, config: MappingConfig, conn_names: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(connection code per row, raw routing code per row, raw routing values): -1 where unrouted/empty."""
     n = len(work)
-    conn_names = config.connections()
     if config.connection:
         conn_code = np.zeros(n, dtype=np.int64)
         return conn_code, conn_code, np.array([config.connection], dtype=object)
@@ -176,7 +177,11 @@ def _routing(work: pd.DataFrame, config: MappingConfig) -> tuple[np.ndarray, np.
         raw_uniques[[first_of[c] for c in sorted(first_of) if c >= 0]] if len(canon) else raw_uniques[:0]
     )
     cid = {name: i for i, name in enumerate(conn_names)}
-    values = config.connection_values
+    values = (
+        route_names([x for x in raw_uniques.tolist() if isinstance(x, str)], conn_names)
+        if config.open_routing
+        else config.connection_values
+    )
     u_conn = np.array(
         [cid.get(values[x], -1) if x in values else -1 for x in raw_uniques.tolist()], dtype=np.int64
     )
@@ -193,8 +198,8 @@ def index_records(
     """
     n = len(work)
     k_codes, key_uniques = key_codes(n, config.key_columns, codes_of)
-    conn_names = config.connections()
-    conn_code, raw_code, raw_uniques = _routing(work, config)
+    conn_names = plan.connections
+    conn_code, raw_code, raw_uniques = _routing(work, config, conn_names)
     route = np.where(conn_code >= 0, conn_code, len(conn_names) + raw_code.astype(np.int64) + 1)
     combo = route.astype(np.int64) * (len(key_uniques) + 1) + (k_codes.astype(np.int64) + 1)
     null_key = k_codes < 0
@@ -284,11 +289,12 @@ def screen(records: Records, config: MappingConfig) -> tuple[np.ndarray, list[Re
         alive &= ~np.isin(kc, list(bad_key))
     for r in np.flatnonzero(none_mask(records.rec_conn) & ~none_mask(rec_key)).tolist():
         raw = records.rec_raw_conn[r]
-        why = (
-            "routing value is empty"
-            if raw is None
-            else "routing value is not in connection_values (no connection for it)"
-        )
+        if raw is None:
+            why = "routing value is empty"
+        elif config.open_routing:
+            why = "routing value names no configured connection"
+        else:
+            why = "routing value is not in connection_values (no connection for it)"
         out.append((r, config.connection_column or "connection", f"{config.connection_column}: {why}", raw))
     alive &= ~none_mask(rec_key) & (records.rec_group >= 0)
     return alive, out

@@ -34,14 +34,18 @@ REJECT_SHARE_CHECK = "reject_share"
 
 
 def resolve_targets(
-    trackstar: TrackstarResource, mapping: MappingConfig, log: Any = None
+    trackstar: TrackstarResource,
+    mapping: MappingConfig,
+    log: Any = None,
+    frame: pd.DataFrame | None = None,
 ) -> dict[str, Target]:
     """Each connection's integration and write-info document: the stored snapshot, else one fetch.
 
-    Each connection is resolved once here, for the run: the write step needs only its token."""
+    Each connection is resolved once here, for the run: the write step needs only its token. With open
+    routing (the rows name their connection), the configured ones ``frame`` names (all without a frame)."""
     store = trackstar.schema_store()
     targets: dict[str, Target] = {}
-    for name in mapping.connections():
+    for name in mapping.connections_for(frame, trackstar.connection_names()):
         conn = trackstar.connection(name)
         skey = snapshot_key(conn.integration_type, conn.integration_name, conn.name)
         doc = store.load(skey)
@@ -118,7 +122,7 @@ def build_trackstar_sync_assets(
             else None
         )
         frame = sync.load_rows(context, window).reset_index(drop=True)
-        targets = resolve_targets(trackstar, sync.mapping, context.log)
+        targets = resolve_targets(trackstar, sync.mapping, context.log, frame)
         batch = build_payloads(frame, sync.tagged_mapping, targets)
         # the outputs' own contract, before anything downstream uses them
         PayloadsModel.validate(batch.payloads)
