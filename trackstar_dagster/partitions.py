@@ -8,14 +8,68 @@ partition by it, and ``stamp_partitions`` gives each partition the figures of it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
+from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.io_manager import PARTITION_COLUMN
+
+
+@dataclass(frozen=True)
+class RowsRequest:
+    """One slice of a run's rows: what the payloads step asks ``load_rows`` for, one slice at a time."""
+
+    window: dg.TimeWindow | None  # the slice's time window (None: the sync is not time-partitioned)
+    connections: tuple[str, ...] | None  # None: every connection; else only these (a connection dimension)
+    partition_keys: tuple[str, ...]  # the run's partition keys (str form) this slice covers
+
+
+def run_partition_keys(sync: Any, context: dg.AssetExecutionContext) -> list[str]:
+    """The run's partition keys (none when the sync is not partitioned)."""
+    return list(context.partition_keys) if sync.partitions_def is not None else []
+
+
+def rows_requests(sync: Any, context: dg.AssetExecutionContext) -> list[RowsRequest]:
+    """The run's slices, in order: one per time partition when rows can be told apart by ``date_column``
+    (a single-run backfill of two years asks for one day at a time), else one for the whole run."""
+    keys = run_partition_keys(sync, context)
+    pdef = sync.partitions_def
+    if not isinstance(pdef, dg.TimeWindowPartitionsDefinition):
+        return [RowsRequest(None, None, tuple(keys))]
+    if sync.date_column is None or len(keys) <= 1:
+        return [RowsRequest(context.partition_time_window, None, tuple(keys))]
+    return [RowsRequest(pdef.time_window_for_partition_key(k), None, (k,)) for k in keys]
+
+
+def load_slice(sync: Any, context: dg.AssetExecutionContext, request: RowsRequest) -> Iterator[pd.DataFrame]:
+    """The slice's rows, as the chunks ``load_rows`` gives (one DataFrame, or an iterator of DataFrames).
+
+    Rows a loader returns outside the slice (one that ignores its window) are kept only in the slice their
+    date falls in (rows before the run's first day in its first, after its last in its last, as ever), so a
+    row is never built twice."""
+    loaded = sync.load_rows(context, request.window)
+    chunks: Iterable[Any] = [loaded] if isinstance(loaded, pd.DataFrame) else loaded
+    if loaded is None or not isinstance(chunks, Iterable):
+        raise ConfigError(
+            f"{sync.name}: load_rows must return a DataFrame or an iterator of DataFrames, "
+            f"not {type(loaded).__name__}"
+        )
+    keys = run_partition_keys(sync, context)
+    narrow = len(request.partition_keys) == 1 and len(keys) > 1 and sync.date_column is not None
+    for chunk in chunks:
+        if not isinstance(chunk, pd.DataFrame):
+            raise ConfigError(f"{sync.name}: load_rows yielded a {type(chunk).__name__}, not a DataFrame")
+        chunk = chunk.reset_index(drop=True)
+        if narrow and len(chunk):
+            parts = partition_of_rows(chunk, sync.date_column, sync.partitions_def, keys)
+            if parts is not None and not (inside := parts == request.partition_keys[0]).all():
+                chunk = chunk[inside].reset_index(drop=True)
+        yield chunk
 
 
 def partition_of_rows(
