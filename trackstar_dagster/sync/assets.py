@@ -9,17 +9,18 @@ import dataclasses
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from trackstar_dagster.checks import reject_share_result, rows_valid_result
+from trackstar_dagster.io_manager import StoredFrames
 from trackstar_dagster.mapping import MappingConfig, Target
-from trackstar_dagster.partitions import run_partition_keys, stamp_partitions
+from trackstar_dagster.partitions import run_partition_keys
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
 from trackstar_dagster.sync.declaration import TrackstarSync
 from trackstar_dagster.sync.payloads_step import build_chunks, frame_store
 from trackstar_dagster.translator import TrackstarTranslator
-from trackstar_dagster.write_step import RATE_KEYS, WriteConfig, results_metadata, run_writes
+from trackstar_dagster.write_step import RATE_KEYS, WriteConfig, write_in_groups
+from trackstar_dagster.write_totals import ResultsTally
 
 IO_MANAGER_KEY = "trackstar_io_manager"
 ROWS_VALID_CHECK = "rows_valid"
@@ -158,33 +159,42 @@ def build_trackstar_sync_assets(
     @dg.multi_asset(
         name=results_step,  # the step key hold_pool claims the pool for
         specs=[results_spec.with_io_manager_key(IO_MANAGER_KEY)],
+        # annotated StoredFrames: the IO manager hands the stored payloads on, not loaded
         ins={"payloads": dg.AssetIn(payloads_key, input_manager_key=IO_MANAGER_KEY)},
-        required_resource_keys={resource_key, *sync.extra_resource_keys},
+        required_resource_keys={resource_key, IO_MANAGER_KEY, *sync.extra_resource_keys},
         backfill_policy=sync.effective_backfill_policy,
         pool=sync.pool_name,
     )
-    def _results(context: dg.AssetExecutionContext, config: WriteConfig, payloads: pd.DataFrame):
+    def _results(context: dg.AssetExecutionContext, config: WriteConfig, payloads: StoredFrames):
         from trackstar_dagster.pools import keep_heartbeat
 
         sink = sync.results_sink
 
         keep_heartbeat(context, sync.pool_name)  # while it holds the pool, other runs can tell it is alive
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
-        results, metadata = run_writes(
+        keys = run_partition_keys(sync, context)
+        store = frame_store(context, IO_MANAGER_KEY, results_key, keys)
+        tallies, metadata = write_in_groups(
             context,
             trackstar,
-            payloads,
+            payloads.parts(),
+            store.split,
             dry_run=config.dry_run or sync.dry_run,
             mode=config.mode_or(sync.mode),
             max_failed_share=sync.max_failed_share,
             namespace=sync.name,
             sink=(lambda frame: sink(context, "write_results", frame)) if sink is not None else None,
         )
+        template = next((t.head.iloc[0:0] for t in tallies.values() if t.head is not None), None)
+        results = store.finish(template)
+        if not keys:
+            return dg.Output(results, output_name=results_step, metadata=metadata)
         run_figures = {k: v for k, v in metadata.items() if k in RATE_KEYS}
-        if stamp_partitions(
-            context, results_key, results, lambda part: {**results_metadata(part), **run_figures}
-        ):
-            return dg.Output(results, output_name=results_step)
-        return dg.Output(results, output_name=results_step, metadata=metadata)
+        for key in keys:
+            tally = tallies.get(key) or ResultsTally(template)
+            context.add_asset_metadata(
+                {**tally.metadata(), **run_figures}, asset_key=results_key, partition_key=key
+            )
+        return dg.Output(results, output_name=results_step)
 
     return [_payloads, _results]

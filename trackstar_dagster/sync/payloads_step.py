@@ -58,27 +58,17 @@ class PartitionTally:
         return self.head if self.head is not None and len(self.head) else template
 
 
-class ListStore:
-    """The fallback when the IO manager is not this package's: chunks kept, one frame output (memory grows)."""
-
-    def __init__(self) -> None:
-        self.frames: list[pd.DataFrame] = []
-
-    def split(self, frame: pd.DataFrame) -> None:
-        self.frames.append(frame)
-
-    def finish(self, template: pd.DataFrame | None = None) -> pd.DataFrame:
-        frames = self.frames or ([template] if template is not None else [])
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 def frame_store(
     context: dg.AssetExecutionContext, io_manager_key: str, asset_key: dg.AssetKey, keys: list[str]
-) -> FrameStore | ListStore:
+) -> FrameStore:
+    """Where the step stores an asset's chunks: the IO manager's own storage (it must be this package's)."""
     manager = getattr(context.resources, io_manager_key, None)
-    if isinstance(manager, TrackstarFrameIOManager):
-        return manager.store_for(context.instance, asset_key, keys)
-    return ListStore()
+    if not isinstance(manager, TrackstarFrameIOManager):
+        raise ConfigError(
+            f"{io_manager_key!r} must be a TrackstarFrameIOManager (trackstar_io_manager_resources()): a sync's "
+            f"steps store their frames chunk by chunk through it, not {type(manager).__name__}"
+        )
+    return manager.store_for(context.instance, asset_key, keys)
 
 
 @dataclass
@@ -159,8 +149,8 @@ def build_chunks(
     sync: Any,
     mapping: Any,
     targets: dict[str, Target],
-    payloads_store: FrameStore | ListStore,
-    rejects_store: FrameStore | ListStore,
+    payloads_store: FrameStore,
+    rejects_store: FrameStore,
     on_rejects: Callable[[pd.DataFrame], None] | None = None,
 ) -> PayloadsRun:
     """Every slice's chunks built, validated, tagged with their partition and stored; the run's figures."""
@@ -253,4 +243,4 @@ def _log_once(context: dg.AssetExecutionContext, batch: PayloadBatch) -> None:
         )
 
 
-__all__ = ["ListStore", "PartitionTally", "PayloadsRun", "StoredFrames", "build_chunks", "frame_store"]
+__all__ = ["PartitionTally", "PayloadsRun", "StoredFrames", "build_chunks", "frame_store"]
