@@ -37,11 +37,14 @@ class WriteMode(Enum):
 
 class WriteConfig(dg.Config):
     """Run config of a write step: a dry run sends nothing; ``mode`` overrides the sync's; ``namespace`` (the
-    plain ``write_orders`` op only; a sync's is its name) keeps this job's ledger rows and tags its own."""
+    plain ``write_orders`` op only; a sync's is its name) keeps this job's ledger rows and tags its own;
+    ``group_rows`` bounds what a sync's write step holds at once (stored chunks are never split)."""
 
     dry_run: bool = False
     mode: WriteMode | None = None
     namespace: str | None = None
+    #: a sync's write step reads and writes its stored payloads a group of about this many at a time
+    group_rows: int = 20_000
 
     def mode_or(self, default: str) -> str:
         return self.mode.value if self.mode is not None else default
