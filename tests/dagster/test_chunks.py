@@ -217,3 +217,95 @@ def test_a_users_asset_reads_the_payloads_as_a_frame(sandbox, instance, resource
         tags=range_tags(DAYS[0], DAYS[2]),
     )
     assert result.success
+
+
+THREE = ["2026-03-01", "2026-03-02", "2026-03-03"]
+
+
+def three_days_of(n: int) -> pd.DataFrame:
+    return pd.concat(
+        [rows(n, day=d).assign(order_id=lambda f, d=d: f["order_id"] + "-" + d) for d in THREE],
+        ignore_index=True,
+    )
+
+
+def test_a_dry_run_classifies_each_record_against_the_ledger_and_writes_nothing(sandbox, instance, resources):  # noqa: F811
+    first = three_days_of(4)
+    sync = make_sync(first, date_column="order_date", partitions_def=DAILY)
+    selection = dg.AssetSelection.assets(sync.payloads_key, sync.rejects_key, sync.results_key)
+    assert run(sync, instance, resources, selection=selection, tags=range_tags(THREE[0], THREE[-1])).success
+    held = sandbox.records("orders", token="sandbox-token-wms")
+    ledger_before = sync.ledger_entries(resources["trackstar"])
+    assert len(held) == 12 and len(ledger_before) == 12
+
+    # 3 records changed (a new city), 5 new ones on the last day, 9 as they were
+    changed = {f"SYNC-0000-{THREE[0]}", f"SYNC-0001-{THREE[1]}", f"SYNC-0002-{THREE[2]}"}
+    later = pd.concat(
+        [
+            first.assign(city=first["city"].where(~first["order_id"].isin(changed), "Elko")),
+            rows(5, day=THREE[2]).assign(order_id=lambda f: f["order_id"] + "-new"),
+        ],
+        ignore_index=True,
+    )
+    dry = make_sync(later, date_column="order_date", partitions_def=DAILY)
+    result = run(
+        dry,
+        instance,
+        resources,
+        selection=selection,
+        tags=range_tags(THREE[0], THREE[-1]),
+        run_config={"ops": {"s__write_results": {"config": {"dry_run": True, "group_rows": 4}}}},
+    )
+    assert result.success
+    results = read_frames(dry.results_key, base_dir=resources["trackstar_io_manager"].base_dir)
+    assert set(results["status"]) == {"dry_run"}
+    would = dict(zip(results["key"], results["would"], strict=True))
+    assert {k for k, w in would.items() if w == "changed"} == changed
+    assert {k for k, w in would.items() if w == "new"} == {f"SYNC-{i:04d}-new" for i in range(5)}
+    assert sum(w == "unchanged" for w in would.values()) == 9
+    # nothing written: Trackstar and the ledger as the real run left them
+    assert sandbox.records("orders", token="sandbox-token-wms") == held
+    pd.testing.assert_frame_equal(sync.ledger_entries(resources["trackstar"]), ledger_before)
+    figures = {p: values(md) for (k, p), md in materializations(result, "s__write_results").items()}
+    assert figures[THREE[2]]["status_dry_run"] == 4 + 5
+    assert (figures[THREE[2]]["dry_run_new"], figures[THREE[2]]["dry_run_changed"]) == (5, 1)
+    assert sum(f["dry_run_unchanged"] for f in figures.values()) == 9
+
+
+def test_a_write_step_failing_midway_keeps_every_finished_groups_results(sandbox, instance, resources):  # noqa: F811
+    sunk: list[pd.DataFrame] = []
+
+    def sink(context, name, frame):
+        if name == "write_results":
+            sunk.append(frame)
+            if len(sunk) == 1:  # Trackstar fails from the first run's second group on
+                sandbox.configure(faults={"error_5xx": 1.0})
+
+    sync = dataclasses.replace(
+        make_sync(three_days_of(3), date_column="order_date", partitions_def=DAILY), results_sink=sink
+    )
+    selection = dg.AssetSelection.assets(sync.payloads_key, sync.rejects_key, sync.results_key)
+    config = {"ops": {"s__write_results": {"config": {"group_rows": 3}}}}  # one day a group
+    tags = range_tags(THREE[0], THREE[-1])
+    result = run(
+        sync, instance, resources, selection=selection, tags=tags, run_config=config, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "s__write_results"
+    assert (
+        failure.event_specific_data.user_failure_data.metadata["status_failed"].value == 6
+    )  # the run's totals
+
+    stored = sync.read_results(base_dir=resources["trackstar_io_manager"].base_dir)
+    by_day = stored.groupby(PARTITION_COLUMN)["status"].agg(lambda s: sorted(set(s))).to_dict()
+    assert by_day == {THREE[0]: ["created"], THREE[1]: ["failed"], THREE[2]: ["failed"]}
+    assert [sorted(set(f[PARTITION_COLUMN])) for f in sunk] == [[d] for d in THREE]
+    assert len(sandbox.records("orders", token="sandbox-token-wms")) == 3
+
+    sandbox.configure(faults={"error_5xx": 0.0})
+    again = run(sync, instance, resources, selection=selection, tags=tags, run_config=config)
+    assert again.success
+    stored = sync.read_results(base_dir=resources["trackstar_io_manager"].base_dir)
+    assert stored["status"].value_counts().to_dict() == {"created": 6, "unchanged": 3}
+    assert len(sandbox.records("orders", token="sandbox-token-wms")) == 9  # each order once
