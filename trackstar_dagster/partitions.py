@@ -1,14 +1,14 @@
-"""A sync's frames by partition: which partition each source row belongs to, the ``partition`` column on the
-payloads and rejects, and each partition's own metadata.
+"""A sync's frames by partition: the run's slices (what ``load_rows`` is asked for, one at a time), which
+partition each source row belongs to, and the ``partition`` column on the payloads and rejects.
 
 The ``partition`` column is added here, once, in the payloads step; every later step keeps it (the write step
 carries it onto its results, ``write_step.carry_partition``), the IO manager stores each frame one file per
-partition by it, and ``stamp_partitions`` gives each partition the figures of its own rows.
+partition by it, and each partition gets the figures of its own rows (the steps' running tallies).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,29 +148,3 @@ def tag_frame(
     else:
         out["dry_run"] = False
     return out
-
-
-def stamp_partitions(
-    context: dg.AssetExecutionContext,
-    asset_key: dg.AssetKey,
-    frame: pd.DataFrame,
-    figures: Callable[[pd.DataFrame], dict[str, Any]],
-) -> bool:
-    """Each partition of the run gets the figures of its own rows (Dagster copies ``Output`` metadata onto
-    every partition of a range: a 30-day backfill would show the range's totals on each day). False when
-    the asset is not partitioned (then the caller puts the figures on the ``Output``)."""
-    if not context.has_partition_key_range and not context.has_partition_key:
-        return False
-    keys = list(context.partition_keys)
-    groups = (
-        dict(tuple(frame.groupby(PARTITION_COLUMN, sort=False)))
-        if (PARTITION_COLUMN in frame.columns and len(frame))
-        else {}
-    )
-    if PARTITION_COLUMN not in frame.columns and len(keys) == 1:
-        groups = {keys[0]: frame}
-    for key in keys:
-        context.add_asset_metadata(
-            figures(groups.get(key, frame.iloc[0:0])), asset_key=asset_key, partition_key=key
-        )
-    return True
