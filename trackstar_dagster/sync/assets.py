@@ -12,17 +12,16 @@ import dagster as dg
 import pandas as pd
 
 from trackstar_dagster.checks import reject_share_result, rows_valid_result
-from trackstar_dagster.io_manager import PARTITION_COLUMN
-from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
-from trackstar_dagster.mapping.previews import preview_bodies, top_reject_reasons
-from trackstar_dagster.mapping.validation import PayloadsModel, RejectsModel
-from trackstar_dagster.metadata import frame_metadata
-from trackstar_dagster.partitions import partition_of_rows, stamp_partitions, tag_frame
+from trackstar_dagster.io_manager import StoredFrames
+from trackstar_dagster.mapping import MappingConfig, Target
+from trackstar_dagster.partitions import run_partition_keys
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
 from trackstar_dagster.sync.declaration import TrackstarSync
+from trackstar_dagster.sync.payloads_step import build_chunks, frame_store
 from trackstar_dagster.translator import TrackstarTranslator
-from trackstar_dagster.write_step import RATE_KEYS, WriteConfig, results_metadata, run_writes
+from trackstar_dagster.write_step import RATE_KEYS, WriteConfig, write_in_groups
+from trackstar_dagster.write_totals import ResultsTally
 
 IO_MANAGER_KEY = "trackstar_io_manager"
 ROWS_VALID_CHECK = "rows_valid"
@@ -41,29 +40,48 @@ def resolve_targets(
 ) -> dict[str, Target]:
     """Each connection's integration and write-info document: the stored snapshot, else one fetch.
 
-    Each connection is resolved once here, for the run: the write step needs only its token. With open
-    routing (the rows name their connection), the configured ones ``frame`` names (all without a frame)."""
-    store = trackstar.schema_store()
-    targets: dict[str, Target] = {}
-    for name in mapping.connections_for(frame, trackstar.connection_names()):
-        conn = trackstar.connection(name)
+    With open routing (the rows name their connection), the configured ones ``frame`` names (all without a
+    frame)."""
+    return TargetResolver(trackstar, mapping, log)(frame)
+
+
+class TargetResolver:
+    """The targets a run's chunks need, each connection resolved once for the run (the write step needs only
+    its token): a chunk asks for the connections its rows name, so a run over a few of hundreds of
+    connections resolves only those."""
+
+    def __init__(self, trackstar: TrackstarResource, mapping: MappingConfig, log: Any = None) -> None:
+        self.trackstar = trackstar
+        self.mapping = mapping
+        self.log = log
+        self.store = trackstar.schema_store()
+        self.resolved: dict[str, Target] = {}
+
+    def __call__(self, frame: pd.DataFrame | None) -> dict[str, Target]:
+        names = self.mapping.connections_for(frame, self.trackstar.connection_names())
+        for name in names:
+            if name not in self.resolved:
+                self.resolved[name] = self._resolve(name)
+        return {name: self.resolved[name] for name in names}
+
+    def _resolve(self, name: str) -> Target:
+        conn = self.trackstar.connection(name)
         skey = snapshot_key(conn.integration_type, conn.integration_name, conn.name)
-        doc = store.load(skey)
+        doc = self.store.load(skey)
         if doc is None:
-            if log:
-                log.info(f"No write-info snapshot for {skey}; fetching it")
+            if self.log:
+                self.log.info(f"No write-info snapshot for {skey}; fetching it")
             # the resource's client: it closes it at the end of the run
-            doc = trackstar.get_client().get_write_info(
+            doc = self.trackstar.get_client().get_write_info(
                 conn.integration_type, conn.integration_name, access_token=conn.access_token
             )
-            store.save(skey, doc)
-        targets[name] = Target(
+            self.store.save(skey, doc)
+        return Target(
             connection=name,
             integration_type=conn.integration_type,
             integration_name=conn.integration_name,
             doc=doc,
         )
-    return targets
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -105,7 +123,7 @@ def build_trackstar_sync_assets(
                 description=f"ERROR when more than {sync.max_reject_share:.0%} of records are rejected, WARN when any.",
             ),
         ],
-        required_resource_keys={resource_key, *sync.extra_resource_keys},
+        required_resource_keys={resource_key, IO_MANAGER_KEY, *sync.extra_resource_keys},
         backfill_policy=sync.effective_backfill_policy,
         # no pool: this step must run while a dead run holds the pool, to free it (pools.hold_pool)
         can_subset=False,
@@ -116,126 +134,92 @@ def build_trackstar_sync_assets(
         # free the slots of dead runs, then hold the pool for this run's write step (from here to its end)
         hold_pool(context, sync.pool_name, results_step)
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
-        window = (
-            context.partition_time_window
-            if isinstance(sync.partitions_def, dg.TimeWindowPartitionsDefinition)
-            else None
+        targets = TargetResolver(trackstar, sync.mapping, context.log)
+        keys = run_partition_keys(sync, context)
+        payloads_store = frame_store(context, IO_MANAGER_KEY, payloads_key, keys)
+        rejects_store = frame_store(context, IO_MANAGER_KEY, rejects_key, keys)
+        sink = sync.results_sink
+        run = build_chunks(
+            context,
+            sync,
+            sync.tagged_mapping,
+            targets,
+            payloads_store,
+            rejects_store,
+            on_rejects=(lambda frame: sink(context, "rejects", frame)) if sink is not None else None,
         )
-        frame = sync.load_rows(context, window).reset_index(drop=True)
-        targets = resolve_targets(trackstar, sync.mapping, context.log, frame)
-        batch = build_payloads(frame, sync.tagged_mapping, targets)
-        # the outputs' own contract, before anything downstream uses them
-        PayloadsModel.validate(batch.payloads)
-        RejectsModel.validate(batch.rejects)
-        for conn, dropped in batch.dropped_fields.items():
-            context.log.info(
-                f"{conn}: its integration's schema has no {', '.join(dropped)}; left out of its bodies"
-            )
-        if batch.untagged_connections:
-            context.log.warning(
-                f"bodies for {', '.join(batch.untagged_connections)} carry no key tag (key_tag off, or the schema has "
-                f"no trackstar_tags): an unknown outcome cannot be proven and a lost ledger cannot be rebuilt for "
-                f"them; exactly once then rests on the ledger and Trackstar honouring Idempotency-Key"
-            )
-        keys = list(context.partition_keys) if sync.partitions_def is not None else []
-        row_parts = partition_of_rows(frame, sync.date_column, sync.partitions_def, keys)
-        payloads = tag_frame(batch.payloads, frame, row_parts, sync.date_column, sync.write_from_ts)
-        rejects = tag_frame(batch.rejects, frame, row_parts, dry_run_column=False)
-        if sync.results_sink is not None:
-            sync.results_sink(context, "rejects", rejects)
-
-        n_records, n_rejected = batch.records, batch.rejected_records
-        source_parts = (
-            pd.Series(row_parts if row_parts is not None else [], dtype=object).value_counts().to_dict()
-        )
-
-        def payload_figures(part: pd.DataFrame) -> dict[str, Any]:
-            per_conn = part.groupby("connection").size().to_dict() if len(part) else {}
-            key = part[PARTITION_COLUMN].iloc[0] if PARTITION_COLUMN in part.columns and len(part) else None
-            return {
-                **frame_metadata(part),
-                "source_rows": dg.MetadataValue.int(
-                    int(source_parts.get(key, 0)) if row_parts is not None else len(frame)
-                ),
-                "dry_run_records": dg.MetadataValue.int(int(part["dry_run"].sum()) if len(part) else 0),
-                **{f"records_{c}": dg.MetadataValue.int(int(n)) for c, n in sorted(per_conn.items())},
-                **(
-                    {"fields_left_out": dg.MetadataValue.json(batch.dropped_fields)}
-                    if batch.dropped_fields
-                    else {}
-                ),
-                "preview": dg.MetadataValue.md(preview_bodies(part)),
-            }
-
-        def reject_figures(part: pd.DataFrame) -> dict[str, Any]:
-            return {
-                **frame_metadata(part),
-                # records refused (the reject_share check counts these) vs rows of the rejects table
-                "rejected_records": dg.MetadataValue.int(int(part["key"].nunique()) if len(part) else 0),
-                "reject_rows": dg.MetadataValue.int(len(part)),
-                "top_reasons": dg.MetadataValue.md(top_reject_reasons(part)),
-            }
-
+        payloads = payloads_store.finish(run.payloads_template)
+        rejects = rejects_store.finish(run.rejects_template)
         context.log.info(
-            f"Trackstar payloads: {len(frame)} source rows, {n_records} records: "
-            f"{len(payloads)} payloads, {n_rejected} rejected"
+            f"Trackstar payloads: {run.source_rows} source rows, {run.records} records: "
+            f"{run.payloads} payloads, {run.rejected} rejected"
         )
-        by_partition = stamp_partitions(context, payloads_key, payloads, payload_figures)
-        stamp_partitions(context, rejects_key, rejects, reject_figures)
+        for key in keys:
+            context.add_asset_metadata(run.payload_figures(key), asset_key=payloads_key, partition_key=key)
+            context.add_asset_metadata(run.reject_figures(key), asset_key=rejects_key, partition_key=key)
+        whole = not keys
         yield dg.Output(
             payloads,
             output_name=payloads_key.to_python_identifier(),
-            metadata=None if by_partition else payload_figures(payloads),
+            metadata=run.payload_figures("") if whole else None,
         )
         yield dg.Output(
             rejects,
             output_name=rejects_key.to_python_identifier(),
-            metadata=None
-            if by_partition
-            else {**reject_figures(rejects), "rejected_records": dg.MetadataValue.int(n_rejected)},
+            metadata=run.reject_figures("") if whole else None,
         )
         yield rows_valid_result(
             payloads_key,
             ROWS_VALID_CHECK,
-            batch.checks,
-            n_rows=len(frame),
-            n_records=n_records,
-            n_rejected=n_rejected,
+            run.checks,
+            n_rows=run.source_rows,
+            n_records=run.records,
+            n_rejected=run.rejected,
         )
         yield reject_share_result(
-            payloads_key, REJECT_SHARE_CHECK, n_rejected, n_records, sync.max_reject_share
+            payloads_key, REJECT_SHARE_CHECK, run.rejected, run.records, sync.max_reject_share
         )
 
     @dg.multi_asset(
         name=results_step,  # the step key hold_pool claims the pool for
         specs=[results_spec.with_io_manager_key(IO_MANAGER_KEY)],
+        # annotated StoredFrames: the IO manager hands the stored payloads on, not loaded
         ins={"payloads": dg.AssetIn(payloads_key, input_manager_key=IO_MANAGER_KEY)},
-        required_resource_keys={resource_key, *sync.extra_resource_keys},
+        required_resource_keys={resource_key, IO_MANAGER_KEY, *sync.extra_resource_keys},
         backfill_policy=sync.effective_backfill_policy,
         pool=sync.pool_name,
     )
-    def _results(context: dg.AssetExecutionContext, config: WriteConfig, payloads: pd.DataFrame):
+    def _results(context: dg.AssetExecutionContext, config: WriteConfig, payloads: StoredFrames):
         from trackstar_dagster.pools import keep_heartbeat
 
         sink = sync.results_sink
 
         keep_heartbeat(context, sync.pool_name)  # while it holds the pool, other runs can tell it is alive
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
-        results, metadata = run_writes(
+        keys = run_partition_keys(sync, context)
+        store = frame_store(context, IO_MANAGER_KEY, results_key, keys)
+        tallies, metadata = write_in_groups(
             context,
             trackstar,
-            payloads,
+            payloads.parts(),
+            store.split,
             dry_run=config.dry_run or sync.dry_run,
             mode=config.mode_or(sync.mode),
             max_failed_share=sync.max_failed_share,
             namespace=sync.name,
             sink=(lambda frame: sink(context, "write_results", frame)) if sink is not None else None,
+            group_rows=max(1, config.group_rows),
         )
+        template = next((t.head.iloc[0:0] for t in tallies.values() if t.head is not None), None)
+        results = store.finish(template)
+        if not keys:
+            return dg.Output(results, output_name=results_step, metadata=metadata)
         run_figures = {k: v for k, v in metadata.items() if k in RATE_KEYS}
-        if stamp_partitions(
-            context, results_key, results, lambda part: {**results_metadata(part), **run_figures}
-        ):
-            return dg.Output(results, output_name=results_step)
-        return dg.Output(results, output_name=results_step, metadata=metadata)
+        for key in keys:
+            tally = tallies.get(key) or ResultsTally(template)
+            context.add_asset_metadata(
+                {**tally.metadata(), **run_figures}, asset_key=results_key, partition_key=key
+            )
+        return dg.Output(results, output_name=results_step)
 
     return [_payloads, _results]
