@@ -310,3 +310,37 @@ def test_a_write_step_failing_midway_keeps_every_finished_groups_results(sandbox
     stored = sync.read_results(base_dir=resources["trackstar_io_manager"].base_dir)
     assert stored["status"].value_counts().to_dict() == {"created": 6, "unchanged": 3}
     assert len(sandbox.records("orders", token="sandbox-token-wms")) == 9  # each order once
+
+
+def test_an_order_whose_rows_fall_in_two_slices_is_sent_once_and_its_later_part_rejected(
+    sandbox,
+    instance,
+    resources,  # noqa: F811
+):
+    """An order's line items dated on two days 40 days apart (two slices of one backfill run): the whole range
+    was one frame before, so they made one record. Now the first part is sent and the later one is a reject
+    saying why, never a second record with the same key (the writer refuses a frame with a key twice, which
+    would fail the whole step)."""
+    early = rows(3, day="2026-03-01")
+    late = rows(3, day="2026-04-10").assign(order_id=lambda f: f["order_id"].where(f.index > 1, "SYNC-0000"))
+    late.loc[late["order_id"] != "SYNC-0000", "order_id"] = ["LATE-1", "LATE-1", "LATE-2", "LATE-2"]
+    frame = pd.concat([early, late], ignore_index=True)
+    sync = make_sync(frame, date_column="order_date", partitions_def=DAILY, max_reject_share=0.5)
+    sync = dataclasses.replace(sync, load_rows=window_loader(frame, pieces=1))
+    result = run(
+        sync,
+        instance,
+        resources,
+        selection=dg.AssetSelection.assets(sync.payloads_key, sync.rejects_key, sync.results_key),
+        tags=range_tags("2026-03-01", "2026-04-10"),
+    )
+    assert result.success
+    io = resources["trackstar_io_manager"].base_dir
+    results = read_frames(sync.results_key, base_dir=io)
+    assert sorted(results["key"]) == ["LATE-1", "LATE-2", "SYNC-0000", "SYNC-0001", "SYNC-0002"]
+    rejects = read_frames(sync.rejects_key, base_dir=io)
+    late_part = rejects[rejects["key"] == "SYNC-0000"]
+    assert len(late_part) == 1 and late_part[PARTITION_COLUMN].tolist() == ["2026-04-10"]
+    assert "2026-03-01" in late_part["reason"].iloc[0]
+    stored = [r["order_number"] for r in sandbox.records("orders", token="sandbox-token-wms")]
+    assert sorted(stored) == sorted(set(stored)) and len(stored) == 5

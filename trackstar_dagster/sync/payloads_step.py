@@ -88,6 +88,50 @@ class PayloadsRun:
     dropped_fields: dict[str, list[str]] = field(default_factory=dict)
     untagged: list[str] = field(default_factory=list)
     built: bool = False
+    #: hash of (connection, action, key) -> the partition its record went out in, for every record so far
+    sent: dict[int, str] = field(default_factory=dict)
+
+    def later_parts(self, payloads: pd.DataFrame, rejects: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """A record already built from an earlier slice of this run (its rows dated days apart, in two slices)
+        was one record when the range was one frame: the first part stays, a later part becomes a reject that
+        says where the first went (two payloads with one key would fail the whole write step)."""
+        if not len(payloads):
+            return payloads, rejects
+        parts = (
+            payloads[PARTITION_COLUMN].astype(str).tolist()
+            if PARTITION_COLUMN in payloads.columns
+            else [""] * len(payloads)
+        )
+        ids = [hash(t) for t in zip(payloads["connection"], payloads["action"], payloads["key"], strict=True)]
+        earlier = [self.sent.get(i) for i in ids]
+        for i, part in zip(ids, parts, strict=True):
+            self.sent.setdefault(i, part)
+        repeat = [e is not None for e in earlier]
+        if not any(repeat):
+            return payloads, rejects
+        mask = pd.Series(repeat, index=payloads.index)
+        moved = payloads[mask]
+        reasons = [
+            f"the record's rows are dated in two slices of this run: its part dated in {e or 'another slice'} "
+            f"was built first and is the one sent; give all of a record's rows one date"
+            for e in (x for x in earlier if x is not None)
+        ]
+        later = pd.DataFrame(
+            {
+                c: (
+                    moved[c].to_numpy()
+                    if c in moved.columns
+                    else (reasons if c == "reason" else (["key"] * len(moved) if c == "field" else None))
+                )
+                for c in rejects.columns
+            }
+        )
+        if "value" in later.columns:
+            later["value"] = moved["key"].astype(str).to_numpy()
+        self.rejected += len(moved)
+        return payloads[~mask], pd.concat(
+            [rejects, later.astype(rejects.dtypes.to_dict())], ignore_index=True
+        )
 
     def tally(self, key: str, payloads: bool) -> PartitionTally:
         parts = self.payload_parts if payloads else self.reject_parts
@@ -202,6 +246,7 @@ def _add_chunk(
     row_parts = partition_of_rows(chunk, sync.date_column, sync.partitions_def, run.keys)
     payloads = tag_frame(batch.payloads, chunk, row_parts, sync.date_column, sync.write_from_ts)
     rejects = tag_frame(batch.rejects, chunk, row_parts, dry_run_column=False)
+    payloads, rejects = run.later_parts(payloads, rejects)
     offset = run.source_rows
     payloads["source_rows"] = _offset(payloads["source_rows"], offset)
     rejects["source_rows"] = _offset(rejects["source_rows"], offset)
