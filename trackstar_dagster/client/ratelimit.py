@@ -68,8 +68,9 @@ class RateLimiter:
             self._tat = tat + self._interval
             return slot
 
-    def _try_start(self) -> float:
-        """Record a start now if the window allows it (returns 0.0), else how long to wait."""
+    def try_start(self) -> float:
+        """Record a start now if the window allows it (returns 0.0), else how long to wait (the cap a
+        ``SharedLimiter`` keeps: this process's real start times)."""
         with self._lock:
             now = time.monotonic()
             if len(self._starts) == self.capacity:
@@ -84,7 +85,7 @@ class RateLimiter:
         delay = self._reserve() - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        while (wait := self._try_start()) > 0:
+        while (wait := self.try_start()) > 0:
             time.sleep(wait)
 
     async def aacquire(self) -> None:
@@ -92,7 +93,7 @@ class RateLimiter:
         delay = self._reserve() - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        while (wait := self._try_start()) > 0:
+        while (wait := self.try_start()) > 0:
             # asyncio may wake a hair early; the loop above re-checks, so a small pad avoids spinning
             await asyncio.sleep(wait + 0.001)
 
