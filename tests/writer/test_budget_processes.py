@@ -112,21 +112,34 @@ def test_two_processes_reading_share_the_token_budget(sb: SandboxHandle, ledger_
     assert rate >= 0.85 * 10, f"together {rate:.1f} reads/s"
 
 
+def wait_for_arrivals(sb: SandboxHandle, count: int, timeout: float = 60) -> float:
+    """Wait until the token has ``count`` write arrivals; returns the time (epoch seconds)."""
+    deadline = time.monotonic() + timeout
+    while len(sb.arrivals(TOKEN, "write")) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} writes arrived in {timeout:g}s"
+        time.sleep(0.05)
+    return time.time()
+
+
 def test_a_process_joining_late_and_one_killed_midway(sb: SandboxHandle, ledger_url: str) -> None:
-    at = time.time() + 2.0
-    a = start(sb, ledger_url, "write", 250, "a", at)
+    at = time.time() + 1.0
+    a = start(sb, ledger_url, "write", 300, "a", at)
     b = start(sb, ledger_url, "write", 400, "b", at)
-    c = start(sb, ledger_url, "write", 150, "c", at + 3.0)  # joins 3 s in
-    time.sleep(max(0.0, at + 5.0 - time.time()))
-    b.send_signal(signal.SIGKILL)  # dies 5 s in, holding slots it reserved
+    wait_for_arrivals(sb, 60)
+    c = start(sb, ledger_url, "write", 150, "c", time.time())  # joins while a and b are sending
+    wait_for_arrivals(sb, 250)
+    b.send_signal(signal.SIGKILL)  # dies midway, holding slots it reserved
     b.wait(timeout=30)
-    for r, n in ((finish(a), 250), (finish(c), 150)):
+    killed_at = time.time()
+    for r, n in ((finish(a), 300), (finish(c), 150)):
         assert (r["ok"], r["rate_limited"], r["errors"]) == (n, 0, []), r
     times, _ = check_arrivals(sb, "write", 50, None)
-    assert len(times) >= 400 + 100  # a and c, and what b sent in its 5 s
-    after_kill = [t for t in times if t > at + 5.5]
+    by_b = [o for o in sb.records("orders", TOKEN) if o["order_number"].startswith("b-")]
+    assert 0 < len(by_b) < 400
+    # the slots b had reserved are lost (at most ~0.6 s of the token's budget), then a and c use it all
+    after_kill = [t for t in times if t > killed_at + 1.0]
     rate = (len(after_kill) - 1) / (after_kill[-1] - after_kill[0])
-    assert rate >= 0.85 * 50, f"after the kill {rate:.1f} writes/s"
+    assert rate >= 0.8 * 50, f"after the kill {rate:.1f} writes/s"
 
 
 def test_a_budget_that_cannot_be_reached_sends_nothing(sb: SandboxHandle, free_port: int) -> None:

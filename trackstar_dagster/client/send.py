@@ -178,6 +178,7 @@ class Sender:
     def send(self, request: Request) -> tuple[httpx.Response, int]:
         """Send, blocking; returns (response, attempts) or raises a ``TrackstarError``."""
         steps = self._attempts(request)
+        client = self.http  # made before the budget is taken: making it can take longer than a slot lasts
         answer: _Answer = None
         try:
             while True:
@@ -189,7 +190,7 @@ class Sender:
                 if step.limiter is not None:
                     step.limiter.acquire()
                 try:
-                    answer = self.http.request(
+                    answer = client.request(
                         request.method.upper(), clean_path(request.path), **self._request_kwargs(request)
                     )
                 except httpx.TransportError as e:
@@ -275,7 +276,8 @@ class Sender:
         local = RateLimiters.get(token, kind, rate, window=LIMIT_WINDOW_S)
         if self.slot_source is None:
             return local
-        return SharedLimiters.get(self.slot_source, token, kind, rate, window=SHARED_WINDOW_S, local=local)
+        scope = f"{token}@{fingerprint(self.base_url)[:8]}"  # a token's budget is one API's (a sandbox is not production)
+        return SharedLimiters.get(self.slot_source, scope, kind, rate, window=SHARED_WINDOW_S, local=local)
 
     def _wait_for(self, attempt: int, asked: float | None) -> float:
         """The server's wait wins over our backoff (full jitter), capped at ``max_wait``."""

@@ -32,7 +32,8 @@ __all__ = ["LedgerBudget", "budget_table"]
 budget_table = sa.Table(
     "trackstar_budgets",
     metadata,
-    sa.Column("token", sa.String(64), primary_key=True),  # base.redaction.fingerprint of the token
+    # fingerprint of the token (base.redaction), "@", fingerprint of the API's URL: never the token
+    sa.Column("token", sa.String(64), primary_key=True),
     sa.Column("kind", sa.String(16), primary_key=True),  # write | read
     sa.Column("tat", sa.Float(precision=53), nullable=False),  # next free slot, epoch seconds
     sa.Column("reserved_at", sa.Float(precision=53), nullable=False),  # the "now" of the last reservation
