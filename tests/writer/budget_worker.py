@@ -93,7 +93,9 @@ def reads(client: TrackstarClient, token: str, count: int, tally: Tally) -> None
 
 def main(argv: list[str]) -> None:
     ledger_url, base_url, kind, count, label, start_at = argv
-    budget = LedgerBudget(ledger_url, timeout=3.0)
+    budget = (
+        None if os.environ.get("BUDGET_OFF") else LedgerBudget(ledger_url, timeout=3.0)
+    )  # off: the baseline
     client = TrackstarClient(
         os.environ["BUDGET_API_KEY"], base_url, max_retries=0, timeout=10.0, slot_source=budget
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import threading
 import time
 from collections import deque
@@ -56,6 +57,60 @@ class BudgetUnavailableError(TrackstarError):
     outcome_unknown = False
 
 
+class _Ticket:
+    """A caller waiting for a slot, handed one by the reservation that brings it: one wake-up per caller (an
+    async caller is woken at its slot's time), not every caller woken by every reservation."""
+
+    __slots__ = ("error", "event", "future", "loop", "slot")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] | None = loop.create_future() if loop is not None else None
+        self.event = threading.Event() if loop is None else None
+        self.slot: float | None = None
+        self.error: BaseException | None = None
+
+    def arm(self) -> None:
+        """On the caller's loop (whose clock is ``time.monotonic``): wake it at its slot, or now on an error."""
+        assert self.loop is not None
+        if self.slot is None or self.slot <= self.loop.time():
+            self.wake()
+        else:
+            self.loop.call_at(self.slot, self.wake)
+
+    def wake(self) -> None:
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+
+def _deliver(tickets: list[_Ticket]) -> None:
+    """Wake the callers of served tickets (their ``slot`` or ``error`` set): threads at once, each event loop
+    with one call for all its tickets (one wake-up of the loop, not one per ticket)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Ticket]] = {}
+    for ticket in tickets:
+        if ticket.event is not None:
+            ticket.event.set()
+        elif ticket.loop is not None:
+            by_loop.setdefault(ticket.loop, []).append(ticket)
+    if not by_loop:
+        return
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    for loop, armed in by_loop.items():
+        if loop is running:
+            _arm_all(armed)
+        else:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_arm_all, armed)
+
+
+def _arm_all(tickets: list[_Ticket]) -> None:
+    for ticket in tickets:
+        ticket.arm()
+
+
 class SharedLimiter:
     """The slots of one (token, kind) for this process: same ``acquire``/``aacquire`` as a ``RateLimiter``."""
 
@@ -85,82 +140,86 @@ class SharedLimiter:
         self.local = local
         # reentrant: a reservation that is already done runs its callback in the thread that registers it
         self._lock = threading.RLock()
-        self._slots: deque[float] = deque()
-        self._horizon = 0.0  # the last slot reserved (monotonic)
-        self._wanting = 0  # callers waiting without a slot
+        self._slots: deque[float] = deque()  # reserved, not yet handed out (monotonic times)
+        self._tickets: deque[_Ticket] = deque()  # callers waiting for a slot, first come first served
+        self._horizon = 0.0  # the last slot reserved
         self._refill: cf.Future[list[float]] | None = None
         self.reserved = 0  # slots reserved, for figures and tests
-        self.wasted = 0  # slots dropped because they were woken too late
+        self.wasted = 0  # slots dropped: woken too late for them, or never asked for in time
 
     def __repr__(self) -> str:
         return f"SharedLimiter({self.source.name!r}, kind={self.kind!r}, rate_per_s={self.rate:g})"
 
-    # -- the slot queue (under the lock) ---------------------------------------------------------------
+    # -- slots and tickets (under the lock) ------------------------------------------------------------
 
     def _reserve(self) -> list[float]:
         return self.source.reserve(self.token, self.kind, self.batch, self.interval)
 
-    def _start_refill(self) -> cf.Future[list[float]]:
-        fut = _RESERVERS.submit(self._reserve)
-        self._refill = fut
-        fut.add_done_callback(self._refilled)
-        return fut
+    def _maybe_refill(self, now: float) -> None:
+        """Reserve the next batch while callers wait, never more than ``ahead`` seconds of slots ahead."""
+        if self._refill is None and self._tickets and self._horizon - now < self.ahead:
+            fut = self._refill = _RESERVERS.submit(self._reserve)
+            fut.add_done_callback(self._refilled)
+
+    def _serve(self, now: float) -> None:
+        while self._slots and self._slots[0] < now - self.grace:
+            self._slots.popleft()
+            self.wasted += 1
+        served = []
+        while self._tickets and self._slots:
+            ticket = self._tickets.popleft()
+            ticket.slot = self._slots.popleft()
+            served.append(ticket)
+        _deliver(served)
+        self._maybe_refill(now)
 
     def _refilled(self, fut: cf.Future[list[float]]) -> None:
         with self._lock:
             self._refill = None
-            if fut.cancelled() or fut.exception() is not None:
+            error = fut.exception() if not fut.cancelled() else cf.CancelledError()
+            if error is not None:  # fail closed: every waiting caller gets the error, nothing is sent
+                for ticket in self._tickets:
+                    ticket.error = error
+                _deliver(list(self._tickets))
+                self._tickets.clear()
                 return
             slots = fut.result()
             self.reserved += len(slots)
             self._slots.extend(slots)
             if slots:
                 self._horizon = max(self._horizon, slots[-1])
+            self._serve(time.monotonic())
 
-    def _next(self) -> float | cf.Future[list[float]]:
-        """A slot (monotonic time, taken), or the reservation to wait for, or seconds to sleep (negative)."""
+    def _take(self, loop: asyncio.AbstractEventLoop | None) -> float | _Ticket:
+        """A slot now, or a ticket to wait on (a reservation is started if none is under way)."""
         with self._lock:
             now = time.monotonic()
-            while self._slots and self._slots[0] < now - self.grace:
-                self._slots.popleft()
-                self.wasted += 1
-            if self._slots:
-                slot = self._slots.popleft()
-                self._wanting -= 1
-                if (
-                    self._refill is None
-                    and self._wanting > len(self._slots)
-                    and self._horizon - now < self.ahead
-                ):
-                    self._start_refill()  # more callers than slots: the next batch before this one runs out
-                return slot
-            if self._refill is not None:
-                return self._refill
-            if self._horizon - now > self.ahead:  # reserved far enough ahead already: wait for that
-                return -(self._horizon - now - self.ahead)
-            return self._start_refill()
+            self._serve(now)
+            if self._slots and not self._tickets:
+                return self._slots.popleft()
+            ticket = _Ticket(loop)
+            self._tickets.append(ticket)
+            self._maybe_refill(now)
+            return ticket
 
-    def _missed(self, slot: float) -> bool:
-        """Woken too late for ``slot``: drop it (it is counted as wasted) and want another."""
-        if time.monotonic() <= slot + self.grace:
+    def _withdraw(self, ticket: _Ticket) -> bool:
+        """Take a ticket back (True), unless it was served meanwhile (its slot is then lost)."""
+        with self._lock:
+            if ticket in self._tickets:
+                self._tickets.remove(ticket)
+                return True
             return False
-        with self._lock:
-            self.wasted += 1
-            self._wanting += 1
-        return True
 
-    def _enter(self) -> float:
+    def _used(self, slot: float) -> bool:
+        """After sleeping to ``slot``: True when on time; late by more than ``grace``, it is dropped."""
+        late = time.monotonic() > slot + self.grace
         with self._lock:
-            self._wanting += 1
-        return time.monotonic() + self.timeout
-
-    def _leave(self) -> None:
-        """A caller gives up without a slot (error, timeout, cancellation)."""
-        with self._lock:
-            self._wanting -= 1
+            self.wasted += late
+            self._serve(time.monotonic())  # slots are being used up: the next batch may be due
+        return not late
 
     def _unavailable(self, cause: BaseException | None) -> BudgetUnavailableError:
-        why = f"{type(cause).__name__}: {cause}" if cause is not None else f"no answer in {self.timeout:g}s"
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else f"no slot in {self.timeout:g}s"
         return BudgetUnavailableError(
             f"the shared {self.kind} budget ({self.source.name}) could not be reached, so nothing was sent "
             f"(a token's budget is never left unlimited): {why}"
@@ -169,65 +228,60 @@ class SharedLimiter:
     # -- waiting ---------------------------------------------------------------------------------------
 
     def acquire(self) -> None:
-        """Block the calling thread until this process's next slot (a reservation may be made here)."""
-        deadline, slot, holding = self._enter(), None, False
-        try:
-            while slot is None:
-                got = self._next()
+        """Block the calling thread until this process's next slot."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            got = self._take(None)
+            if isinstance(got, _Ticket):
+                assert got.event is not None
                 left = deadline - time.monotonic()
-                if isinstance(got, cf.Future):
-                    try:
-                        got.result(timeout=max(0.0, left))
-                    except Exception as e:
-                        raise self._unavailable(None if isinstance(e, TimeoutError) else e) from e
-                elif got < 0:
-                    if left <= 0:
+                if not got.event.wait(max(0.0, min(left, self.ahead))) and self._withdraw(got):
+                    if left <= self.ahead:
                         raise self._unavailable(None)
-                    time.sleep(min(-got, left))
-                else:
-                    holding = True  # taken: no longer wanting, unless missed
-                    while (delay := got - time.monotonic()) > 0:
-                        time.sleep(delay)
-                    if self._missed(got):
-                        holding = False
-                    else:
-                        slot = got
-        except BaseException:
-            if not holding:
-                self._leave()
-            raise
+                    continue  # waited ``ahead``: ask again (a reservation may be due)
+                if got.error is not None:
+                    raise self._unavailable(got.error) from got.error
+                assert got.slot is not None
+                got = got.slot
+            while (delay := got - time.monotonic()) > 0:
+                time.sleep(delay)
+            if self._used(got):
+                break
         if self.local is not None:
             while (wait := self.local.try_start()) > 0:
                 time.sleep(wait)
 
     async def aacquire(self) -> None:
         """``acquire`` without blocking the event loop (reservations run in a thread)."""
-        deadline, slot, holding = self._enter(), None, False
-        try:
-            while slot is None:
-                got = self._next()
+        deadline = time.monotonic() + self.timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            got = self._take(loop)
+            if isinstance(got, _Ticket):
+                assert got.future is not None
                 left = deadline - time.monotonic()
-                if isinstance(got, cf.Future):
-                    try:
-                        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(got)), max(0.0, left))
-                    except Exception as e:
-                        raise self._unavailable(None if isinstance(e, TimeoutError) else e) from e
-                elif got < 0:
-                    if left <= 0:
+                expiry = loop.call_later(max(0.0, min(left, self.ahead)), got.wake)
+                try:
+                    await got.future
+                except BaseException:  # cancelled: give the ticket back (a slot served meanwhile is lost)
+                    if not self._withdraw(got) and got.slot is not None:
+                        with self._lock:
+                            self.wasted += 1
+                    raise
+                finally:
+                    expiry.cancel()
+                if got.slot is None and got.error is None and self._withdraw(got):
+                    if left <= self.ahead:
                         raise self._unavailable(None)
-                    await asyncio.sleep(min(-got, left))
-                else:
-                    holding = True  # taken: no longer wanting, unless missed
-                    while (delay := got - time.monotonic()) > 0:
-                        await asyncio.sleep(delay)  # may wake a hair early: the loop re-checks
-                    if self._missed(got):
-                        holding = False
-                    else:
-                        slot = got
-        except BaseException:
-            if not holding:
-                self._leave()
-            raise
+                    continue
+                if got.error is not None:
+                    raise self._unavailable(got.error) from got.error
+                assert got.slot is not None
+                got = got.slot
+            while (delay := got - time.monotonic()) > 0:
+                await asyncio.sleep(delay)  # may wake a hair early: the loop re-checks
+            if self._used(got):
+                break
         if self.local is not None:
             while (wait := self.local.try_start()) > 0:
                 await asyncio.sleep(wait + 0.001)

@@ -14,7 +14,9 @@ with ``synchronous=NORMAL`` on connections of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ budget_table = sa.Table(
     sa.Column("reserved_at", sa.Float(precision=53), nullable=False),  # the "now" of the last reservation
 )
 
+# One statement, atomic on its own (autocommit): SQLite's ``now`` is the caller's wall clock (one machine).
 _SQLITE = """
 INSERT INTO trackstar_budgets (token, kind, tat, reserved_at) VALUES (:token, :kind, :now + :lead + :span, :now)
 ON CONFLICT (token, kind) DO UPDATE
@@ -46,20 +49,24 @@ SET tat = max(trackstar_budgets.tat, excluded.reserved_at + :lead) + :span, rese
 RETURNING tat, reserved_at
 """
 
-# statement_timestamp(): one value for the whole statement, read when the statement reaches the server.
+# statement_timestamp(): the database's clock, one value for the whole statement, read when it arrives.
 _POSTGRESQL = """
 INSERT INTO trackstar_budgets (token, kind, tat, reserved_at)
-VALUES (:token, :kind, extract(epoch from statement_timestamp()) + :lead + :span,
+VALUES (%(token)s, %(kind)s, extract(epoch from statement_timestamp()) + %(lead)s + %(span)s,
         extract(epoch from statement_timestamp()))
 ON CONFLICT (token, kind) DO UPDATE
-SET tat = greatest(trackstar_budgets.tat, excluded.reserved_at + :lead) + :span,
+SET tat = greatest(trackstar_budgets.tat, excluded.reserved_at + %(lead)s) + %(span)s,
     reserved_at = excluded.reserved_at
 RETURNING tat, reserved_at
 """
 
 
 class LedgerBudget:
-    """The shared schedules in the ledger's database (a ``SlotSource``). Thread-safe; one engine of its own.
+    """The shared schedules in the ledger's database (a ``SlotSource``). Thread-safe.
+
+    Reservations go through one driver connection of its own, in autocommit, under a lock: a reservation is
+    one statement, and SQLAlchemy's per-transaction work would cost more than the statement itself (it is
+    paid every 10 writes). A connection that fails is dropped and made again on the next reservation.
 
     ``lead``: how far ahead of ``now`` a reservation on an idle schedule starts, so its first slot is still
     ahead when the answer arrives. ``timeout``: seconds to connect (or to wait for SQLite's lock) before a
@@ -76,16 +83,20 @@ class LedgerBudget:
             raise ConfigError(f"ledger database {self.dialect!r} is not supported; use SQLite or PostgreSQL")
         self.name = f"ledger budget at {parsed.render_as_string(hide_password=True)}"
         self.lead = float(lead)
+        self.timeout = float(timeout)
         self.engine = _engine(self.url, self.dialect, timeout)
-        self._sql = sa.text(_SQLITE if self.dialect == "sqlite" else _POSTGRESQL)
-        self._ready = False
+        self._sql = _SQLITE if self.dialect == "sqlite" else _POSTGRESQL
+        self._lock = threading.Lock()
+        self._fairy: Any = None  # the pool's handle on it
+        self._conn: Any = None  # the driver's connection (sqlite3 or psycopg), made on first use
 
     def __repr__(self) -> str:
         return f"LedgerBudget({self.name!r})"
 
-    def _create(self) -> None:
-        """The table, on first use (not in the constructor: a resource builds this before any run)."""
-        if not self._ready:
+    def _connection(self) -> Any:
+        """The driver connection (autocommit), with the table created on first use (not in the constructor:
+        a resource builds this before any run)."""
+        if self._conn is None:
             database = make_url(self.url).database or ""
             if (
                 self.dialect == "sqlite"
@@ -94,25 +105,41 @@ class LedgerBudget:
             ):
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             metadata.create_all(self.engine, tables=[budget_table])
-            self._ready = True
+            fairy = self.engine.raw_connection()
+            conn: Any = fairy.driver_connection
+            if self.dialect == "postgresql":
+                conn.autocommit = True
+                conn.execute("SET synchronous_commit TO OFF")  # a schedule lost in a crash is only a schedule
+            self._fairy, self._conn = fairy, conn
+        return self._conn
+
+    def _drop(self) -> None:
+        """Forget a connection that failed (the next reservation makes a new one)."""
+        with contextlib.suppress(Exception):
+            self._fairy.invalidate()
+        self._fairy = self._conn = None
 
     def reserve(self, token: str, kind: str, count: int, interval: float) -> list[float]:
         """Reserve ``count`` slots ``interval`` apart; their times on this process's monotonic clock."""
-        self._create()
         span = count * interval
         params: dict[str, Any] = {"token": token, "kind": kind, "lead": self.lead, "span": span}
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            mono = time.monotonic()
-            params["now"] = time.time()  # SQLite only; read at the same instant as ``mono``
-            tat, now = conn.execute(self._sql, params).one()
+        with self._lock:
+            try:
+                cur = self._connection().cursor()
+                mono = time.monotonic()
+                params["now"] = time.time()  # SQLite's clock; read at the same instant as ``mono``
+                cur.execute(self._sql, params)
+                tat, now = cur.fetchall()[0]  # all rows: SQLite commits when the statement is done
+                cur.close()
+            except BaseException:
+                self._drop()
+                raise
         first = mono + (float(tat) - span - float(now))
         return [first + i * interval for i in range(count)]
 
     def listing(self) -> list[dict[str, Any]]:
         """Every schedule: token fingerprint, kind, seconds its next free slot lies ahead (negative: idle)."""
-        self._create()
+        metadata.create_all(self.engine, tables=[budget_table])
         t = budget_table
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(t.c.token, t.c.kind, t.c.tat)).all()
@@ -120,16 +147,20 @@ class LedgerBudget:
         return [{"token": r.token, "kind": r.kind, "seconds_ahead": float(r.tat) - now} for r in rows]
 
     def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._fairy.close()
+                self._conn = None
         self.engine.dispose()
 
 
 def _engine(url: str, dialect: str, timeout: float) -> Engine:
-    """An engine for the budget's short statements: SQLite in WAL without fsync per commit, PostgreSQL
-    with a connect timeout, so a database that is down fails a reservation instead of hanging it."""
+    """An engine for the budget's connection: SQLite in WAL without fsync per commit, in autocommit (each
+    reservation is one statement); PostgreSQL with a connect timeout, so a database that is down fails a
+    reservation instead of hanging it."""
     if dialect == "postgresql":
-        return sa.create_engine(
-            url, pool_pre_ping=True, connect_args={"connect_timeout": max(1, round(timeout))}
-        )
+        return sa.create_engine(url, connect_args={"connect_timeout": max(1, round(timeout))})
     database = make_url(url).database or ""
     memory = database in ("", ":memory:")
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": timeout}}
@@ -139,16 +170,12 @@ def _engine(url: str, dialect: str, timeout: float) -> Engine:
 
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        dbapi_conn.isolation_level = None  # autocommit: a statement is its own transaction
         cur = dbapi_conn.cursor()
         if not memory:
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
