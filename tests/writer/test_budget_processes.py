@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,31 +145,60 @@ def test_a_process_joining_late_and_one_killed_midway(sb: SandboxHandle, ledger_
     assert rate >= 0.8 * 50, f"after the kill {rate:.1f} writes/s"
 
 
-def test_a_budget_that_cannot_be_reached_sends_nothing(sb: SandboxHandle, free_port: int) -> None:
+@pytest.fixture(params=["postgresql", "sqlite"])
+def unreachable_budget(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[LedgerBudget, str]]:
+    """A budget whose database does not answer in time: PostgreSQL on a port nobody listens on, or a SQLite
+    file another process holds locked; with the words its error must carry."""
+    if request.param == "postgresql":
+        url = f"postgresql+psycopg://budget:hunter2@127.0.0.1:{free_port()}/ledger"
+        budget = LedgerBudget(url, timeout=1.0)
+        yield budget, "127.0.0.1"
+    else:
+        path = tmp_path / "ledger.sqlite"
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("PRAGMA journal_mode=WAL")
+        holder.execute("BEGIN EXCLUSIVE")  # a writer that does not let go
+        budget = LedgerBudget(f"sqlite:///{path}", timeout=1.0)
+        yield budget, "locked"
+        holder.execute("ROLLBACK")
+        holder.close()
+    budget.close()
+
+
+def test_a_budget_that_cannot_be_reached_sends_nothing(
+    sb: SandboxHandle, unreachable_budget: tuple[LedgerBudget, str]
+) -> None:
+    budget, why = unreachable_budget
     SharedLimiters.clear()
-    url = f"postgresql+psycopg://budget:hunter2@127.0.0.1:{free_port}/ledger"
-    budget = LedgerBudget(url, timeout=1.0)
     client = TrackstarClient(sb.api_key, sb.base_url, slot_source=budget)
     started = time.monotonic()
     with pytest.raises(BudgetUnavailableError) as err:
         client.write("POST", "/wms/orders", {"order_number": "SO-1"}, TOKEN)
     assert time.monotonic() - started < 15
     message = str(err.value)
-    assert "budget" in message and "nothing was sent" in message and "127.0.0.1" in message
+    assert "write budget" in message and "nothing was sent" in message and why in message
     assert "hunter2" not in message and TOKEN not in message
-    with pytest.raises(BudgetUnavailableError):
+    with pytest.raises(BudgetUnavailableError, match="read budget"):
         client.list_records("/wms/orders", TOKEN)
     assert sb.arrivals(TOKEN, "write") == [] and sb.arrivals(TOKEN, "read") == []
     assert sb.records("orders", TOKEN) == []
     client.close()
-    budget.close()
     SharedLimiters.clear()
 
 
-@pytest.fixture
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_the_arrival_log_over_http(sb: SandboxHandle) -> None:
+    """The log the tests above read, as a sandbox in another process serves it (``/_sandbox/arrivals``)."""
+    client = TrackstarClient(sb.api_key, sb.base_url, write_rate=None, read_rate=None)
+    client.list_records("/wms/orders", TOKEN)
+    remote = SandboxHandle(sb.base_url, sb.api_key, sb.tokens)  # no in-process sandbox: HTTP only
+    (at, admitted), *rest = remote.arrivals(TOKEN, "read")
+    assert rest == [] and admitted and abs(at - time.time()) < 30
+    assert remote.arrivals(TOKEN, "write") == [] and remote.arrivals("not-a-token", "read") == []
+    remote.close_admin()
+    client.close()
