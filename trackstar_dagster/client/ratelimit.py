@@ -2,7 +2,8 @@
 
 Trackstar limits each access token (10 reads/s, 50 writes/s). Many clients, threads and tasks may use
 the same token at once, so the budget lives in a process-wide registry keyed by a fingerprint of the
-token (never the token itself) and the kind of call.
+token (never the token itself) and the kind of call. Across processes and machines, ``shared_budget`` draws
+the slots from a schedule they share, and this limiter stays as each process's cap.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ of everyone's requests keeps the token's rate. Two things make that hold in prac
 * reservations are demand-driven and bounded ahead (``ahead`` seconds), so a process that stops or dies
   wastes at most that much of the token's budget.
 
-A source that cannot answer fails closed: no slot, no request, a ``BudgetUnavailableError`` after
-``timeout`` seconds. The process-local limiter stays as a cap (its log of real start times).
+A source that cannot answer fails closed: no slot, no request, a ``BudgetUnavailableError`` as soon as
+the reservation fails (the source bounds its own wait: a connect or lock timeout), or after ``timeout``
+seconds without a slot. The process-local limiter stays as a cap (its log of real start times).
 """
 
 from __future__ import annotations
@@ -178,6 +179,14 @@ class SharedLimiter:
             self._refill = None
             error = fut.exception() if not fut.cancelled() else cf.CancelledError()
             if error is not None:  # fail closed: every waiting caller gets the error, nothing is sent
+                logger.warning(
+                    "shared %s budget (%s) unavailable, %d request(s) not sent: %s: %s",
+                    self.kind,
+                    self.source.name,
+                    len(self._tickets),
+                    type(error).__name__,
+                    error,
+                )
                 for ticket in self._tickets:
                     ticket.error = error
                 _deliver(list(self._tickets))
