@@ -34,7 +34,6 @@ import sqlalchemy as sa
 
 from ..base.keys import key_id
 from . import ledger_upgrade as upgrade
-from .ledger_budget import budget_table  # the token budgets' table, created with the ledger's
 from .ledger_claims import ClaimBook
 from .ledger_db import LedgerDatabase
 from .ledger_table import (
@@ -67,7 +66,6 @@ __all__ = [  # the ledger's public names, wherever they are defined
     "Ledger",
     "LedgerEntry",
     "Outcome",
-    "budget_table",
     "default_ledger_url",
     "ledger_table",
     "wait_db_clock",

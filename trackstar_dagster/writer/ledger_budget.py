@@ -26,10 +26,12 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from ..base.errors import ConfigError
-from .ledger_table import metadata
 from .ledger_url import normalise_url
 
 __all__ = ["LedgerBudget", "budget_table"]
+
+#: its own metadata: the ledger's ``create_all`` leaves this table alone, ``LedgerBudget`` creates it on first use
+metadata = sa.MetaData()
 
 budget_table = sa.Table(
     "trackstar_budgets",
@@ -104,7 +106,7 @@ class LedgerBudget:
                 and not database.startswith("file:")
             ):
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            metadata.create_all(self.engine, tables=[budget_table])
+            self._create_table()
             fairy = self.engine.raw_connection()
             conn: Any = fairy.driver_connection
             if self.dialect == "postgresql":
@@ -112,6 +114,14 @@ class LedgerBudget:
                 conn.execute("SET synchronous_commit TO OFF")  # a schedule lost in a crash is only a schedule
             self._fairy, self._conn = fairy, conn
         return self._conn
+
+    def _create_table(self) -> None:
+        """Create the table unless it exists; another process creating it at the same moment is no error."""
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.DBAPIError:
+            if not sa.inspect(self.engine).has_table(budget_table.name):
+                raise
 
     def _drop(self) -> None:
         """Forget a connection that failed (the next reservation makes a new one)."""
@@ -139,7 +149,7 @@ class LedgerBudget:
 
     def listing(self) -> list[dict[str, Any]]:
         """Every schedule: token fingerprint, kind, seconds its next free slot lies ahead (negative: idle)."""
-        metadata.create_all(self.engine, tables=[budget_table])
+        self._create_table()
         t = budget_table
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(t.c.token, t.c.kind, t.c.tat)).all()
