@@ -39,6 +39,7 @@ from trackstar_dagster.client import PRODUCTION_URL, TrackstarClient
 from trackstar_dagster.connections import DeclaredConnection, declare_all
 from trackstar_dagster.schema.store import SchemaStore
 from trackstar_dagster.writer.ledger import Ledger
+from trackstar_dagster.writer.ledger_budget import LedgerBudget
 
 __all__ = ["PlainSecretWarning", "ResolvedConnection", "TrackstarConnection", "TrackstarResource"]
 
@@ -139,6 +140,12 @@ class TrackstarResource(ConfigurableResource):
         description="SQLAlchemy URL of the write ledger (e.g. PostgreSQL when runs span machines); "
         "default a SQLite file in state_dir. With a password in it, use EnvVar('...').",
     )
+    shared_budgets: bool = Field(
+        default=True,
+        description="Keep write_rate and read_rate per access token across every run, process and machine "
+        "sharing the ledger (a schedule per token in the ledger's database); off: each process keeps them "
+        "on its own, and two runs on one token each take the whole rate.",
+    )
     lookup_integration_by_token: bool = Field(
         default=False,
         description="Look up the integration of a connection with neither integration_name nor connection_id by "
@@ -147,6 +154,7 @@ class TrackstarResource(ConfigurableResource):
     )
 
     _client: TrackstarClient | None = PrivateAttr(default=None)
+    _budget: LedgerBudget | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _declared: dict[str, DeclaredConnection] | None = PrivateAttr(default=None)
     _declared_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -189,17 +197,22 @@ class TrackstarResource(ConfigurableResource):
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            if self._budget is not None:
+                self._budget.close()
+                self._budget = None
 
     # -- API -------------------------------------------------------------------------------------------
 
     def get_client(self) -> TrackstarClient:
-        """The resource's client, shared by every caller in this process (one connection pool; rate limits are
-        shared process-wide anyway). The resource owns it: use it, do not close it (``teardown_after_execution``
-        does, at the end of the run)."""
+        """The resource's client, shared by every caller in this process (one connection pool); its rates per
+        access token are shared with every process using the same ledger (``shared_budgets``). The resource
+        owns it: use it, do not close it (``teardown_after_execution`` does, at the end of the run)."""
         with self._lock:
             if self._client is None:
                 if not self.api_key:
                     raise ConfigError("TrackstarResource.api_key is empty (is TRACKSTAR_API_KEY set?)")
+                if self.shared_budgets and self._budget is None:
+                    self._budget = LedgerBudget(self._ledger_location())
                 self._client = TrackstarClient(
                     self.api_key,
                     self.base_url,
@@ -210,6 +223,7 @@ class TrackstarResource(ConfigurableResource):
                     read_rate=self.read_rate,
                     write_rate=self.write_rate,
                     catalog_interval=self.catalog_interval,
+                    slot_source=self._budget,
                 )
             return self._client
 
@@ -219,10 +233,13 @@ class TrackstarResource(ConfigurableResource):
 
     def ledger(self) -> Ledger:
         """The durable record of what was written, so re-runs and backfills never write a record twice."""
-        url = self.ledger_url
-        if url is None and self.state_dir:
-            url = f"sqlite:///{Path(self.state_dir) / 'ledger.sqlite'}"
-        return Ledger(url)
+        return Ledger(self._ledger_location())
+
+    def _ledger_location(self) -> str | None:
+        """The ledger's URL (None: the default location); the token budgets live in the same database."""
+        if self.ledger_url is None and self.state_dir:
+            return f"sqlite:///{Path(self.state_dir) / 'ledger.sqlite'}"
+        return self.ledger_url
 
     def declared_connections(self) -> dict[str, DeclaredConnection]:
         """Every connection, by name: the explicit ``connections`` and the bulk sources, read once (lazily:

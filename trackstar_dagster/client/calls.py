@@ -38,6 +38,7 @@ from trackstar_dagster.client.endpoints import (
     write_response,
 )
 from trackstar_dagster.client.send import LIMIT_WINDOW_S, USER_AGENT, Request, Sender, logger
+from trackstar_dagster.client.shared_budget import SlotSource
 
 __all__ = ["LIMIT_WINDOW_S", "PRODUCTION_URL", "USER_AGENT", "TrackstarClient"]
 
@@ -69,7 +70,10 @@ class TrackstarClient:
         catalog_interval: float = 60.0,
         max_connections: int = 150,
         max_wait: float = 120.0,
+        slot_source: SlotSource | None = None,
     ) -> None:
+        """``slot_source``: a budget shared with every process using the same tokens (e.g. the ledger's
+        database); without it, each process keeps the rates on its own."""
         if not api_key:
             raise ValueError("api_key is required")
         self.base_url = str(base_url).rstrip("/")
@@ -87,6 +91,7 @@ class TrackstarClient:
             write_rate=write_rate or None,
             max_connections=int(max_connections),
             max_wait=float(max_wait),
+            slot_source=slot_source,
         )
 
     def __repr__(self) -> str:

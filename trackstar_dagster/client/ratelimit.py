@@ -2,7 +2,8 @@
 
 Trackstar limits each access token (10 reads/s, 50 writes/s). Many clients, threads and tasks may use
 the same token at once, so the budget lives in a process-wide registry keyed by a fingerprint of the
-token (never the token itself) and the kind of call.
+token (never the token itself) and the kind of call. Across processes and machines, ``shared_budget`` draws
+the slots from a schedule they share, and this limiter stays as each process's cap.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ class RateLimiter:
             self._tat = tat + self._interval
             return slot
 
-    def _try_start(self) -> float:
-        """Record a start now if the window allows it (returns 0.0), else how long to wait."""
+    def try_start(self) -> float:
+        """Record a start now if the window allows it (returns 0.0), else how long to wait (the cap a
+        ``SharedLimiter`` keeps: this process's real start times)."""
         with self._lock:
             now = time.monotonic()
             if len(self._starts) == self.capacity:
@@ -84,7 +86,7 @@ class RateLimiter:
         delay = self._reserve() - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        while (wait := self._try_start()) > 0:
+        while (wait := self.try_start()) > 0:
             time.sleep(wait)
 
     async def aacquire(self) -> None:
@@ -92,7 +94,7 @@ class RateLimiter:
         delay = self._reserve() - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        while (wait := self._try_start()) > 0:
+        while (wait := self.try_start()) > 0:
             # asyncio may wake a hair early; the loop above re-checks, so a small pad avoids spinning
             await asyncio.sleep(wait + 0.001)
 

@@ -21,7 +21,8 @@ CONFIGURE_FIELDS = frozenset(
 
 
 class AdminRoutes:
-    """``/_sandbox/health``, ``configure``, ``write-info/{name}``, ``records/{resource}``, ``reset``."""
+    """``/_sandbox/health``, ``configure``, ``write-info/{name}``, ``records/{resource}``, ``arrivals/{kind}``,
+    ``reset``."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox
@@ -33,6 +34,7 @@ class AdminRoutes:
             Route("/_sandbox/configure", self.configure, methods=["POST"]),
             Route("/_sandbox/write-info/{integration_name}", self.write_info, methods=["PUT"]),
             Route("/_sandbox/records/{resource}", self.records, methods=["GET"]),
+            Route("/_sandbox/arrivals/{kind}", self.arrivals, methods=["GET"]),
             Route("/_sandbox/reset", self.reset, methods=["POST"]),
         ]
 
@@ -76,6 +78,14 @@ class AdminRoutes:
             return bad
         token = request.headers.get("x-trackstar-access-token")
         return JSONResponse({"data": self.sb.records(request.path_params["resource"], token)})
+
+    async def arrivals(self, request: Request) -> Response:
+        """When the access token's requests of a kind (``write``, ``read``) arrived, and which were refused."""
+        if (bad := self.sb.check_key(request)) is not None:
+            return bad
+        token = request.headers.get("x-trackstar-access-token") or ""
+        log = self.sb.arrivals(token, request.path_params["kind"])
+        return JSONResponse({"data": [{"at": t, "admitted": ok} for t, ok in log]})
 
     async def reset(self, request: Request) -> Response:
         """Forget records, keys and rate windows; restore the shipped documents."""

@@ -25,6 +25,7 @@ from jsonschema import Draft202012Validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from trackstar_dagster.base.redaction import fingerprint
 from trackstar_dagster.sandbox.faults import FaultConfig, FaultInjector
 from trackstar_dagster.sandbox.judge import FORMAT_CHECKER, check_write_info, doc_with_enums
 from trackstar_dagster.sandbox.ratelimits import RateLimits
@@ -264,8 +265,12 @@ class Sandbox:
         conn = self.connections.get(token)
         return copy.deepcopy(self.store.list(conn.connection_id, resource)) if conn else []
 
+    def arrivals(self, token: str, kind: str = "write") -> list[tuple[float, bool]]:
+        """(epoch seconds, admitted) of every ``kind`` request of one access token since the last reset."""
+        return self.limits.arrival_log(fingerprint(token), kind)
+
     def reset(self) -> None:
-        """Forget records, idempotency keys and rate windows; restore the shipped write-info docs."""
+        """Forget records, idempotency keys, rate windows and arrivals; restore the shipped write-info docs."""
         self.store.clear()
         self.limits.reset()
         self.faults.configure(self.faults.config)

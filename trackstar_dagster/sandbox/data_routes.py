@@ -83,7 +83,7 @@ class DataRoutes:
         if isinstance(conn, Response):
             return conn
         is_write = request.method in WRITE_METHODS
-        verdict = self.sb.limits.check(fingerprint(conn.token), "write" if is_write else "read")
+        verdict = self.sb.limits.arrived(fingerprint(conn.token), "write" if is_write else "read")
         headers = verdict.headers() if verdict else {}
         if verdict and not verdict.allowed:
             return error(429, "429 Too Many Requests", headers=headers)

@@ -57,12 +57,34 @@ class SlidingWindow:
         return Verdict(False, limit, 0, math.ceil(oldest + self.window), max(1, math.ceil(wait)))
 
 
+#: arrivals kept per (who, kind): enough for minutes at a token's full rate
+ARRIVALS_KEPT = 100_000
+
+
 class RateLimits:
-    """All the windows of one sandbox, keyed by (who, kind); a rate of 0/None means unlimited."""
+    """All the windows of one sandbox, keyed by (who, kind); a rate of 0/None means unlimited.
+
+    Every data request's arrival is logged (epoch seconds, admitted or refused) per (who, kind), limited or
+    not, so a test can check what clients sent in any 1-second window, whichever process sent it.
+    """
 
     def __init__(self, write_rate: float | None = 50.0, read_rate: float | None = 10.0) -> None:
         self.rates: dict[str, float | None] = {"write": write_rate, "read": read_rate, "catalog": 1.0}
         self.windows: dict[tuple[str, str], SlidingWindow] = {}
+        self.arrivals: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
+
+    def arrived(self, who: str, kind: str) -> Verdict | None:
+        """``check``, with the arrival logged."""
+        verdict = self.check(who, kind)
+        log = self.arrivals.get((who, kind))
+        if log is None:
+            log = self.arrivals[(who, kind)] = deque(maxlen=ARRIVALS_KEPT)
+        log.append((time.time(), verdict is None or verdict.allowed))
+        return verdict
+
+    def arrival_log(self, who: str, kind: str) -> list[tuple[float, bool]]:
+        """(epoch seconds, admitted) of every request of (who, kind) since the last reset."""
+        return list(self.arrivals.get((who, kind), ()))
 
     def set_rate(self, kind: str, rate: float | None) -> None:
         """Change a kind's rate; its windows start afresh (their history was counted against the old rate)."""
@@ -82,5 +104,6 @@ class RateLimits:
         return sw.check()
 
     def reset(self) -> None:
-        """Forget every window: all budgets are full again."""
+        """Forget every window (all budgets are full again) and the arrival log."""
         self.windows.clear()
+        self.arrivals.clear()

@@ -173,6 +173,15 @@ class SandboxHandle:
         headers = {"x-trackstar-access-token": token} if token else {}
         return self._admin_call("GET", f"/_sandbox/records/{resource}", headers=headers)["data"]
 
+    def arrivals(self, token: str, kind: str = "write") -> list[tuple[float, bool]]:
+        """(epoch seconds, admitted) of every ``kind`` request (``write``/``read``) of one access token."""
+        if self.sandbox is not None:
+            return self._call(self.sandbox.arrivals, token, kind)
+        data = self._admin_call(
+            "GET", f"/_sandbox/arrivals/{kind}", headers={"x-trackstar-access-token": token}
+        )
+        return [(float(a["at"]), bool(a["admitted"])) for a in data["data"]]
+
     def reset(self) -> None:
         """Forget records, idempotency keys and rate windows; restore the shipped write-info docs."""
         if self.sandbox is not None:

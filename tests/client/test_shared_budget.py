@@ -1,0 +1,110 @@
+"""The client's shared budget in one process, on a real SQLite schedule and the real sandbox: what one call
+reserves (little: an unused reservation wastes the token's budget for everyone), slots spaced at the rate
+whichever of two clients takes them, and the schedule keyed by the token's fingerprint only."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trackstar_dagster.base.redaction import fingerprint
+from trackstar_dagster.client import TrackstarClient
+from trackstar_dagster.client.ratelimit import RateLimiters
+from trackstar_dagster.client.send import SHARED_WINDOW_S
+from trackstar_dagster.client.shared_budget import SharedLimiter, SharedLimiters
+from trackstar_dagster.writer.ledger_budget import LedgerBudget
+
+TOKEN = "sandbox-token-wms"
+ORDER: dict[str, Any] = {
+    "order_number": "SO-1",
+    "ship_to_address": {
+        "address1": "1 Main St",
+        "city": "Austin",
+        "state": "TX",
+        "postal_code": "78701",
+        "country": "US",
+    },
+    "line_items": [{"product_id": "prod-1", "quantity": 2}],
+}
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Iterator[None]:
+    RateLimiters.clear()
+    SharedLimiters.clear()
+    yield
+    RateLimiters.clear()
+    SharedLimiters.clear()
+
+
+@pytest.fixture
+def budget(tmp_path: Path) -> Iterator[LedgerBudget]:
+    b = LedgerBudget(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    yield b
+    b.close()
+
+
+def limiter(client: TrackstarClient, kind: str) -> SharedLimiter:
+    found = client._sender._limiter(kind, TOKEN)  # noqa: SLF001 - the test looks at what a call reserved
+    assert isinstance(found, SharedLimiter)
+    return found
+
+
+def test_one_call_reserves_one_small_batch(sandbox: Any, budget: LedgerBudget) -> None:
+    client = TrackstarClient(sandbox.api_key, sandbox.base_url, slot_source=budget)
+    client.write("POST", "/wms/orders", ORDER, TOKEN)
+    client.list_records("/wms/orders", TOKEN)
+    assert (limiter(client, "write").reserved, limiter(client, "read").reserved) == (10, 2)
+    rows = {r["kind"]: r for r in budget.listing()}
+    assert rows.keys() == {"write", "read"}
+    # what is left of the token's schedule for others: under one batch of each
+    assert rows["write"]["seconds_ahead"] < 10 * SHARED_WINDOW_S / 50 + 0.05
+    assert rows["read"]["seconds_ahead"] < 2 * SHARED_WINDOW_S / 10 + 0.05
+    assert all(r["token"].startswith(fingerprint(TOKEN) + "@") for r in rows.values())
+    client.close()
+
+
+def test_two_limiters_on_one_schedule_keep_the_rate_together(budget: LedgerBudget) -> None:
+    """Two limiters drawing from one schedule, each on its own event loop (as two processes would): their starts
+    together keep the token's rate, where each alone would take all of it."""
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        lim = SharedLimiter(budget, "scope", "write", 50, window=SHARED_WINDOW_S)
+
+        async def one() -> None:
+            await lim.aacquire()
+            with lock:
+                starts.append(time.monotonic())
+
+        async def burst() -> None:
+            await asyncio.gather(*(one() for _ in range(30)))
+
+        asyncio.run(burst())
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(starts) == 60
+    assert max_in_window(starts) <= 50
+    # 60 slots 21.2 ms apart span 1.25 s; two limiters each keeping 50/s alone would be done in 0.6 s
+    assert max(starts) - min(starts) >= 59 * SHARED_WINDOW_S / 50 - 0.05
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    best = j = 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
