@@ -152,6 +152,15 @@ def test_three_hundred_connections_by_env_prefix_each_written_with_its_own_token
     rejects = result.asset_value(dg.AssetKey(["scale", "rejects"]))
     assert sorted(set(rejects["key"])) == ["cust999-a", "cust999-b"]
     assert set(rejects["reason"]) == {"customer: routing value names no configured connection"}
+    # the payloads' metadata: the connection count and a table, not 300 plotted entries
+    (payloads_meta,) = [
+        m.metadata
+        for m in result.asset_materializations_for_node("scale_payloads")
+        if m.asset_key == dg.AssetKey(["scale", "payloads"])
+    ]
+    assert payloads_meta["connections"].value == N
+    assert not any(k.startswith("records_cust") for k in payloads_meta)
+    assert "cust000" in payloads_meta["records_by_connection"].value
     stored_text = run_storage_text(instance, result.run_id)
     for i in range(N):
         assert token(i) not in stored_text

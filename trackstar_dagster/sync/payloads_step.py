@@ -148,7 +148,7 @@ class PayloadsRun:
                 int(t.counts["source_rows"]) if self.keys else self.source_rows
             ),
             "dry_run_records": dg.MetadataValue.int(int(t.counts["dry_run"])),
-            **{f"records_{c}": dg.MetadataValue.int(int(n)) for c, n in sorted(per_conn.items())},
+            **connection_figures(per_conn),
             **(
                 {"fields_left_out": dg.MetadataValue.json(self.dropped_fields)} if self.dropped_fields else {}
             ),
@@ -165,6 +165,26 @@ class PayloadsRun:
             "reject_rows": dg.MetadataValue.int(t.rows),
             "top_reasons": dg.MetadataValue.md(render_reject_reasons(t.reasons)),
         }
+
+
+#: up to this many connections, each has its own plotted ``records_<connection>`` entry; past it, a table
+MAX_CONNECTION_ENTRIES = 20
+
+
+def connection_figures(per_conn: dict[str, int]) -> dict[str, Any]:
+    """Records per connection: an entry each (the UI plots them) for a few connections; for hundreds, their
+    count and a table of the largest, so a partition's metadata stays readable."""
+    if len(per_conn) <= MAX_CONNECTION_ENTRIES:
+        return {f"records_{c}": dg.MetadataValue.int(int(n)) for c, n in sorted(per_conn.items())}
+    top = sorted(per_conn.items(), key=lambda cn: (-cn[1], cn[0]))[:MAX_CONNECTION_ENTRIES]
+    rows = "\n".join(f"| {c} | {n} |" for c, n in top)
+    return {
+        "connections": dg.MetadataValue.int(len(per_conn)),
+        "records_by_connection": dg.MetadataValue.md(
+            f"{len(per_conn)} connections; the {len(top)} with most records:\n\n"
+            f"| connection | records |\n|---|---|\n{rows}"
+        ),
+    }
 
 
 def _offset(source_rows: pd.Series, offset: int) -> pd.Series:
