@@ -184,6 +184,13 @@ def _routing(work: pd.DataFrame, config: MappingConfig) -> tuple[np.ndarray, np.
     return conn_code, raw_code, raw_uniques
 
 
+def row_connections(frame: pd.DataFrame, config: MappingConfig) -> np.ndarray:
+    """Each row's connection as the mapping routes it (None: routed nowhere), by the same rule as the build:
+    for callers that split rows by connection before mapping them (a sync partitioned by connection)."""
+    conn_code, _, _ = _routing(frame, config)
+    return with_none(np.asarray(config.connections(), dtype=object))[conn_code]
+
+
 def index_records(
     work: pd.DataFrame, src: np.ndarray, config: MappingConfig, plan: Plan, codes_of: ColumnCodes
 ) -> Records:

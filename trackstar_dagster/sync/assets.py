@@ -17,7 +17,13 @@ from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
 from trackstar_dagster.mapping.previews import preview_bodies, top_reject_reasons
 from trackstar_dagster.mapping.validation import PayloadsModel, RejectsModel
 from trackstar_dagster.metadata import frame_metadata
-from trackstar_dagster.partitions import partition_of_rows, stamp_partitions, tag_frame
+from trackstar_dagster.partitions import (
+    load_slice,
+    partition_of_rows,
+    rows_requests,
+    stamp_partitions,
+    tag_frame,
+)
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
 from trackstar_dagster.sync.declaration import TrackstarSync
@@ -112,12 +118,8 @@ def build_trackstar_sync_assets(
         # free the slots of dead runs, then hold the pool for this run's write step (from here to its end)
         hold_pool(context, sync.pool_name, results_step)
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
-        window = (
-            context.partition_time_window
-            if isinstance(sync.partitions_def, dg.TimeWindowPartitionsDefinition)
-            else None
-        )
-        frame = sync.load_rows(context, window).reset_index(drop=True)
+        chunks = [c for req in rows_requests(sync, context) for c in load_slice(sync, context, req)]
+        frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
         targets = resolve_targets(trackstar, sync.mapping, context.log)
         batch = build_payloads(frame, sync.tagged_mapping, targets)
         # the outputs' own contract, before anything downstream uses them
@@ -134,7 +136,7 @@ def build_trackstar_sync_assets(
                 f"them; exactly once then rests on the ledger and Trackstar honouring Idempotency-Key"
             )
         keys = list(context.partition_keys) if sync.partitions_def is not None else []
-        row_parts = partition_of_rows(frame, sync.date_column, sync.partitions_def, keys)
+        row_parts = partition_of_rows(frame, sync.date_column, sync.partitions_def, keys, sync.mapping)
         payloads = tag_frame(batch.payloads, frame, row_parts, sync.date_column, sync.write_from_ts)
         rejects = tag_frame(batch.rejects, frame, row_parts, dry_run_column=False)
         if sync.results_sink is not None:
