@@ -38,13 +38,15 @@ class SyncRows(Protocol):
     def load_rows(self) -> Callable[..., Any]: ...
 
 
-
 #: the dimension names of a time x connection sync (Dagster orders dimensions by name: keys read
 #: ``<connection>|<date>``)
 TIME_DIMENSION = "date"
 CONNECTION_DIMENSION = "connection"
 #: the connection key of rows the mapping routes to no connection (their routing rejects)
 UNROUTED = "_unrouted"
+#: a slice of a time x connection run spans consecutive time partitions of the same connections, up to this
+#: many partition keys (a one-customer backfill of two years: 12 queries, not 730)
+MAX_KEYS_PER_SLICE = 64
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,9 @@ def multi_key(time_key: str, connection: str) -> str:
 
 def rows_requests(sync: SyncRows, context: dg.AssetExecutionContext) -> list[RowsRequest]:
     """The run's slices, in order: unpartitioned, one slice of every row; time-partitioned, the run's window;
-    time x connection, one slice per time partition with the run's connections of that time key (a
-    one-customer backfill of two years: 730 slices of one connection; an all-customers day: one slice)."""
+    time x connection, consecutive time partitions with the run's connections of those time keys, up to
+    ``MAX_KEYS_PER_SLICE`` keys a slice (a one-customer backfill of two years: 12 slices of one connection;
+    an all-customers day: one slice)."""
     pdef = sync.partitions_def
     if pdef is None:
         return [RowsRequest(None, None, ())]
@@ -124,14 +127,49 @@ def rows_requests(sync: SyncRows, context: dg.AssetExecutionContext) -> list[Row
     for key in keys:
         time_key, _ = split_key(pdef, key)
         by_time.setdefault(time_key, []).append(key)
-    requests = []
+    requests: list[RowsRequest] = []
     for time_key, slice_keys in sorted(
         by_time.items(), key=lambda kv: time_def.time_window_for_partition_key(kv[0]).start
     ):
         conns = tuple(dict.fromkeys(split_key(pdef, k)[1] or "" for k in slice_keys))
         window = time_def.time_window_for_partition_key(time_key)
-        requests.append(RowsRequest(window, conns, tuple(slice_keys)))
+        last = requests[-1] if requests else None
+        if (
+            last is not None
+            and last.window is not None
+            and last.connections == conns
+            and last.window.end == window.start
+            and len(last.partition_keys) + len(slice_keys) <= MAX_KEYS_PER_SLICE
+        ):  # the next time partition of the same connections: one query, not one per day
+            requests[-1] = RowsRequest(
+                dg.TimeWindow(last.window.start, window.end), conns, (*last.partition_keys, *slice_keys)
+            )
+        else:
+            requests.append(RowsRequest(window, conns, tuple(slice_keys)))
     return requests
+
+
+def run_connections(requests: Sequence[RowsRequest]) -> tuple[str, ...] | None:
+    """The connections a run's slices cover (None: every connection)."""
+    if any(r.connections is None for r in requests):
+        return None
+    return tuple(dict.fromkeys(c for r in requests for c in r.connections or ()))
+
+
+def mapping_for(mapping: MappingConfig, connections: Sequence[str] | None) -> MappingConfig:
+    """The mapping narrowed to a run's connections: only their targets are resolved and checked (a customer
+    whose write-info cannot be had fails its own runs, not everyone's). Rows of other connections were left
+    out by ``load_slice``; rows routed nowhere stay routing rejects."""
+    if connections is None or mapping.connection_column is None:
+        return mapping
+    keep = set(connections)
+    values = {v: c for v, c in mapping.connection_values.items() if c in keep}
+    if not values:  # only _unrouted rows: one connection kept, so the mapping stays valid
+        first = next(iter(mapping.connection_values))
+        values = {first: mapping.connection_values[first]}
+    kept = set(values.values())
+    constants = {c: v for c, v in mapping.connection_constants.items() if c in kept}
+    return mapping.model_copy(update={"connection_values": values, "connection_constants": constants})
 
 
 def takes_rows_request(load_rows: Callable[..., Any]) -> bool:
@@ -308,8 +346,29 @@ def stamp_partitions(
     )
     if PARTITION_COLUMN not in frame.columns and len(keys) == 1:
         groups = {keys[0]: frame}
-    for key in keys:
-        context.add_asset_metadata(
-            figures(groups.get(key, frame.iloc[0:0])), asset_key=asset_key, partition_key=key
-        )
+    _add_partition_metadata(
+        context, asset_key, {key: figures(groups.get(key, frame.iloc[0:0])) for key in keys}
+    )
     return True
+
+
+def _add_partition_metadata(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, by_key: dict[str, dict[str, Any]]
+) -> None:
+    """``add_asset_metadata`` for many partitions of the run. Dagster 1.13 checks each call's key against
+    the run's whole key list, rebuilt every call (730 days x 3 assets: 70 s of a two-year backfill, O(n^2));
+    the keys are checked here once and given to the step's metadata accumulator, else (another Dagster)
+    through the public call."""
+    step = getattr(context.op_execution_context, "_step_execution_context", None)
+    acc = getattr(step, "_metadata_accumulator", None)
+    if acc is None or not hasattr(acc, "with_additional_asset_metadata"):
+        for key, metadata in by_key.items():
+            context.add_asset_metadata(metadata, asset_key=asset_key, partition_key=key)
+        return
+    targeted = {str(k) for k in context.partition_keys}
+    stray = [k for k in by_key if str(k) not in targeted]
+    if stray:
+        raise dg.DagsterInvariantViolationError(f"metadata for partitions {stray[:5]} not in this run")
+    for key, metadata in by_key.items():
+        acc = acc.with_additional_asset_metadata(asset_key=asset_key, partition_key=key, metadata=metadata)
+    step._metadata_accumulator = acc  # type: ignore[union-attr]

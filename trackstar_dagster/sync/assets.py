@@ -19,8 +19,10 @@ from trackstar_dagster.mapping.validation import PayloadsModel, RejectsModel
 from trackstar_dagster.metadata import frame_metadata
 from trackstar_dagster.partitions import (
     load_slice,
+    mapping_for,
     partition_of_rows,
     rows_requests,
+    run_connections,
     stamp_partitions,
     tag_frame,
 )
@@ -118,10 +120,13 @@ def build_trackstar_sync_assets(
         # free the slots of dead runs, then hold the pool for this run's write step (from here to its end)
         hold_pool(context, sync.pool_name, results_step)
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
-        chunks = [c for req in rows_requests(sync, context) for c in load_slice(sync, context, req)]
+        requests = rows_requests(sync, context)
+        chunks = [c for req in requests for c in load_slice(sync, context, req)]
         frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-        targets = resolve_targets(trackstar, sync.mapping, context.log)
-        batch = build_payloads(frame, sync.tagged_mapping, targets)
+        # a run of some connections resolves and maps for those only
+        mapping = mapping_for(sync.tagged_mapping, run_connections(requests))
+        targets = resolve_targets(trackstar, mapping, context.log)
+        batch = build_payloads(frame, mapping, targets)
         # the outputs' own contract, before anything downstream uses them
         PayloadsModel.validate(batch.payloads)
         RejectsModel.validate(batch.rejects)

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 
@@ -204,8 +204,11 @@ def build_connection_partitions_sensor(
         required_resource_keys={sync.resource_key},
         description=f"Adds new connections of the {sync.name} sync to its partitions ({dimension}); removes none.",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        trackstar: TrackstarResource = getattr(context.resources, sync.resource_key)
+    def _sensor(context: dg.SensorEvaluationContext, **resources: Any) -> dg.SensorResult | dg.SkipReason:
+        # invoked directly, Dagster passes the required resources as keywords; the daemon, through context
+        trackstar: TrackstarResource = resources.get(sync.resource_key) or getattr(
+            context.resources, sync.resource_key
+        )
         wanted = sync_connection_keys(sync, trackstar)
         have = set(context.instance.get_dynamic_partitions(dimension))
         new = [n for n in wanted if n not in have]
