@@ -6,6 +6,7 @@ plain ``CheckOutcome`` records into ``AssetCheckResult``s: counts per check and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,59 @@ SAMPLE_ROWS = 20
 def _failures(outcome: Any) -> pd.DataFrame:
     failures = getattr(outcome, "failures", None)
     return failures if isinstance(failures, pd.DataFrame) else pd.DataFrame()
+
+
+def _offset_rows(summary: pd.DataFrame, offset: int) -> pd.DataFrame:
+    """A failure summary's row indexes moved by ``offset`` (a chunk's rows in the run's)."""
+    if not offset or not len(summary) or "index" not in summary.columns:
+        return summary
+
+    def move(i: Any) -> Any:
+        return i + offset if isinstance(i, int) and not isinstance(i, bool) else i
+
+    out = summary.copy()
+    out["index"] = [move(i) for i in out["index"].tolist()]
+    if "sample" in out.columns:
+        out["sample"] = [
+            [{**s, "index": move(s.get("index"))} for s in (samples or [])] for samples in out["sample"]
+        ]
+    return out
+
+
+def merge_outcomes(merged: list[Any], outcomes: Sequence[Any], row_offset: int = 0) -> list[Any]:
+    """Check outcomes of one more chunk merged into the run's (by check name): passed only when every chunk
+    passed, failure counts summed, the first samples kept, integer metadata summed. Rows of the chunk are
+    numbered from ``row_offset``, as in one frame of the whole run."""
+    by_name = {o.name: o for o in merged}
+    for o in outcomes:
+        o = dataclasses.replace(o, failures=_offset_rows(_failures(o), row_offset))
+        prev = by_name.get(o.name)
+        if prev is None:
+            by_name[o.name] = o
+            continue
+        both = pd.concat([f for f in (_failures(prev), _failures(o)) if len(f)] or [_failures(o)])
+        failures = both
+        if len(both):
+            failures = (
+                both.groupby(["check", "column"], sort=False)
+                .agg(
+                    count=("count", "sum"),
+                    failure_case=("failure_case", "first"),
+                    index=("index", "first"),
+                    sample=("sample", lambda s: [x for lst in s for x in (lst or [])][:5]),
+                )
+                .reset_index()
+                .sort_values("count", ascending=False, kind="stable")
+                .reset_index(drop=True)[list(both.columns)]
+            )
+        metadata = dict(prev.metadata)
+        for k, v in o.metadata.items():
+            ints = isinstance(v, int) and isinstance(metadata.get(k), int)
+            metadata[k] = metadata[k] + v if ints else metadata.get(k, v)
+        by_name[o.name] = dataclasses.replace(
+            prev, passed=prev.passed and o.passed, failures=failures, metadata=metadata
+        )
+    return list(by_name.values())
 
 
 def failure_counts(outcomes: Sequence[Any]) -> pd.DataFrame:

@@ -109,6 +109,8 @@ def sql_results_sink(
     Uses DuckDB's ``register`` and ``INSERT ... BY NAME``.
     """
 
+    cleared: set[tuple[str, str, int]] = set()  # a step sends its frames in chunks: clear once per attempt
+
     def sink(context: dg.AssetExecutionContext, kind: str, frame: pd.DataFrame) -> None:
         db = getattr(context.resources, resource_key)
         table = quote_identifier(f"{prefix}_{kind}")
@@ -120,7 +122,12 @@ def sql_results_sink(
             conn.register("_trackstar_frame", out)
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _trackstar_frame LIMIT 0")
             partitioned = PARTITION_COLUMN in out.columns
-            if partitioned and (context.has_partition_key or context.has_partition_key_range):
+            attempt = (context.run_id, kind, int(getattr(context, "retry_number", 0) or 0))
+            first = attempt not in cleared
+            cleared.add(attempt)
+            if not first:
+                pass  # an earlier chunk of this step cleared the run's partitions
+            elif partitioned and (context.has_partition_key or context.has_partition_key_range):
                 keys = list(context.partition_keys)
                 conn.execute(
                     f"DELETE FROM {table} WHERE {PARTITION_COLUMN} IN ({','.join('?' * len(keys))})", keys

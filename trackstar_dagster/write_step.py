@@ -6,7 +6,7 @@ Dagster metadata, and ``Failure`` / ``RetryRequested`` when the failure policy s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from typing import Any
 
@@ -15,9 +15,15 @@ import numpy as np
 import pandas as pd
 
 from trackstar_dagster.io_manager import PARTITION_COLUMN
-from trackstar_dagster.metadata import frame_metadata, markdown_table
+from trackstar_dagster.metadata import markdown_table
 from trackstar_dagster.resource import TrackstarResource
-from trackstar_dagster.writer import FAILURE_COLUMNS, STATUSES, FailurePolicy, WriteReport, write_payloads
+from trackstar_dagster.write_totals import ReportTotals, ResultsTally
+from trackstar_dagster.writer import (
+    FailurePolicy,
+    Ledger,
+    WriteReport,
+    write_payloads,
+)
 
 RATE_KEYS = ("writes_per_s", "latency_p50_s", "latency_p95_s")
 
@@ -31,11 +37,14 @@ class WriteMode(Enum):
 
 class WriteConfig(dg.Config):
     """Run config of a write step: a dry run sends nothing; ``mode`` overrides the sync's; ``namespace`` (the
-    plain ``write_orders`` op only; a sync's is its name) keeps this job's ledger rows and tags its own."""
+    plain ``write_orders`` op only; a sync's is its name) keeps this job's ledger rows and tags its own;
+    ``group_rows`` bounds what a sync's write step holds at once (stored chunks are never split)."""
 
     dry_run: bool = False
     mode: WriteMode | None = None
     namespace: str | None = None
+    #: a sync's write step reads and writes its stored payloads a group of about this many at a time
+    group_rows: int = 20_000
 
     def mode_or(self, default: str) -> str:
         return self.mode.value if self.mode is not None else default
@@ -44,26 +53,9 @@ class WriteConfig(dg.Config):
 def results_metadata(results: pd.DataFrame, report: WriteReport | None = None) -> dict[str, Any]:
     """The figures of a write-results frame (of a run, or of one partition of it): counts per status (every
     status every time, so the UI plots continuous series), failures; the run's rates when given."""
-    counts = results["status"].value_counts().to_dict() if len(results) else {}
-    metadata: dict[str, Any] = {
-        **frame_metadata(results),
-        **{f"status_{k}": dg.MetadataValue.int(int(counts.get(k, 0))) for k in (*STATUSES, "dry_run")},
-        "dry_run_records": dg.MetadataValue.int(int(counts.get("dry_run", 0))),
-    }
-    if report is not None:
-        metadata.update(
-            {
-                "writes_per_s": dg.MetadataValue.float(float(report.writes_per_s or 0.0)),
-                "latency_p50_s": dg.MetadataValue.float(float(report.p50_latency_s or 0.0)),
-                "latency_p95_s": dg.MetadataValue.float(float(report.p95_latency_s or 0.0)),
-            }
-        )
-    if len(results) and "status" in results.columns:
-        failures = results[results["status"].isin(["failed", "rejected", "in_flight_elsewhere"])]
-        if len(failures):
-            cols = [c for c in FAILURE_COLUMNS if c in failures.columns]
-            metadata["failures"] = dg.MetadataValue.md(markdown_table(failures[cols], max_rows=25))
-    return metadata
+    tally = ResultsTally()
+    tally.add(results)
+    return tally.metadata(report)
 
 
 def carry_partition(results: pd.DataFrame, sent: pd.DataFrame) -> pd.DataFrame:
@@ -84,25 +76,20 @@ def carry_partition(results: pd.DataFrame, sent: pd.DataFrame) -> pd.DataFrame:
     return results.assign(**{PARTITION_COLUMN: [by_record.get(i) for i in ids]})
 
 
-def run_writes(
+def write_group(
     context: dg.OpExecutionContext | dg.AssetExecutionContext,
     trackstar: TrackstarResource,
     payloads: pd.DataFrame,
+    ledger: Ledger,
     *,
     dry_run: bool,
     mode: str,
-    max_failed_share: float,
     namespace: str | None = None,
-    sink: Callable[[pd.DataFrame], None] | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Send the payloads (dry ones are reported, not sent); return results and metadata; raise on policy breach
-    (``RetryRequested`` when records are being written by another run, or Trackstar asked to wait).
-
-    Only the connections' access tokens are read here (their integrations were resolved by the payloads
-    step). ``sink`` gets the results before the policy is applied: a failed step's outcomes reach the
-    warehouse too."""
+) -> tuple[pd.DataFrame, WriteReport | None]:
+    """Send one group of payloads (dry ones are classified against the ledger, not sent): its results and
+    the writer's report (None when nothing was sent). No policy here: the caller judges the run's totals."""
     dry_mask = (
-        payloads["dry_run"].to_numpy(dtype=bool)
+        payloads["dry_run"].to_numpy(dtype=bool).copy()
         if "dry_run" in payloads.columns
         else np.zeros(len(payloads), bool)
     )
@@ -114,47 +101,145 @@ def run_writes(
     frames = []
     if len(to_send):
         tokens = {name: trackstar.access_token(name) for name in sorted(set(to_send["connection"]))}
-        with trackstar.ledger() as ledger:  # the client is the resource's: it closes it
-            report = write_payloads(
-                to_send,
-                trackstar.get_client(),
-                tokens,
-                ledger,
-                mode=mode,
-                namespace=namespace,
-                run_label=context.run_id,
-                logger=context.log,
-            )
+        report = write_payloads(
+            to_send,
+            trackstar.get_client(),  # the resource's: it closes it
+            tokens,
+            ledger,
+            mode=mode,
+            namespace=namespace,
+            run_label=context.run_id,
+            logger=context.log,
+        )
         frames.append(carry_partition(report.results, to_send))
     if len(dry):
-        cols = ["key", "connection", "action"] + (
-            [PARTITION_COLUMN] if PARTITION_COLUMN in dry.columns else []
-        )
-        frames.append(dry[cols].assign(status="dry_run"))
+        frames.append(dry_results(dry, ledger, namespace))
     results = (
         pd.concat(frames, ignore_index=True)
         if frames
         else pd.DataFrame(columns=["key", "connection", "action", "status"])
     )
+    return results, report
 
+
+def dry_results(dry: pd.DataFrame, ledger: Ledger, namespace: str | None) -> pd.DataFrame:
+    """Results of records not sent (a dry run, or dated before ``write_from``): status ``dry_run``, and in
+    ``would`` what the ledger says a real run would find (``new``, ``unchanged``, ``changed``)."""
+    cols = ["key", "connection", "action"] + ([PARTITION_COLUMN] if PARTITION_COLUMN in dry.columns else [])
+    would = ["new"] * len(dry)
+    if "body_hash" in dry.columns and len(dry):
+        ids = (dry[c].astype(str).tolist() for c in ("connection", "action", "key", "body_hash"))
+        would = ledger.classify(list(zip(*ids, strict=True)), namespace or "")
+    return dry[cols].assign(status="dry_run", would=would)
+
+
+def run_writes(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    trackstar: TrackstarResource,
+    payloads: pd.DataFrame,
+    *,
+    dry_run: bool,
+    mode: str,
+    max_failed_share: float,
+    namespace: str | None = None,
+    sink: Callable[[pd.DataFrame], None] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Send one payloads frame (dry ones are reported, not sent); return results and metadata; raise on policy
+    breach (``RetryRequested`` when records are being written by another run, or Trackstar asked to wait).
+
+    Only the connections' access tokens are read here (their integrations were resolved by the payloads
+    step). ``sink`` gets the results before the policy is applied: a failed step's outcomes reach the
+    warehouse too."""
+    with trackstar.ledger() as ledger:
+        results, report = write_group(
+            context, trackstar, payloads, ledger, dry_run=dry_run, mode=mode, namespace=namespace
+        )
     if sink is not None:
         sink(results)
     metadata = results_metadata(results, report)
-    if report is not None:
-        for conn, reason in (report.stopped_connections or {}).items():
-            metadata[f"stopped_{conn}"] = dg.MetadataValue.text(str(reason))
-        outcome = FailurePolicy(max_failed_share=max_failed_share).evaluate(report)
-        metadata["failed_share"] = dg.MetadataValue.float(float(outcome.failed_share))
-        context.log.info(f"Trackstar write: {outcome.message}")
-        if not outcome.ok:
-            # every result is already in the ledger (and the failed records are picked up by key next run)
-            if outcome.retryable and outcome.retry_after_s:
-                wait = float(outcome.retry_after_s)
-                why = "another run's claims expire or end" if report.in_flight_elsewhere else "the API asked"
-                context.log.warning(f"{outcome.message}; retrying the step in {wait:.0f}s ({why})")
-                raise dg.RetryRequested(max_retries=3, seconds_to_wait=wait)
-            raise dg.Failure(description=outcome.message, metadata={**metadata, **_plain(outcome.metadata)})
+    apply_policy(context, report, metadata, max_failed_share)
     return results, metadata
+
+
+def write_in_groups(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    trackstar: TrackstarResource,
+    parts: Iterable[tuple[str, pd.DataFrame]],
+    store: Callable[[pd.DataFrame], None],
+    *,
+    dry_run: bool,
+    mode: str,
+    max_failed_share: float,
+    namespace: str | None = None,
+    sink: Callable[[pd.DataFrame], None] | None = None,
+    group_rows: int = 20_000,
+) -> tuple[dict[str, ResultsTally], dict[str, Any]]:
+    """Write stored payloads one group of partitions at a time (about ``group_rows`` rows): each group's
+    results stored (``store``) and sunk before the next is read, so a step that fails midway leaves every
+    finished group's results behind. The policy judges the run's totals. Returns per-partition figures and
+    the run's metadata."""
+    totals = ReportTotals()
+    tallies: dict[str, ResultsTally] = {}
+    with trackstar.ledger() as ledger:
+        for group in _groups(parts, group_rows):
+            results, report = write_group(
+                context, trackstar, group, ledger, dry_run=dry_run, mode=mode, namespace=namespace
+            )
+            store(results)
+            if sink is not None:
+                sink(results)
+            totals.add(results, report)
+            for key, part in _partitions_of(results, group):
+                tallies.setdefault(key, ResultsTally()).add(part)
+    report = totals.report(mode)
+    metadata = totals.tally.metadata(report)
+    apply_policy(context, report, metadata, max_failed_share)
+    return tallies, metadata
+
+
+def _groups(parts: Iterable[tuple[str, pd.DataFrame]], group_rows: int) -> Iterator[pd.DataFrame]:
+    """Stored chunks gathered into groups of about ``group_rows`` rows (a chunk is never split)."""
+    group: list[pd.DataFrame] = []
+    rows = 0
+    for _, chunk in parts:
+        group.append(chunk)
+        rows += len(chunk)
+        if rows >= group_rows:
+            yield pd.concat(group, ignore_index=True)
+            group, rows = [], 0
+    if group:
+        yield pd.concat(group, ignore_index=True)
+
+
+def _partitions_of(results: pd.DataFrame, sent: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    if PARTITION_COLUMN not in results.columns:
+        return [("", results)]
+    return [(str(k), p) for k, p in results.groupby(PARTITION_COLUMN, sort=False)]
+
+
+def apply_policy(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    report: WriteReport | None,
+    metadata: dict[str, Any],
+    max_failed_share: float,
+) -> None:
+    """The failure policy on a report: ``Failure`` or ``RetryRequested`` when it says so (metadata gains the
+    stopped connections and the failed share)."""
+    if report is None:
+        return
+    for conn, reason in (report.stopped_connections or {}).items():
+        metadata[f"stopped_{conn}"] = dg.MetadataValue.text(str(reason))
+    outcome = FailurePolicy(max_failed_share=max_failed_share).evaluate(report)
+    metadata["failed_share"] = dg.MetadataValue.float(float(outcome.failed_share))
+    context.log.info(f"Trackstar write: {outcome.message}")
+    if not outcome.ok:
+        # every result is already in the ledger (and the failed records are picked up by key next run)
+        if outcome.retryable and outcome.retry_after_s:
+            wait = float(outcome.retry_after_s)
+            why = "another run's claims expire or end" if report.in_flight_elsewhere else "the API asked"
+            context.log.warning(f"{outcome.message}; retrying the step in {wait:.0f}s ({why})")
+            raise dg.RetryRequested(max_retries=3, seconds_to_wait=wait)
+        raise dg.Failure(description=outcome.message, metadata={**metadata, **_plain(outcome.metadata)})
 
 
 def _plain(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -99,21 +99,44 @@ def preview_bodies(payloads: pd.DataFrame, n: int = 5) -> str:
     return "\n\n".join(parts)
 
 
-def top_reject_reasons(rejects: pd.DataFrame, n: int = 10) -> str:
-    """The commonest reject reasons (records and a masked sample value each) as a markdown table."""
-    if rejects is None or not len(rejects):
-        return "_no rejects_"
+def reject_reasons(rejects: pd.DataFrame) -> pd.DataFrame:
+    """Records and a masked sample value per (field, reason), in order of first appearance."""
     frame = rejects.assign(
         _rec=rejects["connection"].astype(str) + "\x00" + rejects["key"].astype(str),
         value=[mask_value(f, v) for f, v in zip(rejects["field"], rejects["value"], strict=True)],
     )
-    grouped = (
+    return (
         frame.groupby(["field", "reason"], sort=False)
         .agg(records=("_rec", "nunique"), sample_value=("value", "first"))
         .reset_index()
     )
+
+
+def merge_reject_reasons(first: pd.DataFrame | None, more: pd.DataFrame) -> pd.DataFrame:
+    """``reject_reasons`` of two chunks (no record in both) as one: what a chunked step keeps, not the rows."""
+    if first is None or not len(first):
+        return more
+    both = pd.concat([first, more], ignore_index=True)
+    return (
+        both.groupby(["field", "reason"], sort=False)
+        .agg(records=("records", "sum"), sample_value=("sample_value", "first"))
+        .reset_index()
+    )
+
+
+def render_reject_reasons(grouped: pd.DataFrame | None, n: int = 10) -> str:
+    """``reject_reasons`` as the markdown table of the ``n`` commonest."""
+    if grouped is None or not len(grouped):
+        return "_no rejects_"
     grouped = grouped.sort_values("records", ascending=False, kind="stable").head(n)
     return markdown_table(grouped[["records", "field", "reason", "sample_value"]])
+
+
+def top_reject_reasons(rejects: pd.DataFrame, n: int = 10) -> str:
+    """The commonest reject reasons (records and a masked sample value each) as a markdown table."""
+    if rejects is None or not len(rejects):
+        return "_no rejects_"
+    return render_reject_reasons(reject_reasons(rejects), n)
 
 
 def counts_per_connection(payloads: pd.DataFrame, rejects: pd.DataFrame) -> pd.DataFrame:

@@ -9,28 +9,24 @@ import dataclasses
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from trackstar_dagster.checks import reject_share_result, rows_valid_result
-from trackstar_dagster.io_manager import PARTITION_COLUMN
-from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
-from trackstar_dagster.mapping.previews import preview_bodies, top_reject_reasons
-from trackstar_dagster.mapping.validation import PayloadsModel, RejectsModel
-from trackstar_dagster.metadata import frame_metadata
+from trackstar_dagster.io_manager import StoredFrames
+from trackstar_dagster.mapping import MappingConfig, Target
 from trackstar_dagster.partitions import (
-    load_slice,
+    add_partition_metadata,
     mapping_for,
-    partition_of_rows,
     rows_requests,
     run_connections,
-    stamp_partitions,
-    tag_frame,
+    run_partition_keys,
 )
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
 from trackstar_dagster.sync.declaration import TrackstarSync
+from trackstar_dagster.sync.payloads_step import build_chunks, frame_store
 from trackstar_dagster.translator import TrackstarTranslator
-from trackstar_dagster.write_step import RATE_KEYS, WriteConfig, results_metadata, run_writes
+from trackstar_dagster.write_step import RATE_KEYS, WriteConfig, write_in_groups
+from trackstar_dagster.write_totals import ResultsTally
 
 IO_MANAGER_KEY = "trackstar_io_manager"
 ROWS_VALID_CHECK = "rows_valid"
@@ -109,7 +105,7 @@ def build_trackstar_sync_assets(
                 description=f"ERROR when more than {sync.max_reject_share:.0%} of records are rejected, WARN when any.",
             ),
         ],
-        required_resource_keys={resource_key, *sync.extra_resource_keys},
+        required_resource_keys={resource_key, IO_MANAGER_KEY, *sync.extra_resource_keys},
         backfill_policy=sync.effective_backfill_policy,
         # no pool: this step must run while a dead run holds the pool, to free it (pools.hold_pool)
         can_subset=False,
@@ -120,125 +116,93 @@ def build_trackstar_sync_assets(
         # free the slots of dead runs, then hold the pool for this run's write step (from here to its end)
         hold_pool(context, sync.pool_name, results_step)
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
-        requests = rows_requests(sync, context)
-        chunks = [c for req in requests for c in load_slice(sync, context, req)]
-        frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-        # a run of some connections resolves and maps for those only
-        mapping = mapping_for(sync.tagged_mapping, run_connections(requests))
+        # a run of some connections (time x connection partitions) resolves and maps those only
+        mapping = mapping_for(sync.tagged_mapping, run_connections(rows_requests(sync, context)))
         targets = resolve_targets(trackstar, mapping, context.log)
-        batch = build_payloads(frame, mapping, targets)
-        # the outputs' own contract, before anything downstream uses them
-        PayloadsModel.validate(batch.payloads)
-        RejectsModel.validate(batch.rejects)
-        for conn, dropped in batch.dropped_fields.items():
-            context.log.info(
-                f"{conn}: its integration's schema has no {', '.join(dropped)}; left out of its bodies"
-            )
-        if batch.untagged_connections:
-            context.log.warning(
-                f"bodies for {', '.join(batch.untagged_connections)} carry no key tag (key_tag off, or the schema has "
-                f"no trackstar_tags): an unknown outcome cannot be proven and a lost ledger cannot be rebuilt for "
-                f"them; exactly once then rests on the ledger and Trackstar honouring Idempotency-Key"
-            )
-        keys = list(context.partition_keys) if sync.partitions_def is not None else []
-        row_parts = partition_of_rows(frame, sync.date_column, sync.partitions_def, keys, sync.mapping)
-        payloads = tag_frame(batch.payloads, frame, row_parts, sync.date_column, sync.write_from_ts)
-        rejects = tag_frame(batch.rejects, frame, row_parts, dry_run_column=False)
-        if sync.results_sink is not None:
-            sync.results_sink(context, "rejects", rejects)
-
-        n_records, n_rejected = batch.records, batch.rejected_records
-        source_parts = (
-            pd.Series(row_parts if row_parts is not None else [], dtype=object).value_counts().to_dict()
+        keys = run_partition_keys(sync, context)
+        payloads_store = frame_store(context, IO_MANAGER_KEY, payloads_key, keys)
+        rejects_store = frame_store(context, IO_MANAGER_KEY, rejects_key, keys)
+        sink = sync.results_sink
+        run = build_chunks(
+            context,
+            sync,
+            mapping,
+            targets,
+            payloads_store,
+            rejects_store,
+            on_rejects=(lambda frame: sink(context, "rejects", frame)) if sink is not None else None,
         )
-
-        def payload_figures(part: pd.DataFrame) -> dict[str, Any]:
-            per_conn = part.groupby("connection").size().to_dict() if len(part) else {}
-            key = part[PARTITION_COLUMN].iloc[0] if PARTITION_COLUMN in part.columns and len(part) else None
-            return {
-                **frame_metadata(part),
-                "source_rows": dg.MetadataValue.int(
-                    int(source_parts.get(key, 0)) if row_parts is not None else len(frame)
-                ),
-                "dry_run_records": dg.MetadataValue.int(int(part["dry_run"].sum()) if len(part) else 0),
-                **{f"records_{c}": dg.MetadataValue.int(int(n)) for c, n in sorted(per_conn.items())},
-                **(
-                    {"fields_left_out": dg.MetadataValue.json(batch.dropped_fields)}
-                    if batch.dropped_fields
-                    else {}
-                ),
-                "preview": dg.MetadataValue.md(preview_bodies(part)),
-            }
-
-        def reject_figures(part: pd.DataFrame) -> dict[str, Any]:
-            return {
-                **frame_metadata(part),
-                # records refused (the reject_share check counts these) vs rows of the rejects table
-                "rejected_records": dg.MetadataValue.int(int(part["key"].nunique()) if len(part) else 0),
-                "reject_rows": dg.MetadataValue.int(len(part)),
-                "top_reasons": dg.MetadataValue.md(top_reject_reasons(part)),
-            }
-
+        payloads = payloads_store.finish(run.payloads_template)
+        rejects = rejects_store.finish(run.rejects_template)
         context.log.info(
-            f"Trackstar payloads: {len(frame)} source rows, {n_records} records: "
-            f"{len(payloads)} payloads, {n_rejected} rejected"
+            f"Trackstar payloads: {run.source_rows} source rows, {run.records} records: "
+            f"{run.payloads} payloads, {run.rejected} rejected"
         )
-        by_partition = stamp_partitions(context, payloads_key, payloads, payload_figures)
-        stamp_partitions(context, rejects_key, rejects, reject_figures)
+        add_partition_metadata(context, payloads_key, {k: run.payload_figures(k) for k in keys})
+        add_partition_metadata(context, rejects_key, {k: run.reject_figures(k) for k in keys})
+        whole = not keys
         yield dg.Output(
             payloads,
             output_name=payloads_key.to_python_identifier(),
-            metadata=None if by_partition else payload_figures(payloads),
+            metadata=run.payload_figures("") if whole else None,
         )
         yield dg.Output(
             rejects,
             output_name=rejects_key.to_python_identifier(),
-            metadata=None
-            if by_partition
-            else {**reject_figures(rejects), "rejected_records": dg.MetadataValue.int(n_rejected)},
+            metadata=run.reject_figures("") if whole else None,
         )
         yield rows_valid_result(
             payloads_key,
             ROWS_VALID_CHECK,
-            batch.checks,
-            n_rows=len(frame),
-            n_records=n_records,
-            n_rejected=n_rejected,
+            run.checks,
+            n_rows=run.source_rows,
+            n_records=run.records,
+            n_rejected=run.rejected,
         )
         yield reject_share_result(
-            payloads_key, REJECT_SHARE_CHECK, n_rejected, n_records, sync.max_reject_share
+            payloads_key, REJECT_SHARE_CHECK, run.rejected, run.records, sync.max_reject_share
         )
 
     @dg.multi_asset(
         name=results_step,  # the step key hold_pool claims the pool for
         specs=[results_spec.with_io_manager_key(IO_MANAGER_KEY)],
+        # annotated StoredFrames: the IO manager hands the stored payloads on, not loaded
         ins={"payloads": dg.AssetIn(payloads_key, input_manager_key=IO_MANAGER_KEY)},
-        required_resource_keys={resource_key, *sync.extra_resource_keys},
+        required_resource_keys={resource_key, IO_MANAGER_KEY, *sync.extra_resource_keys},
         backfill_policy=sync.effective_backfill_policy,
         pool=sync.pool_name,
     )
-    def _results(context: dg.AssetExecutionContext, config: WriteConfig, payloads: pd.DataFrame):
+    def _results(context: dg.AssetExecutionContext, config: WriteConfig, payloads: StoredFrames):
         from trackstar_dagster.pools import keep_heartbeat
 
         sink = sync.results_sink
 
         keep_heartbeat(context, sync.pool_name)  # while it holds the pool, other runs can tell it is alive
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
-        results, metadata = run_writes(
+        keys = run_partition_keys(sync, context)
+        store = frame_store(context, IO_MANAGER_KEY, results_key, keys)
+        tallies, metadata = write_in_groups(
             context,
             trackstar,
-            payloads,
+            payloads.parts(),
+            store.split,
             dry_run=config.dry_run or sync.dry_run,
             mode=config.mode_or(sync.mode),
             max_failed_share=sync.max_failed_share,
             namespace=sync.name,
             sink=(lambda frame: sink(context, "write_results", frame)) if sink is not None else None,
+            group_rows=max(1, config.group_rows),
         )
+        template = next((t.head.iloc[0:0] for t in tallies.values() if t.head is not None), None)
+        results = store.finish(template)
+        if not keys:
+            return dg.Output(results, output_name=results_step, metadata=metadata)
         run_figures = {k: v for k, v in metadata.items() if k in RATE_KEYS}
-        if stamp_partitions(
-            context, results_key, results, lambda part: {**results_metadata(part), **run_figures}
-        ):
-            return dg.Output(results, output_name=results_step)
-        return dg.Output(results, output_name=results_step, metadata=metadata)
+        add_partition_metadata(
+            context,
+            results_key,
+            {k: {**(tallies.get(k) or ResultsTally(template)).metadata(), **run_figures} for k in keys},
+        )
+        return dg.Output(results, output_name=results_step)
 
     return [_payloads, _results]

@@ -164,6 +164,22 @@ class Ledger:
                         out[(connection, action, kids[entry.key])] = entry
         return out
 
+    def classify(
+        self, records: Sequence[tuple[str, str, str, str]], namespace: str = LEGACY_NAMESPACE
+    ) -> list[str]:
+        """Read only (a dry run): per (connection, action, key, body hash), what a real run would find:
+        ``unchanged`` (Trackstar holds this body, or a held record of unknown body), ``changed`` (it holds
+        another; first-release encodings count as changed here), ``new`` (nothing held: it would be sent)."""
+        found = self.load(((c, a, k) for c, a, k, _ in records), namespace)
+        out = []
+        for connection, action, key, body_hash in records:
+            e = found.get((connection, action, key))
+            if e is None or not e.trackstar_id or e.status not in ("created", "updated", "failed", "intent"):
+                out.append("new")
+            else:
+                out.append("unchanged" if e.written_hash in (None, body_hash) else "changed")
+        return out
+
     def get(
         self, connection: str, action: str, key: str, namespace: str = LEGACY_NAMESPACE
     ) -> LedgerEntry | None:
