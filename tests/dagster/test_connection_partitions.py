@@ -344,3 +344,44 @@ def test_one_customers_refused_token_fails_only_its_partitions(sandbox4, instanc
     # b's partitions: payloads materialized (built fine), write results failed
     assert set(b_keys) <= instance.get_materialized_partitions(sync.payloads_key)
     assert not set(b_keys) & instance.get_materialized_partitions(sync.results_key)
+
+
+def test_the_sql_loader_filters_by_connection_with_parameters_only(warehouse, tmp_path):
+    """The loader's connection filter: trimmed routing values, the unrouted rows, names never pasted into SQL."""
+    from trackstar_dagster.partitions import RowsRequest
+
+    hostile = "x'); DROP TABLE order_lines; --"
+    mapping = MAPPING.model_copy(
+        update={"connection_values": {**MAPPING.connection_values, hostile: "conn_x"}}
+    )
+    load = sql_row_loader("order_lines", "order_date", "duckdb", mapping)
+    window = dg.TimeWindow(pd.Timestamp(day(200), tz="UTC"), pd.Timestamp(day(202), tz="UTC"))
+    with dg.build_asset_context(resources={"duckdb": DuckDBResource(database=warehouse)}) as ctx:
+        beta = load(ctx, RowsRequest(window, ("conn_b",), ()))
+        unrouted = load(ctx, RowsRequest(window, ("_unrouted",), ()))
+        hostile_rows = load(ctx, RowsRequest(window, ("conn_x",), ()))
+        every = load(ctx, window)
+    assert sorted(beta["customer"].unique()) == [" beta ", "beta"]  # day 200 trimmed, day 201 as is
+    assert len(beta) == 4
+    assert set(unrouted["customer"]) == {"umbrella"} and len(unrouted) == 2
+    assert hostile_rows.empty
+    assert len(every) == 2 * 4 * 2 + 2  # two days, four customers, two lines; day 200's umbrella order
+    assert duckdb.connect(warehouse, read_only=True).execute("SELECT count(*) FROM order_lines").fetchone()[0]
+
+
+def test_the_component_reads_grain_and_by_connection_from_yaml():
+    from trackstar_dagster.component import PartitionsModel
+
+    model = PartitionsModel.model_validate(
+        {"start_date": "2024-01-01", "grain": "week", "by_connection": True, "connection_names": ["a", "b"]}
+    )
+    pdef = model.spec().partitions_def("orders_sync")
+    assert isinstance(pdef, dg.MultiPartitionsDefinition)
+    assert isinstance(pdef.get_partitions_def_for_dimension("date"), dg.WeeklyPartitionsDefinition)
+    assert pdef.get_partitions_def_for_dimension("connection") == dg.StaticPartitionsDefinition(["a", "b"])
+    dynamic = PartitionsModel.model_validate({"start_date": "2024-01-01", "by_connection": True}).spec()
+    assert dynamic.partitions_def("orders_sync").get_partitions_def_for_dimension(
+        "connection"
+    ) == dg.DynamicPartitionsDefinition(name="orders_sync_connections")
+    with pytest.raises(Exception, match="grain"):
+        PartitionsModel.model_validate({"start_date": "2024-01-01", "grain": "hour"})

@@ -27,6 +27,7 @@ from trackstar_dagster.sync.partitioning import (
     TrackstarPartitions,
     add_connection_partitions,
     build_connection_partitions_sensor,
+    tick_connection_sensors,
     trackstar_partitions,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "resolve_targets",
     "trackstar_io_manager",
     "trackstar_io_manager_resources",
+    "tick_connection_sensors",
     "trackstar_partitions",
 ]

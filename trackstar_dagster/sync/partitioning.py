@@ -224,3 +224,23 @@ def build_connection_partitions_sensor(
         return dg.SensorResult(dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(dimension, new)])
 
     return _sensor
+
+
+def tick_connection_sensors(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, list[str]]:
+    """One tick of every sync's connections sensor in ``defs``, its additions applied (what the daemon does
+    each minute): for scripts, demos and tests that run without a daemon. Returns the names added per sensor."""
+    added: dict[str, list[str]] = {}
+    for sensor in defs.get_repository_def().sensor_defs:
+        if not sensor.name.endswith("_connections_sensor"):
+            continue
+        resources = {k: (defs.resources or {})[k] for k in sensor.required_resource_keys}
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            result = sensor(context)
+        names: list[str] = []
+        if isinstance(result, dg.SensorResult):
+            for request in result.dynamic_partitions_requests or []:
+                if isinstance(request, dg.AddDynamicPartitionsRequest):
+                    instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+                    names += list(request.partition_keys)
+        added[sensor.name] = names
+    return added
