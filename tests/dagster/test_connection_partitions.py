@@ -385,3 +385,28 @@ def test_the_component_reads_grain_and_by_connection_from_yaml():
     ) == dg.DynamicPartitionsDefinition(name="orders_sync_connections")
     with pytest.raises(Exception, match="grain"):
         PartitionsModel.model_validate({"start_date": "2024-01-01", "grain": "hour"})
+
+
+def test_one_run_of_several_connections_fails_as_a_whole_and_the_good_ones_rerun_as_unchanged(
+    sandbox4, instance, tmp_path, warehouse
+):
+    """What Dagster does inside one run: 1 day x {a, b} is one run (grouped by the day, the dimension with
+    fewer keys); b's refused writes fail the write step, so every partition of the run is failed, a's too,
+    though a's orders were written (and are in the ledger). Run a alone: it reports them unchanged."""
+    sync = make_sync()
+    good = trackstar(sandbox4, tmp_path)
+    resolve_targets(good, mapping_for(MAPPING, ["conn_a", "conn_b", "conn_c"]))
+    add_connection_partitions(sync, good, instance)
+    defs = sync_defs(
+        sync, trackstar(sandbox4, tmp_path, tokens={"conn_b": "tok-revoked"}), warehouse, tmp_path
+    )
+    both = keys(range(30, 31), ["conn_a", "conn_b"])
+    requests, (result,) = backfill(defs, sync, instance, both)
+    assert len(requests) == 1 and not result.success
+    assert len(records(sandbox4, "conn_a")) == 1
+    assert not set(both) & instance.get_materialized_partitions(sync.results_key)
+
+    requests, (again,) = backfill(defs, sync, instance, keys(range(30, 31), ["conn_a"]))
+    assert again.success
+    assert materialized(again, sync.results_key, "status_unchanged") == {f"conn_a|{day(30)}": 1}
+    assert len(records(sandbox4, "conn_a")) == 1
