@@ -39,16 +39,17 @@ def sixty_days() -> pd.DataFrame:
 
 
 def window_loader(frame: pd.DataFrame, pieces: int = 2):
-    """A loader honouring its window, answering in ``pieces`` chunks split between orders, rows in their
-    order (a generator)."""
+    """A loader honouring its window, answering each day in ``pieces`` chunks split between orders, rows in
+    their order (a generator): every day with two orders or more is split across chunks."""
 
     def load(context, window):
         dates = frame["order_date"]
-        day = frame[(dates >= window.start) & (dates < window.end)] if window is not None else frame
-        orders = list(dict.fromkeys(day["order_id"]))
-        size = -(-len(orders) // pieces)
-        for i in range(pieces):
-            yield day[day["order_id"].isin(set(orders[i * size : (i + 1) * size]))]
+        rows_in = frame[(dates >= window.start) & (dates < window.end)] if window is not None else frame
+        for _, day in rows_in.groupby(rows_in["order_date"].dt.floor("D"), sort=True):
+            orders = list(dict.fromkeys(day["order_id"]))
+            size = -(-len(orders) // pieces)
+            for i in range(pieces):
+                yield day[day["order_id"].isin(set(orders[i * size : (i + 1) * size]))]
 
     return load
 

@@ -7,6 +7,7 @@ per connection; one day of every connection, one run.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, timedelta
 
 import dagster as dg
@@ -250,7 +251,15 @@ def test_one_customer_two_year_backfill_is_one_run_and_sends_only_that_customer(
 ):
     # 730 x 3 materializations: Dagster's in-memory instance (SQLite on disk syncs each event: 4-5 minutes here)
     instance = dg.DagsterInstance.ephemeral()
-    sync = make_sync()
+    asked: list = []
+    sql_load = sql_row_loader("order_lines", "order_date", "duckdb", MAPPING)
+
+    def load(context, request):
+        asked.append(request)
+        return sql_load(context, request)
+
+    load.takes_rows_request = True
+    sync = dataclasses.replace(make_sync(), load_rows=load)
     ts = trackstar(sandbox4, tmp_path)
     defs = sync_defs(sync, ts, warehouse, tmp_path)
     assert add_connection_partitions(sync, ts, instance) == ["conn_a", "conn_b", "conn_c", "_unrouted"]
@@ -266,6 +275,9 @@ def test_one_customer_two_year_backfill_is_one_run_and_sends_only_that_customer(
     assert requests[0].tags["dagster/asset_partition_range_end"] == f"conn_a|{day(DAYS - 1)}"
     assert result.success
 
+    # load_rows was asked for that customer only, a month of days at a time, every key once
+    assert {r.connections for r in asked} == {("conn_a",)}
+    assert len(asked) == 25 and sorted(k for r in asked for k in r.partition_keys) == sorted(wanted)
     # the run covered exactly these 730 keys, and each got its own figures
     created = materialized(result, sync.results_key, "status_created")
     assert sorted(created) == sorted(wanted) and set(created.values()) == {1}

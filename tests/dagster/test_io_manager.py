@@ -97,3 +97,30 @@ def test_unpartitioned_frames_round_trip(tmp_path):
     manager.handle_output(dg.build_output_context(asset_key=KEY), frame)
     back = manager.load_input(dg.build_input_context(asset_key=KEY))
     pd.testing.assert_frame_equal(back, frame)
+
+
+def test_a_partition_stored_in_chunks_reads_back_whole_and_a_rerun_replaces_every_part(tmp_path):
+    from trackstar_dagster.io_manager import StoredFrames
+
+    manager = TrackstarFrameIOManager(base_dir=str(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    days = ["2026-11-18", "2026-11-19", "2026-11-20"]
+    store = manager.store_for(instance, KEY, days)
+    for chunk in (results({"2026-11-18": 2, "2026-11-20": 1}), results({"2026-11-18": 3})):
+        store.split(chunk)
+    handle = store.finish()
+    assert isinstance(handle, StoredFrames) and handle.rows == 6
+    assert [(k, len(f)) for k, f in handle.parts()] == [
+        ("2026-11-18", 2),
+        ("2026-11-18", 3),
+        ("2026-11-19", 0),
+        ("2026-11-20", 1),
+    ]
+    assert len(read(manager, "2026-11-18")) == 5 and read(manager, "2026-11-19").empty  # parts concatenated
+    assert len(read_frames(KEY, base_dir=str(tmp_path))) == 6
+
+    again = manager.store_for(instance, KEY, ["2026-11-18"])
+    again.split(results({"2026-11-18": 1}))
+    again.finish()
+    assert len(read(manager, "2026-11-18")) == 1  # the earlier run's second part is gone
+    assert len(read_frames(KEY, base_dir=str(tmp_path))) == 2
