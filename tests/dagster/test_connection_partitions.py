@@ -422,3 +422,23 @@ def test_one_run_of_several_connections_fails_as_a_whole_and_the_good_ones_rerun
     assert again.success
     assert materialized(again, sync.results_key, "status_unchanged") == {f"conn_a|{day(30)}": 1}
     assert len(records(sandbox4, "conn_a")) == 1
+
+
+def test_the_cli_adds_the_example_projects_connections(tmp_path, monkeypatch, capsys):
+    """``trackstar-dagster partitions add-connections``: the sensor's tick without a daemon."""
+    from trackstar_dagster.cli import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("TRACKSTAR_EXAMPLE_WAREHOUSE", str(tmp_path / "w.duckdb"))
+    args = ["partitions", "add-connections", "-m", "trackstar_example.definitions"]
+    assert main(args) == 0
+    assert "orders_sync_connections_sensor: added acme_wms, globex_shiphero, initech_shipbob, _unrouted" in (
+        capsys.readouterr().out
+    )
+    assert main(args) == 0
+    assert "no new connection" in capsys.readouterr().out
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert len(instance.get_dynamic_partitions("orders_sync_connections")) == 4
+    assert main(["partitions", "add-connections", "-m", "trackstar_dagster.sync", "-a", "nope"]) == 2
