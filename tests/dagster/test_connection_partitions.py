@@ -442,3 +442,24 @@ def test_the_cli_adds_the_example_projects_connections(tmp_path, monkeypatch, ca
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert len(instance.get_dynamic_partitions("orders_sync_connections")) == 4
     assert main(["partitions", "add-connections", "-m", "trackstar_dagster.sync", "-a", "nope"]) == 2
+
+
+def test_an_old_loader_gives_every_customer_and_the_others_are_counted_not_sent(
+    sandbox4, instance, tmp_path, warehouse
+):
+    frame = order_lines()
+
+    def load(context, window):  # the first release's loader: a window, every customer's rows
+        dates = frame["order_date"].dt.tz_localize("UTC")
+        return frame[(dates >= window.start) & (dates < window.end)]
+
+    sync = dataclasses.replace(make_sync(), load_rows=load)
+    ts = trackstar(sandbox4, tmp_path)
+    add_connection_partitions(sync, ts, instance)
+    wanted = keys(range(40, 43), ["conn_c"])
+    _, (result,) = backfill(sync_defs(sync, ts, warehouse, tmp_path), sync, instance, wanted)
+    assert result.success
+    assert sorted(r["order_number"] for r in records(sandbox4, "conn_c")) == ["GA-0040", "GA-0041", "GA-0042"]
+    assert records(sandbox4, "conn_a") == records(sandbox4, "conn_b") == []
+    logged = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any("18 rows of connections outside this run's partitions (conn_c) left out" in m for m in logged)
