@@ -4,7 +4,8 @@ payloads and rejects, and each partition's own metadata.
 The ``partition`` column is added once, in the payloads step, by ``partition_of_rows``
 (``partition_keys``: a row's date, and its connection for a time x connection sync); every later step keeps it
 (the write step carries it onto its results), the IO manager stores each frame one file per partition by it,
-and ``stamp_partitions`` / ``add_partition_metadata`` give each partition the figures of its own rows.
+and each partition gets the figures of its own rows (the steps' running tallies, through
+``add_partition_metadata``).
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ __all__ = [
     "rows_requests",
     "run_connections",
     "run_partition_keys",
-    "stamp_partitions",
     "tag_frame",
     "time_partitions_def",
 ]
@@ -246,31 +246,6 @@ def tag_frame(
     else:
         out["dry_run"] = False
     return out
-
-
-def stamp_partitions(
-    context: dg.AssetExecutionContext,
-    asset_key: dg.AssetKey,
-    frame: pd.DataFrame,
-    figures: Callable[[pd.DataFrame], dict[str, Any]],
-) -> bool:
-    """Each partition of the run gets the figures of its own rows (Dagster copies ``Output`` metadata onto
-    every partition of a range: a 30-day backfill would show the range's totals on each day). False when
-    the asset is not partitioned (then the caller puts the figures on the ``Output``)."""
-    if not context.has_partition_key_range and not context.has_partition_key:
-        return False
-    keys = list(context.partition_keys)
-    groups = (
-        dict(tuple(frame.groupby(PARTITION_COLUMN, sort=False)))
-        if (PARTITION_COLUMN in frame.columns and len(frame))
-        else {}
-    )
-    if PARTITION_COLUMN not in frame.columns and len(keys) == 1:
-        groups = {keys[0]: frame}
-    add_partition_metadata(
-        context, asset_key, {key: figures(groups.get(key, frame.iloc[0:0])) for key in keys}
-    )
-    return True
 
 
 def add_partition_metadata(
