@@ -431,6 +431,10 @@ def test_the_cli_adds_the_example_projects_connections(tmp_path, monkeypatch, ca
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    from trackstar_example.settings import SANDBOX_DEFAULTS
+
+    for name, value in SANDBOX_DEFAULTS.items():  # the sensor's resource reads its EnvVars (the daemon's env)
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("TRACKSTAR_EXAMPLE_WAREHOUSE", str(tmp_path / "w.duckdb"))
     args = ["partitions", "add-connections", "-m", "trackstar_example.definitions"]
     assert main(args) == 0
