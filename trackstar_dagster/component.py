@@ -21,6 +21,7 @@ from trackstar_dagster.mapping import MappingConfig
 from trackstar_dagster.resource import TrackstarConnection, TrackstarResource
 from trackstar_dagster.sql import sql_results_sink, sql_row_loader
 from trackstar_dagster.sync import TrackstarSync, build_trackstar_sync_definitions
+from trackstar_dagster.sync.partitioning import TrackstarPartitions, trackstar_partitions
 from trackstar_dagster.translator import TrackstarAssetData, TrackstarTranslator
 
 
@@ -63,14 +64,38 @@ class SourceModel(dg.Model, dg.Resolvable):
 
 
 class PartitionsModel(dg.Model, dg.Resolvable):
-    """Daily partitions by the source's date column, and a daily schedule for the latest one."""
+    """Partitions by the source's date column (a day, week or month each), optionally x connection, and a
+    schedule for the latest one (one run per connection when ``by_connection``)."""
 
     start_date: str
+    grain: Literal["day", "week", "month"] = Field(default="day", description="Each time partition's span.")
+    by_connection: bool = Field(
+        default=False,
+        description="Partition by time x connection: each customer's status in the UI, backfills of one "
+        "customer. The connection dimension is dynamic (a sensor adds new connections) unless "
+        "`connection_names` lists them.",
+    )
+    connection_names: list[str] | None = Field(
+        default=None, description="A static connection dimension with these names (default: dynamic)."
+    )
     end_offset: int = 0
-    schedule: bool = Field(default=True, description="A daily schedule that runs the latest partition.")
+    schedule: bool = Field(default=True, description="A schedule that runs the latest partition.")
     hour_of_day: int = 3
     minute_of_hour: int = 0
-    single_run_backfill: bool = Field(default=True, description="A backfill of many days runs as one run.")
+    single_run_backfill: bool = Field(
+        default=True,
+        description="A backfill of many partitions runs as one run (by_connection: Dagster makes one run per "
+        "connection when a backfill spans more days than connections).",
+    )
+
+    def spec(self) -> TrackstarPartitions:
+        return trackstar_partitions(
+            self.start_date,
+            self.grain,
+            by_connection=self.by_connection,
+            connections=self.connection_names,
+            end_offset=self.end_offset,
+        )
 
 
 class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
@@ -180,20 +205,14 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
         self, context: dg.ComponentLoadContext, write_info_key: dg.AssetKey | None = None
     ) -> TrackstarSync:
         src = self.source
-        partitions_def = (
-            dg.DailyPartitionsDefinition(
-                start_date=self.partitions.start_date, end_offset=self.partitions.end_offset
-            )
-            if self.partitions
-            else None
-        )
+        mapping = self.load_mapping(context)
         return TrackstarSync(
             name=self.name,
-            mapping=self.load_mapping(context),
-            load_rows=sql_row_loader(src.table, src.date_column, src.resource_key),
+            mapping=mapping,
+            load_rows=sql_row_loader(src.table, src.date_column, src.resource_key, mapping),
             source_key=dg.AssetKey(src.asset_key.split("/") if src.asset_key else [src.table]),
             date_column=src.date_column,
-            partitions_def=partitions_def,
+            partitions=self.partitions.spec() if self.partitions else None,
             backfill_policy=(
                 None
                 if not self.partitions or self.partitions.single_run_backfill

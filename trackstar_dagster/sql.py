@@ -6,15 +6,17 @@ For another warehouse, or other SQL, give ``TrackstarSync`` your own ``load_rows
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from trackstar_dagster.io_manager import PARTITION_COLUMN
+from trackstar_dagster.mapping import MappingConfig
+from trackstar_dagster.partitions import UNROUTED, RowsRequest
 
-__all__ = ["quote_identifier", "sql_results_sink", "sql_row_loader"]
+__all__ = ["connection_filter", "quote_identifier", "sql_results_sink", "sql_row_loader"]
 
 
 def _fetch_frame(conn: Any, sql: str, params: list[Any]) -> pd.DataFrame:
@@ -31,28 +33,77 @@ def quote_identifier(identifier: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in identifier.split("."))
 
 
-def sql_row_loader(
-    table: str, date_column: str | None, resource_key: str
-) -> Callable[[dg.AssetExecutionContext, dg.TimeWindow | None], pd.DataFrame]:
-    """A ``load_rows`` reading the rows of ``table`` in the run's time window (all rows when unpartitioned)."""
+def connection_filter(
+    mapping: MappingConfig | None, connections: Sequence[str] | None
+) -> tuple[str, list[Any]]:
+    """A parameterised SQL condition keeping the rows of ``connections`` (``UNROUTED``: rows whose routing value
+    names no connection), by the mapping's routing column; ``("", [])`` when there is nothing to filter.
 
-    def load(context: dg.AssetExecutionContext, window: dg.TimeWindow | None) -> pd.DataFrame:
+    The column's text is compared trimmed (as the mapping reads it); the exact rule stays the mapping's: the
+    payloads step checks every row again (``partitions.load_slice``) and counts any that do not belong."""
+    if mapping is None or connections is None or mapping.connection_column is None:
+        return "", []
+    column = f"trim(CAST({quote_identifier(mapping.connection_column)} AS VARCHAR))"
+    wanted = set(connections)
+    if mapping.open_routing:  # the column names the connection (matched case-insensitively, as routing may)
+        column = f"lower({column})"
+        values = sorted({c.lower() for c in wanted if c != UNROUTED})
+        every = values  # rows naming another configured connection are loaded, then left out by load_slice
+    else:
+        values = [v for v, conn in mapping.connection_values.items() if conn in wanted]
+        every = list(mapping.connection_values)
+    parts: list[str] = []
+    params: list[Any] = []
+    if values:
+        parts.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params += values
+    if UNROUTED in wanted and not every:
+        parts.append("TRUE")  # nothing to tell routed rows by in SQL: load_slice keeps the unrouted ones
+    elif UNROUTED in wanted:
+        parts.append(
+            f"({quote_identifier(mapping.connection_column)} IS NULL OR {column} NOT IN ({', '.join('?' * len(every))}))"
+        )
+        params += every
+    return f"({' OR '.join(parts)})" if parts else "FALSE", params
+
+
+def sql_row_loader(
+    table: str, date_column: str | None, resource_key: str, mapping: MappingConfig | None = None
+) -> Callable[[dg.AssetExecutionContext, Any], pd.DataFrame]:
+    """A ``load_rows`` reading the rows of ``table`` in the slice's time window (all rows when unpartitioned)
+    and, given the sync's ``mapping`` and a slice of some connections (a sync partitioned by connection), only
+    the rows its routing column sends to them. Names and dates go in as parameters, never into the SQL text.
+
+    It takes the ``RowsRequest`` (or, called directly, a ``TimeWindow`` or None)."""
+
+    def load(context: dg.AssetExecutionContext, request: RowsRequest | dg.TimeWindow | None) -> pd.DataFrame:
+        window, connections = (
+            (request.window, request.connections) if isinstance(request, RowsRequest) else (request, None)
+        )
         db = getattr(context.resources, resource_key)
-        sql = f"SELECT * FROM {quote_identifier(table)}"
+        conditions: list[str] = []
         params: list[Any] = []
         if window is not None and date_column:
-            sql += f" WHERE {quote_identifier(date_column)} >= ? AND {quote_identifier(date_column)} < ?"
-            params = [
+            conditions.append(f"{quote_identifier(date_column)} >= ? AND {quote_identifier(date_column)} < ?")
+            params += [
                 pd.Timestamp(window.start).tz_convert("UTC").tz_localize(None).to_pydatetime(),
                 pd.Timestamp(window.end).tz_convert("UTC").tz_localize(None).to_pydatetime(),
             ]
+        condition, values = connection_filter(mapping, connections)
+        if condition:
+            conditions.append(condition)
+            params += values
+        sql = f"SELECT * FROM {quote_identifier(table)}"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
         if date_column:
             sql += f" ORDER BY {quote_identifier(date_column)}"
         with db.get_connection() as conn:
             frame = _fetch_frame(conn, sql, params)
-        context.log.info(f"Read {len(frame)} rows from {table}")
+        context.log.debug(f"Read {len(frame)} rows from {table}")
         return frame
 
+    load.takes_rows_request = True  # type: ignore[attr-defined]
     return load
 
 

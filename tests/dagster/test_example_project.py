@@ -66,7 +66,13 @@ def test_asset_graph_has_the_lineage_schedule_partitions_checks_and_pools(exampl
     assert payloads in graph.get(results).parent_keys
     assert graph.get(rejects).parent_keys >= {key(["warehouse", "order_lines"])}
 
-    assert isinstance(graph.get(payloads).partitions_def, dg.DailyPartitionsDefinition)
+    pdef = graph.get(payloads).partitions_def
+    assert isinstance(pdef, dg.MultiPartitionsDefinition)  # day x connection
+    assert isinstance(pdef.get_partitions_def_for_dimension("date"), dg.DailyPartitionsDefinition)
+    assert pdef.get_partitions_def_for_dimension("connection") == dg.DynamicPartitionsDefinition(
+        name="orders_sync_connections"
+    )
+    assert defs.resolve_sensor_def("orders_sync_connections_sensor") is not None
     assert graph.get(results).backfill_policy == dg.BackfillPolicy.single_run()
 
     schedule = defs.resolve_schedule_def("orders_sync_schedule")
@@ -99,10 +105,19 @@ def _valid_orders_in_range(warehouse: str, start: str, end: str) -> tuple[set[st
 
 
 def _run_backfill(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """Three days of every connection (the sensor's tick adds them to the sync's partitions), one run."""
+    from trackstar_dagster.sync import tick_connection_sensors
+
+    tick_connection_sensors(defs, instance)
+    conns = instance.get_dynamic_partitions("orders_sync_connections")
+    assert conns == ["acme_wms", "globex_shiphero", "initech_shipbob", "_unrouted"]
     job = defs.resolve_job_def("orders_sync_job")
     return job.execute_in_process(
         instance=instance,
-        tags={"dagster/asset_partition_range_start": RANGE[0], "dagster/asset_partition_range_end": RANGE[1]},
+        tags={
+            "dagster/asset_partition_range_start": f"{conns[0]}|{RANGE[0]}",
+            "dagster/asset_partition_range_end": f"{conns[-1]}|{RANGE[1]}",
+        },
     )
 
 

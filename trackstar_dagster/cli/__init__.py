@@ -1,6 +1,6 @@
 """``trackstar-dagster``: operator commands (the Dagster instance in ``$DAGSTER_HOME``, the write ledger).
 
-Commands come in groups (``trackstar-dagster pools ...``, ``trackstar-dagster ledger ...``), a module each. A
+Commands come in groups (``trackstar-dagster pools ...``, ``ledger ...``, ``partitions ...``), a module each. A
 group is one function that adds its parser to ``COMMAND_GROUPS``; each subcommand is one function
 ``(args) -> exit code`` set as the parser's ``func``; a ``CommandError`` is a message for the operator (exit 2).
 """
@@ -13,12 +13,17 @@ from collections.abc import Callable
 
 from trackstar_dagster.cli.command import CommandError
 from trackstar_dagster.cli.ledger import add_ledger_commands
+from trackstar_dagster.cli.partitions import add_partitions_commands
 from trackstar_dagster.cli.pools import add_pools_commands
 from trackstar_dagster.version import __version__
 
 __all__ = ["COMMAND_GROUPS", "CommandError", "build_parser", "main"]
 
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_pools_commands, add_ledger_commands]
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_pools_commands,
+    add_ledger_commands,
+    add_partitions_commands,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ record (null, a NUL character, a routing value no connection takes) is found by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, cast
@@ -187,6 +188,15 @@ def _routing(
     )
     conn_code = np.where(raw_code >= 0, np.append(u_conn, -1)[raw_code], -1)
     return conn_code, raw_code, raw_uniques
+
+
+def row_connections(frame: pd.DataFrame, config: MappingConfig, available: Sequence[str] = ()) -> np.ndarray:
+    """Each row's connection as the mapping routes it (None: routed nowhere), by the same rule as the build:
+    for callers that split rows by connection before mapping them (a sync partitioned by connection). With
+    open routing (the column names the connection), ``available`` are the names it may name."""
+    names = sorted(set(available)) if config.open_routing else config.connections()
+    conn_code, _, _ = _routing(frame, config, names)
+    return with_none(np.asarray(names, dtype=object))[conn_code]
 
 
 def index_records(

@@ -3,11 +3,13 @@
 The Dagster layer only wires: rows come from the user's ``load_rows``, bodies from ``mapping.build_payloads``,
 writes from ``writer.write_payloads`` (through ``write_step.run_writes``). A module per job, each importing only
 those before it: ``declaration`` (``TrackstarSync``: the sync's configuration, policies and translated keys),
-``assets`` (its payloads and write steps, shaped by its ``TrackstarTranslator``), ``definitions`` (its
-``Definitions``: assets, checks, job, schedule and the IO manager they need). Partition bookkeeping lives in
-``partitions``, the plain op in ``ops``. Their public names are re-exported here.
+``assets`` (its payloads and write steps, shaped by its ``TrackstarTranslator``), ``partitioning``
+(``trackstar_partitions``: time grain x connection, the connection dimension kept in step by a sensor),
+``definitions`` (its ``Definitions``: assets, checks, job, schedule, sensor and the IO manager they need).
+Partition bookkeeping lives in ``partitions``, the plain op in ``ops``. Their public names are re-exported here.
 """
 
+from trackstar_dagster.partitions import RowsRequest
 from trackstar_dagster.sync.assets import (
     IO_MANAGER_KEY,
     REJECT_SHARE_CHECK,
@@ -21,6 +23,13 @@ from trackstar_dagster.sync.definitions import (
     trackstar_io_manager,
     trackstar_io_manager_resources,
 )
+from trackstar_dagster.sync.partitioning import (
+    TrackstarPartitions,
+    add_connection_partitions,
+    build_connection_partitions_sensor,
+    tick_connection_sensors,
+    trackstar_partitions,
+)
 
 __all__ = [
     "IO_MANAGER_KEY",
@@ -28,10 +37,16 @@ __all__ = [
     "ROWS_VALID_CHECK",
     "ResultsSink",
     "RowLoader",
+    "RowsRequest",
+    "TrackstarPartitions",
     "TrackstarSync",
+    "add_connection_partitions",
+    "build_connection_partitions_sensor",
     "build_trackstar_sync_assets",
     "build_trackstar_sync_definitions",
     "resolve_targets",
     "trackstar_io_manager",
     "trackstar_io_manager_resources",
+    "tick_connection_sensors",
+    "trackstar_partitions",
 ]

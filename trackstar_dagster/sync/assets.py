@@ -14,7 +14,13 @@ import pandas as pd
 from trackstar_dagster.checks import reject_share_result, rows_valid_result
 from trackstar_dagster.io_manager import StoredFrames
 from trackstar_dagster.mapping import MappingConfig, Target
-from trackstar_dagster.partitions import run_partition_keys
+from trackstar_dagster.partitions import (
+    add_partition_metadata,
+    mapping_for,
+    rows_requests,
+    run_connections,
+    run_partition_keys,
+)
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
 from trackstar_dagster.sync.declaration import TrackstarSync
@@ -134,7 +140,9 @@ def build_trackstar_sync_assets(
         # free the slots of dead runs, then hold the pool for this run's write step (from here to its end)
         hold_pool(context, sync.pool_name, results_step)
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
-        targets = TargetResolver(trackstar, sync.mapping, context.log)
+        # a run of some connections (time x connection partitions) resolves and maps those only
+        mapping = mapping_for(sync.tagged_mapping, run_connections(rows_requests(sync, context)))
+        targets = TargetResolver(trackstar, mapping, context.log)
         keys = run_partition_keys(sync, context)
         payloads_store = frame_store(context, IO_MANAGER_KEY, payloads_key, keys)
         rejects_store = frame_store(context, IO_MANAGER_KEY, rejects_key, keys)
@@ -142,7 +150,7 @@ def build_trackstar_sync_assets(
         run = build_chunks(
             context,
             sync,
-            sync.tagged_mapping,
+            mapping,
             targets,
             payloads_store,
             rejects_store,
@@ -154,9 +162,8 @@ def build_trackstar_sync_assets(
             f"Trackstar payloads: {run.source_rows} source rows, {run.records} records: "
             f"{run.payloads} payloads, {run.rejected} rejected"
         )
-        for key in keys:
-            context.add_asset_metadata(run.payload_figures(key), asset_key=payloads_key, partition_key=key)
-            context.add_asset_metadata(run.reject_figures(key), asset_key=rejects_key, partition_key=key)
+        add_partition_metadata(context, payloads_key, {k: run.payload_figures(k) for k in keys})
+        add_partition_metadata(context, rejects_key, {k: run.reject_figures(k) for k in keys})
         whole = not keys
         yield dg.Output(
             payloads,
@@ -215,11 +222,11 @@ def build_trackstar_sync_assets(
         if not keys:
             return dg.Output(results, output_name=results_step, metadata=metadata)
         run_figures = {k: v for k, v in metadata.items() if k in RATE_KEYS}
-        for key in keys:
-            tally = tallies.get(key) or ResultsTally(template)
-            context.add_asset_metadata(
-                {**tally.metadata(), **run_figures}, asset_key=results_key, partition_key=key
-            )
+        add_partition_metadata(
+            context,
+            results_key,
+            {k: {**(tallies.get(k) or ResultsTally(template)).metadata(), **run_figures} for k in keys},
+        )
         return dg.Output(results, output_name=results_step)
 
     return [_payloads, _results]

@@ -17,10 +17,14 @@ from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.base.keys import check_namespace
 from trackstar_dagster.io_manager import read_frames
 from trackstar_dagster.mapping import MappingConfig
+from trackstar_dagster.partitions import check_partitions_def
 from trackstar_dagster.resource import TrackstarResource
+from trackstar_dagster.sync.partitioning import TrackstarPartitions, check_partition_count
 from trackstar_dagster.translator import AssetKind, TrackstarAssetData, TrackstarTranslator, translated_spec
 
-RowLoader = Callable[[dg.AssetExecutionContext, dg.TimeWindow | None], pd.DataFrame]
+#: ``load_rows(context, window)``, or ``load_rows(context, request: RowsRequest)`` (the slice's window and
+#: connections); either may return one DataFrame or an iterator of DataFrames
+RowLoader = Callable[[dg.AssetExecutionContext, Any], Any]
 ResultsSink = Callable[[dg.AssetExecutionContext, str, pd.DataFrame], None]
 
 
@@ -32,6 +36,10 @@ class TrackstarSync:
     ``build_trackstar_sync_definitions`` makes; asset tags follow Dagster's rules (short ``[A-Za-z0-9_.-]``
     values). ``translator`` shapes its assets (keys, groups, tags, ...); ``payloads_key`` and friends are the
     translated keys. ``write_info_key`` defaults to the translator's key of the write-info asset.
+
+    Partitions: ``partitions=trackstar_partitions(start_date, grain="day", by_connection=True)`` (time x
+    connection: each customer's status in the UI, backfills of one customer), or any ``partitions_def``
+    (time-window, or a ``MultiPartitionsDefinition`` of ``date`` and ``connection``).
     """
 
     name: str
@@ -40,6 +48,7 @@ class TrackstarSync:
     source_key: dg.AssetKey | None = None
     date_column: str | None = None
     partitions_def: dg.PartitionsDefinition | None = None
+    partitions: TrackstarPartitions | None = None
     backfill_policy: dg.BackfillPolicy | None = None
     write_from: datetime | date | str | None = None
     mode: Literal["create_only", "upsert"] = "create_only"
@@ -63,6 +72,14 @@ class TrackstarSync:
             check_namespace(self.name)
         except ValueError as e:
             raise ConfigError(f"sync name: {e}") from None
+        if self.partitions is not None:
+            built = self.partitions.partitions_def(self.name)
+            if self.partitions_def is not None and self.partitions_def != built:
+                raise ConfigError(f"{self.name}: give `partitions` or `partitions_def`, not both")
+            object.__setattr__(self, "partitions_def", built)  # frozen: set once, here
+            if self.partitions.by_connection and self.partitions.connections is not None:
+                check_partition_count(self, len(self.partitions.connections))
+        check_partitions_def(self.partitions_def)
 
     @property
     def prefix(self) -> list[str]:

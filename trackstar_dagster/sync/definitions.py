@@ -8,9 +8,11 @@ import dagster as dg
 
 from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.io_manager import TrackstarFrameIOManager
+from trackstar_dagster.partitions import time_partitions_def
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.sync.assets import IO_MANAGER_KEY, build_trackstar_sync_assets
 from trackstar_dagster.sync.declaration import TrackstarSync
+from trackstar_dagster.sync.partitioning import build_connection_partitions_sensor, dynamic_connections_def
 from trackstar_dagster.translator import TrackstarTranslator
 
 
@@ -42,6 +44,11 @@ def build_trackstar_sync_definitions(
     time-partitioned sync daily at ``hour_of_day:minute_of_hour``; or give your own), and the IO manager they
     read and write through. ``trackstar``: the resource under ``sync.resource_key``, when it is not given
     elsewhere (the schema assets' definitions, for one).
+
+    A sync partitioned by time x a dynamic connection dimension also gets ``<name>_connections_sensor`` (adds
+    the resource's new connections to its partitions); its schedule asks one run per connection of the
+    latest time partition (Dagster's ``build_schedule_from_partitioned_job``), so one customer's failure
+    fails only its own run.
     """
     if translator is not None:
         sync = dataclasses.replace(sync, translator=translator)
@@ -57,7 +64,7 @@ def build_trackstar_sync_definitions(
     if isinstance(schedule, dg.ScheduleDefinition):
         schedules.append(schedule)
     elif schedule:
-        if not isinstance(sync.partitions_def, dg.TimeWindowPartitionsDefinition):
+        if time_partitions_def(sync.partitions_def) is None:
             raise ConfigError(
                 f"{sync.name}: schedule=True needs a time-window partitioned sync; give a schedule"
             )
@@ -72,4 +79,7 @@ def build_trackstar_sync_definitions(
     resources: dict[str, Any] = trackstar_io_manager_resources(io_manager_base_dir)
     if trackstar is not None:
         resources[sync.resource_key] = trackstar
-    return dg.Definitions(assets=assets, jobs=[job], schedules=schedules, resources=resources)
+    sensors = [build_connection_partitions_sensor(sync)] if dynamic_connections_def(sync) is not None else []
+    return dg.Definitions(
+        assets=assets, jobs=[job], schedules=schedules, sensors=sensors, resources=resources
+    )

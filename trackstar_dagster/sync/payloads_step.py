@@ -263,7 +263,7 @@ def _add_chunk(
         run.built = True
         run.dropped_fields, run.untagged = dict(batch.dropped_fields), list(batch.untagged_connections)
         _log_once(context, batch)
-    row_parts = partition_of_rows(chunk, sync.date_column, sync.partitions_def, run.keys)
+    row_parts = partition_of_rows(chunk, sync.date_column, sync.partitions_def, run.keys, sync.mapping)
     payloads = tag_frame(batch.payloads, chunk, row_parts, sync.date_column, sync.write_from_ts)
     rejects = tag_frame(batch.rejects, chunk, row_parts, dry_run_column=False)
     payloads, rejects = run.later_parts(payloads, rejects)

@@ -1,8 +1,9 @@
 """``make demo``: the whole story in one command, on embedded defaults (DuckDB warehouse, local sandbox).
 
-Starts a Trackstar sandbox, seeds the warehouse, materializes the catalog and write-info, backfills the last
-30 days in one run, prints what happened, runs the same backfill again (every order ``unchanged``), stops the
-sandbox and says how to open the UI. Leaves no process running.
+Starts a Trackstar sandbox, seeds the warehouse, materializes the catalog and write-info, adds the connections
+to the sync's partitions (day x connection), backfills the last 30 days of every connection in one run, prints
+what happened, runs the same backfill again (every order ``unchanged``), stops the sandbox and says how to open
+the UI. Leaves no process running.
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ def run_demo(sandbox) -> int:
     if not result.success:
         return 1
 
+    # the sync is partitioned by day x connection: one tick of its sensor adds the connections to its partitions
+    from trackstar_dagster.sync import tick_connection_sensors
+
+    tick_connection_sensors(defs, instance)
+    connections = instance.get_dynamic_partitions("orders_sync_connections")
+    log(f"Connections (a partition dimension of the sync): {', '.join(connections)}")
+
     start = (today - timedelta(days=BACKFILL_DAYS)).isoformat()
     end = (today - timedelta(days=1)).isoformat()
     job = defs.resolve_job_def("orders_sync_job")
@@ -79,15 +87,17 @@ def run_demo(sandbox) -> int:
             instance=instance,
             run_config=QUIET,
             tags={
-                "dagster/asset_partition_range_start": start,
-                "dagster/asset_partition_range_end": end,
+                # every connection x every day: the keys read <connection>|<day>
+                "dagster/asset_partition_range_start": f"{connections[0]}|{start}",
+                "dagster/asset_partition_range_end": f"{connections[-1]}|{end}",
                 "trackstar/demo": attempt,
             },
             raise_on_error=False,
         )
         elapsed = time.monotonic() - t0
         log(
-            f"\n== Backfill {start} .. {end} ({BACKFILL_DAYS} daily partitions, one run), {attempt} time: "
+            f"\n== Backfill {start} .. {end} ({BACKFILL_DAYS} days x {len(connections)} connections, one run), "
+            f"{attempt} time: "
             f"{'success' if result.success else 'FAILED'} in {elapsed:.1f}s"
         )
         print_summary(result)
