@@ -69,6 +69,7 @@ class TrackstarClient:
         catalog_interval: float = 60.0,
         max_connections: int = 150,
         max_wait: float = 120.0,
+        async_transport: str = "aiohttp",
     ) -> None:
         if not api_key:
             raise ValueError("api_key is required")
@@ -87,6 +88,7 @@ class TrackstarClient:
             write_rate=write_rate or None,
             max_connections=int(max_connections),
             max_wait=float(max_wait),
+            async_transport=async_transport,
         )
 
     def __repr__(self) -> str:
