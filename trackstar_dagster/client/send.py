@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -27,8 +27,10 @@ from trackstar_dagster.base.redaction import fingerprint, redacted_logger, regis
 from trackstar_dagster.client.endpoints import clean_path
 from trackstar_dagster.client.ratelimit import RateLimiter, RateLimiters
 from trackstar_dagster.client.retry import decide, full_jitter_backoff, retry_wait
-from trackstar_dagster.client.transport import AiohttpTransport
 from trackstar_dagster.version import __version__
+
+if TYPE_CHECKING:
+    from trackstar_dagster.client.transport import AiohttpTransport
 
 __all__ = ["ASYNC_TRANSPORTS", "LIMIT_WINDOW_S", "USER_AGENT", "Request", "Sender"]
 
@@ -177,6 +179,8 @@ class Sender:
         pool_key = fingerprint(access_token) if access_token else ""
         transport = pools.get(pool_key)
         if transport is None:
+            from trackstar_dagster.client.transport import AiohttpTransport  # aiohttp: only where async runs
+
             transport = pools[pool_key] = AiohttpTransport(max_connections=self.max_connections)
         return transport
 
