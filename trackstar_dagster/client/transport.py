@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import Iterator
 from typing import Any
@@ -72,7 +73,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, max_connections: int, verify: ssl.SSLContext | bool = True) -> None:
         self.max_connections = max(1, int(max_connections))
-        self._ssl: ssl.SSLContext | bool = httpx.create_ssl_context() if verify is True else verify
+        self._ssl: ssl.SSLContext | bool = default_ssl_context() if verify is True else verify
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str | None, int | None], tuple[URL | None, Any]] = {}
 
@@ -164,6 +165,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if session is not None:
             await session.close()
             await asyncio.sleep(0)  # let the connector's transports close on this loop
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context (its CA bundle), made once: ~20 ms of CPU each, and a writer opens a pool
+    per token, hundreds of them for hundreds of connections."""
+    return httpx.create_ssl_context()
 
 
 def _sum(*parts: float | None) -> float | None:
