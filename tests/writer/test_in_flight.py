@@ -102,6 +102,6 @@ def test_a_slow_wms_gets_more_in_flight_and_every_order_once(tmp_path: Any) -> N
             report = write_payloads(payloads, client, {WMS: WMS_TOKEN}, ledger, namespace=NS)
         assert report.counts["created"] == 400
         assert client.peak > 64
-        assert client.peak <= 256
+        assert client.peak <= 150  # the cap (the client's pool)
         assert_exactly_once(sb, payloads)
     RateLimiters.clear()

@@ -49,7 +49,9 @@ from .send import Sender
 
 PACE_SHARE = 0.99  # of the client's write rate: a little headroom against the server's own window
 MAX_CONSECUTIVE_5XX = 20  # then the connection is stopped: Trackstar or the integration is down
-MAX_IN_FLIGHT = 256  # per connection, when in flight follows latency (50 writes/s x 5 s: a very slow WMS)
+MAX_IN_FLIGHT = (
+    150  # per connection when in flight follows latency: the client's pool (50 writes/s up to 3 s)
+)
 UNPACED_IN_FLIGHT = 64  # per connection, when there is no rate to size it by
 CLAIM_TTL_S = 60.0  # a claim not renewed for this long (database clock) belongs to a dead run
 _log = redacted_logger("trackstar_dagster.writer")
@@ -325,13 +327,12 @@ async def awrite_payloads(
     a record's failure (the failure policy decides about the run). The report's results frame has one row
     per payload, in the payloads' order (the Dagster layer carries each payload's partition onto it so).
 
-    ``client`` is a ``TrackstarClient`` or a mapping connection -> client (one client per connection keeps
-    each httpx pool small, which matters past ~100 requests in flight); ``tokens`` maps connection ->
-    access token.
+    ``client`` is a ``TrackstarClient`` or a mapping connection -> client (a client keeps one pool per
+    access token either way); ``tokens`` maps connection -> access token.
 
     ``concurrency`` is a fixed number of records in flight per connection; by default (None) it follows
-    each connection's rate times the latency it sees (Little's law, ``InFlight``; at most 256): ~35 at
-    50 writes/s and 0.5 s, more when Trackstar slows down, a few when it is fast. The client's per-token
+    each connection's rate times the latency it sees (Little's law, ``InFlight``; at most 150): ~50 at
+    50 writes/s and 0.4-0.6 s, more when Trackstar slows down, a few when it is fast. The client's per-token
     limiter keeps each connection within its own rate. ``max_attempts`` bounds the
     sends of one record whose outcomes were unknown; ``max_wait_s`` bounds waiting out 429s per record;
     ``max_consecutive_5xx`` 5xx answers in a row stop a connection (the others go on).
