@@ -52,6 +52,8 @@ class TrackstarClient:
 
     Reads are blocking calls (catalog, write-info, connections, records); the writer's calls are async
     (``awrite``, ``alist_records``); ``write`` is ``awrite`` for scripts. All go through one send loop.
+    ``async_transport``: what carries the async calls, ``"aiohttp"`` (``transport.py``, a fraction of the
+    CPU per request) or ``"httpcore"`` (httpx's own pool, as before; the benchmark's baseline).
     """
 
     def __init__(
