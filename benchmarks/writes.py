@@ -1,14 +1,19 @@
 """Write throughput benchmark (issue 5 item 9); not part of ``make test``.
 
 Starts the sandbox in a subprocess with 500 ms +/- 100 ms latency and Trackstar's 50 writes/s per token,
-then writes ``--orders N`` orders with one token, N orders per token with 4 tokens, and 40 orders with a
-sequential reference writer (one request at a time, a plain loop). Duplicates are counted in the sandbox's
-stored orders. The sandbox logs to a file and is stopped before the last line, which is exactly:
+then writes ``--orders N`` orders with one token, N orders per token with 4 tokens, N per token with 8 tokens
+(one process, 400 writes/s allowed in all), the 8 tokens again with the old settings as the baseline
+(httpx's own pool, httpcore, at 64 in flight per token; ``--baseline-orders`` per token, 0 to skip), and 40
+orders with a sequential reference writer (one request at a time, a plain loop). Duplicates are counted in
+the sandbox's stored orders. The sandbox logs to a file and is stopped before the last line, which is exactly:
 
     RESULT writes_per_s=<n> share_of_limit=<x> tokens4_ratio=<x> sequential_writes_per_s=<n> duplicates=<n>
-           client_cpu_ms_per_write=<ms, 4 tokens> client_cpu_ms_per_write_1token=<ms>
+           client_cpu_ms_per_write=<ms, 8 tokens> client_cpu_ms_per_write_1token=<ms>
+           client_cpu_ms_per_write_4tokens=<ms> tokens8_share=<achieved / 400>
+           baseline_tokens8_share=<x> baseline_client_cpu_ms_per_write=<ms>
 
-(on one line; the CPU figures are the writer process's own, from the OS, the sandbox subprocess excluded).
+(on one line; the CPU figures are the writer process's own, all its threads, from the OS, the sandbox
+subprocess excluded: the steadier figure on a shared machine, where throughput moves with other load).
 
 ``--soak`` also writes 20,000 orders (over the 4 tokens) and reports the process memory over that run.
 """
@@ -24,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +42,7 @@ from trackstar_dagster.writer import WriteReport, write_payloads
 from trackstar_dagster.writer.ledger import Ledger
 
 LIMIT = 50.0  # Trackstar's documented writes/s per access token
-TOKENS = [f"bench-token-{i}" for i in range(1, 5)]
+TOKENS = [f"bench-token-{i}" for i in range(1, 9)]
 NAMESPACE = "bench"
 
 
@@ -127,10 +133,42 @@ def soak(client: dict[str, TrackstarClient], tokens: dict[str, str], ledger: Led
     )
 
 
+def tokens8(
+    new_client: Callable[[], TrackstarClient],
+    names: dict[str, str],
+    ledger: Ledger,
+    orders: int,
+    prefix: str,
+    options: dict[str, Any],
+) -> tuple[WriteReport, float]:
+    """``orders`` per token over 8 tokens in this one process (a client each); (report, CPU ms per write)."""
+    clients = {name: new_client() for name in names}
+    frame = payloads(list(names), orders, prefix)
+    cpu0 = time.process_time()
+    report = write_payloads(
+        frame, clients, names, ledger, namespace=NAMESPACE, progress_every_s=10, **options
+    )
+    cpu_ms = cpu_ms_per_write(cpu0, report)
+    label = "8 tokens" + (f" (baseline {options})" if options else "")
+    check(report, label)
+    print(
+        f"{label}: {report.writes_per_s / (LIMIT * len(names)):.3f} of {LIMIT * len(names):.0f} writes/s, "
+        f"writer CPU {cpu_ms:.2f} ms per write",
+        flush=True,
+    )
+    return report, cpu_ms
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--orders", type=int, default=3000, help="orders with one token, and per token with 4"
+    )
+    parser.add_argument(
+        "--baseline-orders",
+        type=int,
+        default=1500,
+        help="orders per token for the 8-token baseline (httpcore, 64 in flight); 0 skips it",
     )
     parser.add_argument(
         "--sequential", type=int, default=40, help="orders for the sequential reference writer"
@@ -149,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     print(f"workdir {workdir} (sandbox log: sandbox.log, writer log: benchmark.log)", flush=True)
     connections = {token: "wms_sandbox" for token in TOKENS}
-    names = {f"bench{i}": token for i, token in enumerate(TOKENS, start=1)}  # connection name -> token
+    names8 = {f"bench{i}": token for i, token in enumerate(TOKENS, start=1)}  # connection name -> token
+    names = dict(list(names8.items())[:4])
 
     with run_sandbox(
         connections=connections,
@@ -161,8 +200,15 @@ def main(argv: list[str] | None = None) -> int:
         log_file=workdir / "sandbox.log",
     ) as sb:
 
-        def new_client() -> TrackstarClient:
-            return TrackstarClient(sb.api_key, sb.base_url, timeout=10.0, write_rate=LIMIT, read_rate=10.0)
+        def new_client(async_transport: str = "aiohttp") -> TrackstarClient:
+            return TrackstarClient(
+                sb.api_key,
+                sb.base_url,
+                timeout=10.0,
+                write_rate=LIMIT,
+                read_rate=10.0,
+                async_transport=async_transport,
+            )
 
         client = new_client()
         # one client (one httpx pool) per connection: a single pool is CPU-bound past ~100 in flight
@@ -195,6 +241,19 @@ def main(argv: list[str] | None = None) -> int:
         cpu4_ms = cpu_ms_per_write(cpu0, report4)
         print(f"writer CPU per write: 1 token {cpu1_ms:.2f} ms, 4 tokens {cpu4_ms:.2f} ms", flush=True)
 
+        report8, cpu8_ms = tokens8(new_client, names8, ledger, args.orders, "eight", {})
+        base8: tuple[WriteReport, float] | None = None
+        if args.baseline_orders > 0:
+            # the old settings: httpx's own pool and 64 requests in flight per token
+            base8 = tokens8(
+                lambda: new_client("httpcore"),
+                names8,
+                ledger,
+                args.baseline_orders,
+                "base",
+                {"concurrency": 64},
+            )
+
         # the reference: one request at a time, a plain loop
         seq = payloads(["bench1"], args.sequential, "seq")
         started = time.monotonic()
@@ -215,10 +274,20 @@ def main(argv: list[str] | None = None) -> int:
 
     rate1 = report1.writes_per_s
     ratio = report4.writes_per_s / rate1 if rate1 else 0.0
+    share8 = report8.writes_per_s / (LIMIT * len(names8))
+    base_share, base_cpu = (base8[0].writes_per_s / (LIMIT * len(names8)), base8[1]) if base8 else (0.0, 0.0)
+    if base8:
+        print(
+            f"8 tokens side by side: now {share8:.3f} of 400/s at {cpu8_ms:.2f} ms CPU per write; "
+            f"baseline (httpcore, 64 in flight) {base_share:.3f} at {base_cpu:.2f} ms",
+            flush=True,
+        )
     print(
         f"RESULT writes_per_s={rate1:.2f} share_of_limit={rate1 / LIMIT:.3f} tokens4_ratio={ratio:.2f} "
         f"sequential_writes_per_s={sequential:.2f} duplicates={duplicates} "
-        f"client_cpu_ms_per_write={cpu4_ms:.2f} client_cpu_ms_per_write_1token={cpu1_ms:.2f}",
+        f"client_cpu_ms_per_write={cpu8_ms:.2f} client_cpu_ms_per_write_1token={cpu1_ms:.2f} "
+        f"client_cpu_ms_per_write_4tokens={cpu4_ms:.2f} tokens8_share={share8:.3f} "
+        f"baseline_tokens8_share={base_share:.3f} baseline_client_cpu_ms_per_write={base_cpu:.2f}",
         flush=True,
     )
     return 0

@@ -53,6 +53,8 @@ class TrackstarClient:
 
     Reads are blocking calls (catalog, write-info, connections, records); the writer's calls are async
     (``awrite``, ``alist_records``); ``write`` is ``awrite`` for scripts. All go through one send loop.
+    ``async_transport``: what carries the async calls, ``"aiohttp"`` (``transport.py``, a fraction of the
+    CPU per request) or ``"httpcore"`` (httpx's own pool, as before; the benchmark's baseline).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class TrackstarClient:
         max_connections: int = 150,
         max_wait: float = 120.0,
         slot_source: SlotSource | None = None,
+        async_transport: str = "aiohttp",
     ) -> None:
         """``slot_source``: a budget shared with every process using the same tokens (e.g. the ledger's
         database); without it, each process keeps the rates on its own."""
@@ -92,6 +95,7 @@ class TrackstarClient:
             max_connections=int(max_connections),
             max_wait=float(max_wait),
             slot_source=slot_source,
+            async_transport=async_transport,
         )
 
     def __repr__(self) -> str:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -29,7 +30,10 @@ from trackstar_dagster.client.retry import decide, full_jitter_backoff, retry_wa
 from trackstar_dagster.client.shared_budget import SharedLimiter, SharedLimiters, SlotSource
 from trackstar_dagster.version import __version__
 
-__all__ = ["LIMIT_WINDOW_S", "USER_AGENT", "Request", "Sender"]
+if TYPE_CHECKING:
+    from trackstar_dagster.client.transport import AiohttpTransport
+
+__all__ = ["ASYNC_TRANSPORTS", "LIMIT_WINDOW_S", "USER_AGENT", "Request", "Sender"]
 
 logger = redacted_logger("trackstar_dagster.client")
 
@@ -45,6 +49,9 @@ LIMIT_WINDOW_S = 1.01
 # the server's second: the 60 ms margin absorbs that (measured on a 2-core host at load 16: departures up to
 # 10 ms late at p90, arrivals bunched by tens of ms). 94% of the budget stays usable.
 SHARED_WINDOW_S = 1.06
+#: what carries the async clients' requests: aiohttp's pool (``transport.py``, the default: a fraction of the
+#: CPU per request) or httpx's own (httpcore)
+ASYNC_TRANSPORTS = ("aiohttp", "httpcore")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +93,8 @@ class Sender:
     """The httpx clients, budgets and retry settings of one API key, and the loop that uses them.
 
     Sync sends use one ``httpx.Client``; async sends an ``httpx.AsyncClient`` per (event loop, access token):
-    an AsyncClient is bound to the loop it first ran on, and httpx's pool does work that grows with the
-    square of its connections, so a pool per token keeps several busy connections fast.
+    an AsyncClient is bound to the loop it first ran on. Its transport is aiohttp's pool by default
+    (``async_transport``), whose cost per request does not grow with open connections as httpcore's does.
     """
 
     def __init__(
@@ -105,7 +112,11 @@ class Sender:
         max_connections: int,
         max_wait: float,
         slot_source: SlotSource | None = None,
+        async_transport: str = "aiohttp",
     ) -> None:
+        if async_transport not in ASYNC_TRANSPORTS:
+            raise ValueError(f"async_transport must be one of {ASYNC_TRANSPORTS}, not {async_transport!r}")
+        self.async_transport = async_transport
         self._api_key = api_key
         self.slot_source = slot_source
         register_secret(api_key)
@@ -121,20 +132,26 @@ class Sender:
         self.max_wait = max_wait
         self._sync: httpx.Client | None = None
         self._sync_lock = threading.Lock()
+        # what httpx would add to every request (its client's headers and content negotiation)
+        self._async_headers = [*self._headers.items(), ("Accept-Encoding", "gzip, deflate")]
+        self._aio: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AiohttpTransport]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
             weakref.WeakKeyDictionary()
         )
 
     # -- the httpx clients ------------------------------------------------------------------------------
 
+    @property
+    def _headers(self) -> dict[str, str]:
+        """Every request's headers (the API key among them)."""
+        return {"x-trackstar-api-key": self._api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+
     def _client_kwargs(self) -> dict[str, Any]:
         return {
             "base_url": self.base_url,
-            "headers": {
-                "x-trackstar-api-key": self._api_key,
-                "User-Agent": USER_AGENT,
-                "Accept": "application/json",
-            },
+            "headers": self._headers,
             "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
             "limits": httpx.Limits(
                 max_connections=self.max_connections, max_keepalive_connections=self.max_connections
@@ -157,9 +174,23 @@ class Sender:
         pool_key = fingerprint(access_token) if access_token else ""
         client = pools.get(pool_key)
         if client is None or client.is_closed:
-            client = httpx.AsyncClient(**self._client_kwargs())
+            kwargs = self._client_kwargs()
+            if self.async_transport == "aiohttp":
+                kwargs["transport"] = self.atransport(access_token)
+            client = httpx.AsyncClient(**kwargs)
             pools[pool_key] = client
         return client
+
+    def atransport(self, access_token: str | None = None) -> AiohttpTransport:
+        """This event loop's aiohttp pool for ``access_token`` (also the transport of its ``ahttp`` client)."""
+        pools = self._aio.setdefault(asyncio.get_running_loop(), {})
+        pool_key = fingerprint(access_token) if access_token else ""
+        transport = pools.get(pool_key)
+        if transport is None:
+            from trackstar_dagster.client.transport import AiohttpTransport  # aiohttp: only where async runs
+
+            transport = pools[pool_key] = AiohttpTransport(max_connections=self.max_connections)
+        return transport
 
     def close(self) -> None:
         if self._sync is not None:
@@ -169,8 +200,11 @@ class Sender:
     async def aclose(self) -> None:
         """Close this loop's async clients and the sync one."""
         with contextlib.suppress(RuntimeError):
-            for client in (self._async.pop(asyncio.get_running_loop(), None) or {}).values():
+            loop = asyncio.get_running_loop()
+            for client in (self._async.pop(loop, None) or {}).values():
                 await client.aclose()
+            for transport in (self._aio.pop(loop, None) or {}).values():
+                await transport.aclose()
         self.close()
 
     # -- the loop ---------------------------------------------------------------------------------------
@@ -201,7 +235,7 @@ class Sender:
     async def asend(self, request: Request) -> tuple[httpx.Response, int]:
         """``send`` on the running event loop."""
         steps = self._attempts(request)
-        client = self.ahttp(request.access_token)
+        exchange = self._exchange(request) if self.async_transport == "aiohttp" else self._ahttpx(request)
         answer: _Answer = None
         try:
             while True:
@@ -213,13 +247,44 @@ class Sender:
                 if step.limiter is not None:
                     await step.limiter.aacquire()
                 try:
-                    answer = await client.request(
-                        request.method.upper(), clean_path(request.path), **self._request_kwargs(request)
-                    )
+                    answer = await exchange()
                 except httpx.TransportError as e:
                     answer = e
         except StopIteration as done:
             return done.value
+
+    def _exchange(self, request: Request) -> Callable[[], Awaitable[httpx.Response]]:
+        """One attempt of ``request`` straight on this loop's aiohttp pool for its token (no httpx client
+        around it: see ``AiohttpTransport.exchange``), the request built once for all its attempts."""
+        transport = self.atransport(request.access_token)
+        url = self.base_url + clean_path(request.path)
+        if request.params:
+            url = f"{url}?{httpx.QueryParams(request.params)}"
+        content = request.content
+        headers = [*self._async_headers, *self._request_headers(request).items()]
+        if content is None and request.json is not None:
+            content = _json_bytes(request.json)
+            headers.append(("Content-Type", "application/json"))
+        method = request.method.upper()
+
+        def attempt() -> Awaitable[httpx.Response]:
+            return transport.exchange(
+                method,
+                url,
+                headers,
+                content,
+                total=self.timeout,
+                connect=self.timeout,
+                sock_connect=self.connect_timeout,
+            )
+
+        return attempt
+
+    def _ahttpx(self, request: Request) -> Callable[[], Awaitable[httpx.Response]]:
+        """One attempt of ``request`` on this loop's httpx client for its token (httpcore's pool)."""
+        client = self.ahttp(request.access_token)
+        method, path, kwargs = request.method.upper(), clean_path(request.path), self._request_kwargs(request)
+        return lambda: client.request(method, path, **kwargs)
 
     def _attempts(self, request: Request) -> Generator[_Step, _Answer, tuple[httpx.Response, int]]:
         """The policy of one call, without I/O: yields a ``_Send`` (and receives the answer or the transport
@@ -251,16 +316,20 @@ class Sender:
 
     # -- per attempt ------------------------------------------------------------------------------------
 
-    def _request_kwargs(self, request: Request) -> dict[str, Any]:
+    def _request_headers(self, request: Request) -> dict[str, str]:
         headers: dict[str, str] = {}
         if request.access_token:
             register_secret(request.access_token)
             headers["x-trackstar-access-token"] = request.access_token
         if request.idempotency_key:
             headers["Idempotency-Key"] = request.idempotency_key
-        kwargs: dict[str, Any] = {"params": request.params, "headers": headers}
         if request.content is not None:
             headers["Content-Type"] = "application/json"
+        return headers
+
+    def _request_kwargs(self, request: Request) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"params": request.params, "headers": self._request_headers(request)}
+        if request.content is not None:
             kwargs["content"] = request.content
         elif request.json is not None:
             kwargs["json"] = request.json
@@ -310,3 +379,8 @@ class Sender:
             logger.debug(
                 "%s %s -> %s elapsed=%.3fs attempt=%d", method, path, type(exc).__name__, elapsed, attempt
             )
+
+
+def _json_bytes(value: Any) -> bytes:
+    """A body to encode, as httpx encodes ``json=`` (compact, UTF-8, no NaN)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")

@@ -3,6 +3,7 @@
 * ``Item``: one record on its way (its body, ledger entry, idempotency generation, attempts so far);
 * ``Lane``: one connection (its token, client, queues, pacer and stop reason);
 * ``Pacer``: even spacing of one connection's sends;
+* ``InFlight``: how many of one connection's records are on their way at once (rate x latency);
 * ``RetryPolicy``: how long one record is retried and how long to back off between tries.
 
 Plain data with no run logic, so every collaborator can import it without importing the run.
@@ -11,6 +12,7 @@ Plain data with no run logic, so every collaborator can import it without import
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import deque
@@ -73,6 +75,7 @@ class Item:
     sent_unknown: bool = False  # one of this run's requests with this body may have been stored
     started: float | None = None
     started_at: datetime | None = None
+    idempotency: tuple[str, int, str, str] | None = None  # (operation, generation, body hash, its key)
 
 
 class Pacer:
@@ -94,6 +97,47 @@ class Pacer:
             await asyncio.sleep(slot - now)
 
 
+class InFlight:
+    """How many of one connection's records may be on their way at once: its rate times its latency
+    (Little's law), between ``floor`` and ``cap``; without a rate (or with a fixed ``concurrency``), ``cap``.
+
+    The latency is the lowest seen over the last ~10 s (what a request takes when nothing queues), doubled
+    for the spread above it. Not the mean or a high percentile: when Trackstar (or this process) is
+    overloaded, answers are slow because requests queue, and a window sized by those latencies lets the
+    queue grow without bound (measured: p50 latency 0.9 s -> 5 s with no gain in rate). A WMS that is slow
+    for every request raises the lowest latency too, and the window with it."""
+
+    HEADROOM = 2.0
+    WINDOW_S = 10
+
+    def __init__(self, rate: float | None, cap: int, *, floor: int = 4, latency_s: float = 0.5) -> None:
+        self.rate = rate
+        self.cap = max(1, int(cap))
+        self.floor = min(max(1, floor), self.cap)
+        self._mins: deque[tuple[int, float]] = deque()  # (second, lowest latency in it)
+        self.target = self._target(latency_s)
+
+    def observe(self, latency_s: float) -> None:
+        """One answer's latency (seconds from send to answer)."""
+        second = int(time.monotonic())
+        mins = self._mins
+        if mins and mins[-1][0] == second:
+            if latency_s >= mins[-1][1]:
+                return
+            mins[-1] = (second, latency_s)
+        else:
+            mins.append((second, latency_s))
+            while mins[0][0] <= second - self.WINDOW_S:
+                mins.popleft()
+        self.target = self._target(min(m for _, m in mins))
+
+    def _target(self, latency_s: float) -> int:
+        if not self.rate:
+            return self.cap
+        need = math.ceil(self.rate * latency_s * self.HEADROOM) + 2
+        return max(self.floor, min(self.cap, need))
+
+
 @dataclass(eq=False)
 class Lane:
     """One connection: its token, its queues and its stop reason."""
@@ -108,6 +152,8 @@ class Lane:
     stop_reason: str | None = None
     server_errors: int = 0  # consecutive 5xx answers (writes and look-ups); any other answer resets it
     pacer: Pacer = field(default_factory=lambda: Pacer(None))
+    in_flight: InFlight = field(default_factory=lambda: InFlight(None, 1))
+    workers: int = 0  # its sender tasks alive (``in_flight.target`` of them while there is work)
 
     def requeue(self, item: Item) -> None:
         """Back to the lane's queue: a fresh intent (for this body and operation) before it is sent."""

@@ -87,7 +87,13 @@ class Sender:
         self.log = log
 
     def idempotency_key(self, item: Item) -> str:
-        return idempotency_key(self.tag_namespace, item)
+        """The item's key, made once for the intent and its sends (again only when what it hangs on changed)."""
+        made = item.idempotency
+        if made is not None and made[:3] == (item.operation, item.generation, item.body_hash):
+            return made[3]
+        key = idempotency_key(self.tag_namespace, item)
+        item.idempotency = (item.operation, item.generation, item.body_hash, key)
+        return key
 
     async def send(self, lane: Lane, item: Item) -> None:
         """Send until a definite answer; unknown outcomes are reconciled before each re-send."""
@@ -169,6 +175,7 @@ class Sender:
                 continue
             lane.server_errors = 0
             latency = time.monotonic() - t0
+            lane.in_flight.observe(latency)
             results.sent(latency, replayed=bool(resp.replayed))
             item.trackstar_id = resp.id or item.trackstar_id
             status = "updated" if item.operation == "update" else "created"
