@@ -19,20 +19,19 @@ import hashlib
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import orjson
 import pandas as pd
 
-from ..base.errors import TrackstarAuthError, TrackstarError, TrackstarNotImplementedError
 from ..base.keys import has_tag, key_id, key_problem, legacy_key_tag, tags_of
+from ..client.shared_budget import BudgetUnavailableError
 from .actions import spec_for
 from .lanes import Item, Lane
 from .ledger import Ledger
-from .ledger_table import ENCODING, Held, LedgerEntry
-from .rebuild import find_tagged, held_matches, oldest
+from .ledger_table import ENCODING, LedgerEntry
+from .rebuild import Rebuilder, held_matches
 from .reconcile import BODY_CHANGED_MESSAGE
 from .results import Results
 
@@ -109,7 +108,7 @@ class Planner:
         self.rebuild_since = rebuild_since
         self.claim_ttl_s = claim_ttl_s
         self.log = log
-        self.rebuilt: dict[str, int] = {}  # connection -> ledger rows learnt from Trackstar
+        self.rebuilder = Rebuilder(ledger, results, namespace=namespace, since=rebuild_since, log=log)
         # (connection, action) -> key id -> new hash
         self.migrated: dict[tuple[str, str], dict[str, str]] = {}
 
@@ -197,14 +196,17 @@ class Planner:
         for item in self.parse(frame):
             groups.setdefault((item.connection, item.action), []).append(item)
         ready: list[Item] = []
+        unknown: list[tuple[Lane, list[Item]]] = []  # groups the ledger knows nothing of: list them first
+        for (connection, action), items in groups.items():
+            await asyncio.to_thread(
+                self.ledger.adopt_legacy, self.namespace, connection, action, [key_id(i.key) for i in items]
+            )
+            if await self._should_rebuild(connection, action, items):
+                unknown.append((self.lane(connection), items))
+        await self.rebuilder.rebuild(unknown)
         for (connection, action), items in groups.items():
             lane = self.lane(connection)
             keys = [i.key for i in items]
-            await asyncio.to_thread(
-                self.ledger.adopt_legacy, self.namespace, connection, action, [key_id(k) for k in keys]
-            )
-            if await self._should_rebuild(connection, action, items):
-                await self._rebuild(lane, items)
             claimed = await asyncio.to_thread(
                 self.ledger.claim,
                 self.namespace,
@@ -236,60 +238,6 @@ class Planner:
         if self.rebuild == "always":
             return True
         return not await asyncio.to_thread(self.ledger.has_history, self.namespace, connection, action)
-
-    async def _rebuild(self, lane: Lane, items: list[Item]) -> None:
-        """The ledger knows nothing of this connection: learn which of these records Trackstar already holds
-        (one listing, matched by tag) before anything is sent."""
-        by_tag = {t: item for item in items for t in item.tags}
-        spec = items[0].spec
-        started = time.monotonic()
-        try:
-            found = await find_tagged(lane.client, spec, lane.token, by_tag, self.rebuild_since)
-        except (TrackstarNotImplementedError, TrackstarAuthError) as e:
-            if e.status == 401:
-                self.results.stop(lane, e)
-                return
-            # this connection cannot list (501) or read (403) its records: nothing to learn, nothing to prove
-            self.log.warning(
-                f"Trackstar writer: {lane.connection!r} cannot list its {spec.resource} ({e.status}); "
-                f"a lost ledger cannot be rebuilt for it: exactly once rests on the ledger and on "
-                f"Trackstar honouring Idempotency-Key"
-            )
-            return
-        except TrackstarError as e:
-            # cannot learn: sending blind could duplicate what a lost ledger had written
-            self.results.stop_lane(
-                lane,
-                (
-                    f"{lane.connection}: could not list its {spec.resource} to learn what Trackstar "
-                    f"already holds (the ledger has no history of it): {e}; its records were not sent "
-                    f"(sending blind could store them twice)"
-                ),
-            )
-            return
-        held: dict[str, Held] = {}
-        for tag, records in found.items():
-            item = by_tag[tag]
-            if item.key in held:
-                continue
-            record = oldest(records)
-            if len(records) > 1:
-                self.log.warning(
-                    f"Trackstar writer: {len(records)} {spec.resource} of {lane.connection!r} carry the "
-                    f"tag of key {item.key!r}; adopting the oldest, {record.get('id')!r}"
-                )
-            written = item.body_hash if held_matches(record, item.body) else None
-            held[item.key] = Held(
-                item.connection, item.action, key_id(item.key), str(record["id"]), written, item.key
-            )
-        n = await asyncio.to_thread(self.ledger.record_held, self.namespace, list(held.values()))
-        self.rebuilt[lane.connection] = self.rebuilt.get(lane.connection, 0) + n
-        say = self.log.warning if held else self.log.info
-        say(
-            f"Trackstar writer: the ledger had no history of {lane.connection!r} ({spec.resource}); listed what "
-            f"Trackstar holds in {time.monotonic() - started:.1f} s: {len(held)} of {len(items)} records of this "
-            f"run are already there and will not be sent again"
-        )
 
     def in_flight_elsewhere(self, item: Item) -> None:
         """Another live run holds this key's claim: not sent; the run is retryable after that claim."""
@@ -364,11 +312,15 @@ class Planner:
         spec = items[0].spec
         for i in range(0, len(items), 100):
             chunk = items[i : i + 100]
-            records = await lane.client.alist_records(
-                spec.lookup_path,
-                lane.token,
-                filters={"ids[in]": ",".join(str(x.trackstar_id) for x in chunk)},
-            )
+            try:
+                records = await lane.client.alist_records(
+                    spec.lookup_path,
+                    lane.token,
+                    filters={"ids[in]": ",".join(str(x.trackstar_id) for x in chunk)},
+                )
+            except BudgetUnavailableError as e:  # nothing can be read or sent: its records fail in the lane
+                self.results.stop(lane, e)
+                return out + items[i:]
             by_id = {str(r.get("id")): r for r in records}
             for item in chunk:
                 record = by_id.get(str(item.trackstar_id))

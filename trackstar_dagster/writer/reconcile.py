@@ -20,6 +20,7 @@ from typing import Any
 
 from ..base.errors import TrackstarAuthError, TrackstarError, TrackstarValidationError
 from ..base.keys import has_tag
+from ..client.shared_budget import BudgetUnavailableError
 from .lanes import Item, Lane, RetryPolicy
 from .ledger_table import ENCODING
 from .rebuild import held_matches, oldest
@@ -93,7 +94,7 @@ class Reconciler:
             try:
                 found = await self.lookup(lane, item)
                 break
-            except TrackstarAuthError as e:
+            except (TrackstarAuthError, BudgetUnavailableError) as e:
                 self.results.finish(
                     lane, item, "failed", error=self.results.stop(lane, e), http_status=e.status
                 )

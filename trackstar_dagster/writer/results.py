@@ -3,7 +3,8 @@
 ``Results`` is the one place a record is finished: its result row is set and, when the ledger must learn of
 it, its ``Outcome`` queued for the ``OutcomeFlusher``. The planner, the senders and the reconciler share one
 ``Results`` (passed in), so a record's row, its ledger outcome and the lane's count of unfinished records
-cannot drift apart. It also decides when a connection is stopped (401/403/501, or too many 5xx in a row)
+cannot drift apart. It also decides when a connection is stopped (401/403/501, a shared budget that cannot be
+reached, or too many 5xx in a row)
 and builds the ``WriteReport`` at the end.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..base.errors import TrackstarError, TrackstarNotImplementedError
+from ..client.shared_budget import BudgetUnavailableError
 from .lanes import Item, Lane, utcnow
 from .ledger_table import Outcome
 from .report import FAILURE_COLUMNS, RESULT_COLUMNS, STATUSES, WriteReport
@@ -27,6 +29,12 @@ RECORDED = ("created", "updated", "failed", "rejected")
 
 def stop_message(connection: str, err: TrackstarError) -> str:
     """Why a connection's remaining writes are not sent, in words a person can act on."""
+    if isinstance(err, BudgetUnavailableError):  # fail closed: no slot, no request
+        cause = str(err).strip().splitlines()[0]
+        return (
+            f"{connection}: the database of the shared rate budget could not be reached, so nothing was sent "
+            f"on this connection; its records were not sent and are picked up by the next run ({cause})"
+        )
     said = err.error or err.message
     if isinstance(err, TrackstarNotImplementedError):
         why = "the integration does not support this action (501)"
@@ -143,7 +151,8 @@ class Results:
         self.log.error(f"Trackstar writer: {reason}")
 
     def stop(self, lane: Lane, err: TrackstarError) -> str:
-        """Stop a connection Trackstar refuses (401/403/501), once; returns the reason its records carry."""
+        """Stop a connection Trackstar refuses (401/403/501) or whose shared budget cannot be reached, once;
+        returns the reason its records carry."""
         if lane.stop_reason is None:
             self.stop_lane(lane, stop_message(lane.connection, err))
         return lane.stop_reason or ""

@@ -3,7 +3,8 @@
 The writer decides every retry of a write: a 429 is waited out (``Retry-After``, else backoff; not counted
 as an attempt, bounded by ``max_wait_s``); an unknown outcome (timeout, 5xx, dropped connection, 409, a 400
 "key reused") is settled by the ``Reconciler`` before a create is sent again, with the same key; a definite
-refusal is ``rejected``; 401/403/501 stop the connection.
+refusal is ``rejected``; 401/403/501 and a shared budget that cannot be reached (nothing sent) stop the
+connection.
 
 Idempotency keys that cannot hurt: a create's key is the same for every body of a record (two runs' bodies
 collide at the server instead of both being stored) and changes only after a definite rejection (the ledger
@@ -30,6 +31,7 @@ from ..base.errors import (
 )
 from ..base.keys import create_idempotency_key, update_idempotency_key
 from ..client import WriteResponse
+from ..client.shared_budget import BudgetUnavailableError
 from .lanes import Item, Lane, RetryPolicy
 from .reconcile import Reconciler
 from .results import Results
@@ -124,7 +126,7 @@ class Sender:
                 item.attempts -= 1  # waiting out a 429 is not an attempt
                 await asyncio.sleep(wait)
                 continue
-            except (TrackstarAuthError, TrackstarNotImplementedError) as e:
+            except (TrackstarAuthError, TrackstarNotImplementedError, BudgetUnavailableError) as e:
                 results.finish(
                     lane,
                     item,
