@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from ..base.errors import ConfigError
+from .ledger_db import sqlite_pragmas
 from .ledger_url import normalise_url
 
 __all__ = ["LedgerBudget", "budget_table"]
@@ -181,11 +182,6 @@ def _engine(url: str, dialect: str, timeout: float) -> Engine:
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # autocommit: a statement is its own transaction
-        cur = dbapi_conn.cursor()
-        if not memory:
-            cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        cur.close()
+        sqlite_pragmas(dbapi_conn, memory=memory, synchronous="NORMAL", busy_timeout_s=timeout)
 
     return engine

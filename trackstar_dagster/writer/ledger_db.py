@@ -20,6 +20,17 @@ from ..base.errors import ConfigError
 from .ledger_url import normalise_url
 
 
+def sqlite_pragmas(dbapi_conn: Any, *, memory: bool, synchronous: str, busy_timeout_s: float) -> None:
+    """A SQLite connection's settings for many processes on one file: WAL (readers do not block the writer),
+    the fsync policy asked, and a busy timeout instead of an immediate "database is locked"."""
+    cur = dbapi_conn.cursor()
+    if not memory:
+        cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+    cur.close()
+
+
 class LedgerDatabase:
     """The engine, its dialect (``sqlite`` or ``postgresql``) and the lock that serialises this process's
     writing transactions; what the ``Ledger`` and its ``ClaimBook`` share."""
@@ -54,12 +65,7 @@ class LedgerDatabase:
         @sa.event.listens_for(self.engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            if not memory:
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-            cur.close()
+            sqlite_pragmas(dbapi_conn, memory=memory, synchronous="FULL", busy_timeout_s=busy_timeout_s)
 
         @sa.event.listens_for(self.engine, "begin")
         def _begin(conn: Any) -> None:
