@@ -31,6 +31,10 @@ test: lint
 bench: $(STAMP)
 	$(PY) benchmarks/transform.py
 	$(PY) benchmarks/writes.py
+	$(PY) benchmarks/budget.py
+	$(PY) benchmarks/connections.py
+	$(PY) benchmarks/backfill_memory.py
+	$(PY) benchmarks/fanout.py --by-connection
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .demo

@@ -7,7 +7,9 @@ SQLite: WAL for concurrent readers, FULL sync (durable intents), a busy timeout,
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,12 @@ def sqlite_pragmas(dbapi_conn: Any, *, memory: bool, synchronous: str, busy_time
     """A SQLite connection's settings for many processes on one file: WAL (readers do not block the writer),
     the fsync policy asked, and a busy timeout instead of an immediate "database is locked"."""
     cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")  # first: the next pragma may wait
     if not memory:
-        cur.execute("PRAGMA journal_mode=WAL")
+        # locked: another process is switching it, and WAL is kept in the file
+        with contextlib.suppress(sqlite3.OperationalError):
+            cur.execute("PRAGMA journal_mode=WAL")
     cur.execute(f"PRAGMA synchronous={synchronous}")
-    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     cur.close()
 
 
