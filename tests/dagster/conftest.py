@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-#: runs' stdout/stderr are not under test: without capture, no `tail -F` per step. In the full suite the
-#: local compute log manager's `tail` ignored SIGTERM at the end of some in-process runs (Dagster then waits
-#: 2 x 30 s to clean it up), which made the pool tests' 30 s bounds fail; subsets never showed it.
+#: runs' stdout/stderr are not under test: without capture, no `tail -F` (and watcher) per step. Where the test
+#: process inherits SIGTERM ignored (a job started in the background by some shells), Dagster's clean-up of each
+#: such `tail` waits out its 30 s timeout twice per run.
 NO_COMPUTE_LOGS = {
     "compute_logs": {
         "module": "dagster._core.storage.noop_compute_log_manager",
