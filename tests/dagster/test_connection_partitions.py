@@ -21,6 +21,7 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster_duckdb import DuckDBResource
 
+from tests.dagster.test_sync import ORDER_FIELDS
 from trackstar_dagster import MappingConfig, TrackstarConnection, TrackstarResource, TrackstarSync
 from trackstar_dagster.partitions import mapping_for
 from trackstar_dagster.sql import sql_row_loader
@@ -44,17 +45,7 @@ MAPPING = MappingConfig.model_validate(
         "key": "order_id",
         "connection_column": "customer",
         "connection_values": {**CUSTOMERS, "delta": "conn_d"},
-        "fields": {
-            "order_number": "order_id",
-            "ship_to_address.full_name": "name",
-            "ship_to_address.address1": "street",
-            "ship_to_address.city": "city",
-            "ship_to_address.state": "state",
-            "ship_to_address.postal_code": "zip",
-            "ship_to_address.country": "country",
-            "line_items.product_id": "product",
-            "line_items.quantity": "qty",
-        },
+        "fields": ORDER_FIELDS,
     }
 )
 

@@ -14,6 +14,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from tests.dagster.test_sync import ORDER_FIELDS
 from trackstar_dagster import MappingConfig, TrackstarResource, TrackstarSync, build_trackstar_sync_assets
 from trackstar_dagster.sync import trackstar_io_manager_resources
 
@@ -25,17 +26,7 @@ MAPPING = MappingConfig.model_validate(
         "action": "create_order",
         "key": "order_id",
         "connection_column": "customer",  # no connection_values: the column holds the connection's name
-        "fields": {
-            "order_number": "order_id",
-            "ship_to_address.full_name": "name",
-            "ship_to_address.address1": "street",
-            "ship_to_address.city": "city",
-            "ship_to_address.state": "state",
-            "ship_to_address.postal_code": "zip",
-            "ship_to_address.country": "country",
-            "line_items.product_id": "product",
-            "line_items.quantity": "qty",
-        },
+        "fields": ORDER_FIELDS,
     }
 )
 

@@ -17,22 +17,25 @@ from trackstar_dagster import (
 )
 from trackstar_dagster.sync import trackstar_io_manager_resources
 
+#: the example rows' columns, as the tests' mappings read them
+ORDER_FIELDS = {
+    "order_number": "order_id",
+    "ship_to_address.full_name": "name",
+    "ship_to_address.address1": "street",
+    "ship_to_address.city": "city",
+    "ship_to_address.state": "state",
+    "ship_to_address.postal_code": "zip",
+    "ship_to_address.country": "country",
+    "line_items.product_id": "product",
+    "line_items.quantity": "qty",
+}
+
 MAPPING = MappingConfig.model_validate(
     {
         "action": "create_order",
         "key": "order_id",
         "connection": "acme",
-        "fields": {
-            "order_number": "order_id",
-            "ship_to_address.full_name": "name",
-            "ship_to_address.address1": "street",
-            "ship_to_address.city": "city",
-            "ship_to_address.state": "state",
-            "ship_to_address.postal_code": "zip",
-            "ship_to_address.country": "country",
-            "line_items.product_id": "product",
-            "line_items.quantity": "qty",
-        },
+        "fields": ORDER_FIELDS,
     }
 )
 
