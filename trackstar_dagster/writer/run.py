@@ -37,6 +37,7 @@ import pandas as pd
 from ..base.keys import check_namespace
 from ..base.redaction import redacted_logger
 from ..client import LIMIT_WINDOW_S
+from .collector import quiet_collector
 from .flush import OutcomeFlusher
 from .lanes import InFlight, Item, Lane, Pacer, RetryPolicy, WriterClient, utcnow
 from .ledger import Ledger
@@ -322,6 +323,7 @@ async def awrite_payloads(
     progress_every_s: float = 5.0,
     max_consecutive_5xx: int = MAX_CONSECUTIVE_5XX,
     logger: Any = None,
+    quiet_gc: bool = True,
 ) -> WriteReport:
     """Write every payload exactly once (see the module docstring); returns a report, never raises for
     a record's failure (the failure policy decides about the run). The report's results frame has one row
@@ -343,7 +345,8 @@ async def awrite_payloads(
     its own. ``run_label`` names this run in claims (e.g. the Dagster run id). ``rebuild``: learn what
     Trackstar holds before the first write of a connection the ledger knows nothing of (``auto``), on every
     run, or never; ``rebuild_since`` bounds that listing by ``trackstar_created_date``. ``claim_ttl_s``: a
-    claim not renewed for this long (database clock) is taken over by the next run.
+    claim not renewed for this long (database clock) is taken over by the next run. ``quiet_gc``: Python's
+    collector walks the process's heap less often while the run writes (``collector.quiet_collector``).
     """
     if rebuild not in ("auto", "always", "never"):
         raise ValueError(f"rebuild must be 'auto', 'always' or 'never', not {rebuild!r}")
@@ -367,7 +370,8 @@ async def awrite_payloads(
         logger=logger,
         max_consecutive_5xx=max_consecutive_5xx,
     )
-    return await run.run()
+    with quiet_collector(quiet_gc):
+        return await run.run()
 
 
 def auto_pace(client: WriterClient) -> float | None:
