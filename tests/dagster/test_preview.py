@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import dagster as dg
+import duckdb
 import pandas as pd
+from dagster_duckdb import DuckDBResource
 
 from tests.dagster import test_sync
 from tests.dagster.test_sync import ORDER_FIELDS, run
 from trackstar_dagster import MappingConfig, TrackstarSync
+from trackstar_dagster.sql import sql_results_sink
 
 resources = test_sync.resources  # the fixture: the sandbox's acme connection, the IO manager
 
@@ -214,3 +218,33 @@ def test_preview_limit_zero_reads_nothing_and_says_so(sandbox, instance, resourc
     assert set(results_of(result)["preview"]) == {"not_previewed"}
     assert len(sandbox.arrivals(TOKEN, "read")) == reads_before
     assert metadata_of(result)["preview_records_not_previewed"] == 2
+
+
+def test_the_changes_reach_a_warehouse_table_a_real_run_created(sandbox, instance, resources, tmp_path):
+    warehouse = str(tmp_path / "warehouse.duckdb")
+    with_db = {**resources, "duckdb": DuckDBResource(database=warehouse)}
+
+    def sync_with_sink(frame: pd.DataFrame) -> TrackstarSync:
+        return dataclasses.replace(
+            sync_of(frame),
+            results_sink=sql_results_sink("t", "duckdb"),
+            extra_resource_keys=frozenset({"duckdb"}),
+        )
+
+    first = orders(3)
+    assert run(
+        sync_with_sink(first), instance, with_db
+    ).success  # creates t_write_results: no preview columns
+    later = first.assign(city=first["city"].where(first["order_id"] != "P-0001", "Elko"))
+    assert run(sync_with_sink(later), instance, with_db, run_config=dry()).success
+    con = duckdb.connect(warehouse, read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT key, preview, changes FROM t_write_results WHERE status = 'dry_run' ORDER BY key"
+        ).fetchall()
+    finally:
+        con.close()
+    assert [(k, p) for k, p, _ in rows] == [("P-0000", None), ("P-0001", "previewed"), ("P-0002", None)]
+    assert json.loads(rows[1][2]) == [
+        {"field": "ship_to_address.city", "held": "Reno", "new": "Elko", "change": "changed"}
+    ]
