@@ -8,9 +8,11 @@ import json
 import dagster as dg
 import duckdb
 import pandas as pd
+import yaml
 from dagster_duckdb import DuckDBResource
 
 from tests.dagster import test_sync
+from tests.dagster.test_example_project import ROOT, example_env, load_example_defs  # noqa: F401 (a fixture)
 from tests.dagster.test_sync import ORDER_FIELDS, run
 from trackstar_dagster import MappingConfig, TrackstarSync
 from trackstar_dagster.sql import sql_results_sink
@@ -248,3 +250,10 @@ def test_the_changes_reach_a_warehouse_table_a_real_run_created(sandbox, instanc
     assert json.loads(rows[1][2]) == [
         {"field": "ship_to_address.city", "held": "Reno", "new": "Elko", "change": "changed"}
     ]
+
+
+def test_the_example_project_s_preview_run_config_fits_its_job(example_env):  # noqa: F811
+    config = yaml.safe_load((ROOT / "example_project" / "preview_changes.yaml").read_text())
+    job = load_example_defs().resolve_job_def("orders_sync_job")
+    got = dg.validate_run_config(job, config)["ops"]["orders_sync__write_results"]["config"]
+    assert (got["dry_run"], got["mode"], got["preview_limit"]) == (True, "upsert", 200)
