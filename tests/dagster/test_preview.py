@@ -255,3 +255,26 @@ def test_the_example_project_s_preview_run_config_fits_its_job(example_env):  # 
     job = load_example_defs().resolve_job_def("orders_sync_job")
     got = dg.validate_run_config(job, config)["ops"]["orders_sync__write_results"]["config"]
     assert (got["dry_run"], got["mode"], got["preview_limit"]) == (True, "upsert", 200)
+
+
+def test_records_dated_before_write_from_are_not_previewed(sandbox, instance, resources):
+    first = orders(4).assign(order_date=pd.Timestamp("2026-11-20", tz="UTC"))
+    old = first["order_id"].isin(["P-0000", "P-0001"])
+    first.loc[old, "order_date"] = pd.Timestamp("2026-01-05", tz="UTC")
+
+    def dated(frame: pd.DataFrame, write_from: str | None) -> TrackstarSync:
+        return dataclasses.replace(sync_of(frame), date_column="order_date", write_from=write_from)
+
+    assert run(dated(first, None), instance, resources).success  # all four written once
+    reads_before = len(sandbox.arrivals(TOKEN, "read"))
+    result = run(dated(first.assign(city="Elko"), "2026-06-01"), instance, resources, run_config=dry())
+    results = results_of(result).set_index("key")
+    assert (results["would"] == "changed").all()
+    # a real run would not send the two old ones (before write_from): nothing to preview there
+    assert results["preview"].isna().to_dict() == {
+        "P-0000": True,
+        "P-0001": True,
+        "P-0002": False,
+        "P-0003": False,
+    }
+    assert len(sandbox.arrivals(TOKEN, "read")) - reads_before == 2
