@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/connections.py
 	$(PY) benchmarks/backfill_memory.py
 	$(PY) benchmarks/fanout.py --by-connection
+	$(PY) benchmarks/preview.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .demo

@@ -24,6 +24,7 @@ def write_orders(context: dg.OpExecutionContext, config: WriteConfig, payloads: 
         mode=config.mode_or("create_only"),
         max_failed_share=0.0,
         namespace=config.namespace,
+        preview_limit=config.preview_limit,
     )
     context.add_output_metadata(metadata)
     return results

@@ -128,6 +128,11 @@ def sql_results_sink(
         with db.get_connection() as conn:
             conn.register("_trackstar_frame", out)
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _trackstar_frame LIMIT 0")
+            # a dry run's columns (would, preview, changes) into a table a real run made: added, never dropped
+            have = {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
+            for name, col_type, *_ in conn.execute("DESCRIBE SELECT * FROM _trackstar_frame").fetchall():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(name)} {col_type}")
             partitioned = PARTITION_COLUMN in out.columns
             attempt = (context.run_id, kind, int(getattr(context, "retry_number", 0) or 0))
             first = attempt not in cleared

@@ -24,6 +24,7 @@ from trackstar_dagster.writer import (
     WriteReport,
     write_payloads,
 )
+from trackstar_dagster.writer.preview import DEFAULT_PREVIEW_LIMIT, ChangePreview
 
 RATE_KEYS = ("writes_per_s", "latency_p50_s", "latency_p95_s")
 
@@ -38,13 +39,16 @@ class WriteMode(Enum):
 class WriteConfig(dg.Config):
     """Run config of a write step: a dry run sends nothing; ``mode`` overrides the sync's; ``namespace`` (the
     plain ``write_orders`` op only; a sync's is its name) keeps this job's ledger rows and tags its own;
-    ``group_rows`` bounds what a sync's write step holds at once (stored chunks are never split)."""
+    ``group_rows`` bounds what a sync's write step holds at once (stored chunks are never split);
+    ``preview_limit``: a dry run in ``upsert`` mode reads at most this many changed records from Trackstar to
+    show the fields that would change (0.1 s per read per token); the rest are counted, not previewed."""
 
     dry_run: bool = False
     mode: WriteMode | None = None
     namespace: str | None = None
     #: a sync's write step reads and writes its stored payloads a group of about this many at a time
     group_rows: int = 20_000
+    preview_limit: int = DEFAULT_PREVIEW_LIMIT
 
     def mode_or(self, default: str) -> str:
         return self.mode.value if self.mode is not None else default
@@ -85,9 +89,11 @@ def write_group(
     dry_run: bool,
     mode: str,
     namespace: str | None = None,
+    preview: ChangePreview | None = None,
 ) -> tuple[pd.DataFrame, WriteReport | None]:
-    """Send one group of payloads (dry ones are classified against the ledger, not sent): its results and
-    the writer's report (None when nothing was sent). No policy here: the caller judges the run's totals."""
+    """Send one group of payloads (dry ones are classified against the ledger, not sent; with ``preview``,
+    the changed ones are read from Trackstar and diffed): its results and the writer's report (None when
+    nothing was sent). No policy here: the caller judges the run's totals."""
     dry_mask = (
         payloads["dry_run"].to_numpy(dtype=bool).copy()
         if "dry_run" in payloads.columns
@@ -113,7 +119,7 @@ def write_group(
         )
         frames.append(carry_partition(report.results, to_send))
     if len(dry):
-        frames.append(dry_results(dry, ledger, namespace))
+        frames.append(dry_results(dry, ledger, namespace, preview))
     results = (
         pd.concat(frames, ignore_index=True)
         if frames
@@ -122,15 +128,37 @@ def write_group(
     return results, report
 
 
-def dry_results(dry: pd.DataFrame, ledger: Ledger, namespace: str | None) -> pd.DataFrame:
+def dry_results(
+    dry: pd.DataFrame, ledger: Ledger, namespace: str | None, preview: ChangePreview | None = None
+) -> pd.DataFrame:
     """Results of records not sent (a dry run, or dated before ``write_from``): status ``dry_run``, and in
-    ``would`` what the ledger says a real run would find (``new``, ``unchanged``, ``changed``)."""
+    ``would`` what the ledger says a real run would find (``new``, ``unchanged``, ``changed``). With
+    ``preview`` (a dry run in upsert mode), ``preview`` and ``changes`` (JSON: field, held, new) of the
+    changed records a real run would send (not those dated before ``write_from``)."""
     cols = ["key", "connection", "action"] + ([PARTITION_COLUMN] if PARTITION_COLUMN in dry.columns else [])
     would = ["new"] * len(dry)
     if "body_hash" in dry.columns and len(dry):
         ids = (dry[c].astype(str).tolist() for c in ("connection", "action", "key", "body_hash"))
         would = ledger.classify(list(zip(*ids, strict=True)), namespace or "")
-    return dry[cols].assign(status="dry_run", would=would)
+    out = dry[cols].assign(status="dry_run", would=would)
+    if preview is None or "body" not in dry.columns:
+        return out
+    held_back = dry["dry_run"].to_numpy(dtype=bool) if "dry_run" in dry.columns else np.zeros(len(dry), bool)
+    sent_would = [w if not back else "held_back" for w, back in zip(would, held_back, strict=True)]
+    columns = preview.frame_columns(dry, sent_would, ledger)
+    # nullable text: a sink's table gets text columns even from a group without a changed record
+    return out.assign(**{k: pd.array(v, dtype="string") for k, v in columns.items()})
+
+
+def change_preview(
+    trackstar: TrackstarResource, *, dry_run: bool, mode: str, limit: int, namespace: str | None
+) -> ChangePreview | None:
+    """The run's preview of changes: a dry run in ``upsert`` mode only (elsewhere nothing would change)."""
+    if not dry_run or mode != "upsert":
+        return None
+    return ChangePreview(
+        trackstar.get_client(), trackstar.access_token, limit=limit, namespace=namespace or ""
+    )
 
 
 def run_writes(
@@ -143,6 +171,7 @@ def run_writes(
     max_failed_share: float,
     namespace: str | None = None,
     sink: Callable[[pd.DataFrame], None] | None = None,
+    preview_limit: int = DEFAULT_PREVIEW_LIMIT,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Send one payloads frame (dry ones are reported, not sent); return results and metadata; raise on policy
     breach (``RetryRequested`` when records are being written by another run, or Trackstar asked to wait).
@@ -150,9 +179,17 @@ def run_writes(
     Only the connections' access tokens are read here (their integrations were resolved by the payloads
     step). ``sink`` gets the results before the policy is applied: a failed step's outcomes reach the
     warehouse too."""
+    preview = change_preview(trackstar, dry_run=dry_run, mode=mode, limit=preview_limit, namespace=namespace)
     with trackstar.ledger() as ledger:
         results, report = write_group(
-            context, trackstar, payloads, ledger, dry_run=dry_run, mode=mode, namespace=namespace
+            context,
+            trackstar,
+            payloads,
+            ledger,
+            dry_run=dry_run,
+            mode=mode,
+            namespace=namespace,
+            preview=preview,
         )
     if sink is not None:
         sink(results)
@@ -173,6 +210,7 @@ def write_in_groups(
     namespace: str | None = None,
     sink: Callable[[pd.DataFrame], None] | None = None,
     group_rows: int = 20_000,
+    preview_limit: int = DEFAULT_PREVIEW_LIMIT,
 ) -> tuple[dict[str, ResultsTally], dict[str, Any]]:
     """Write stored payloads one group of partitions at a time (about ``group_rows`` rows): each group's
     results stored (``store``) and sunk before the next is read, so a step that fails midway leaves every
@@ -180,10 +218,18 @@ def write_in_groups(
     the run's metadata."""
     totals = ReportTotals()
     tallies: dict[str, ResultsTally] = {}
+    preview = change_preview(trackstar, dry_run=dry_run, mode=mode, limit=preview_limit, namespace=namespace)
     with trackstar.ledger() as ledger:
         for group in _groups(parts, group_rows):
             results, report = write_group(
-                context, trackstar, group, ledger, dry_run=dry_run, mode=mode, namespace=namespace
+                context,
+                trackstar,
+                group,
+                ledger,
+                dry_run=dry_run,
+                mode=mode,
+                namespace=namespace,
+                preview=preview,
             )
             store(results)
             if sink is not None:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from trackstar_dagster.metadata import frame_metadata, markdown_table
+from trackstar_dagster.preview_metadata import PreviewTally
 from trackstar_dagster.writer import FAILURE_COLUMNS, RESULT_COLUMNS, STATUSES, WriteReport
 
 DRY_RUN_CLASSES = ("new", "unchanged", "changed")
@@ -27,9 +28,11 @@ class ResultsTally:
         self.would: Counter[str] = Counter()
         self.head: pd.DataFrame | None = template
         self.failures: pd.DataFrame | None = None
+        self.preview = PreviewTally()  # a dry run's preview of changes (upsert mode)
 
     def add(self, results: pd.DataFrame) -> None:
         self.rows += len(results)
+        self.preview.add(results)
         if self.head is None or (not len(self.head) and len(results)):
             self.head = results.head(5)
         if not len(results) or "status" not in results.columns:
@@ -69,6 +72,7 @@ class ResultsTally:
             if n_failures > 25:  # as one frame of them all would say
                 table = table + f"\n\n_{n_failures - 25} more rows_"
             metadata["failures"] = dg.MetadataValue.md(table)
+        metadata.update(self.preview.metadata())
         return metadata
 
 

@@ -216,6 +216,7 @@ def build_trackstar_sync_assets(
             namespace=sync.name,
             sink=(lambda frame: sink(context, "write_results", frame)) if sink is not None else None,
             group_rows=max(1, config.group_rows),
+            preview_limit=config.preview_limit,
         )
         template = next((t.head.iloc[0:0] for t in tallies.values() if t.head is not None), None)
         results = store.finish(template)
