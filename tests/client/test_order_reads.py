@@ -3,7 +3,7 @@ the sandbox: every id found once, batches the server accepts, pages followed, an
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from tests.client.test_client import ORDER, WMS
 from tests.client.test_ratelimit import max_in_window
@@ -55,14 +55,17 @@ def test_changed_since_follows_pages_and_reads_only_what_changed(sandbox_factory
     mark = max(trackstar_updated_at(o) for o in made)
     assert mark is not None
     with TrackstarClient(sb.api_key, sb.base_url) as c:
-        assert list(iter_orders_changed_since(c, WMS, mark + timedelta(seconds=1))) == []
+        assert list(iter_orders_changed_since(c, WMS, mark)) == []
+        before_last = trackstar_updated_at(made[-2])
+        assert before_last is not None
+        assert list(iter_orders_changed_since(c, WMS, before_last, until=mark)) == made[-1:]
         sb.advance_clock(150)
-        changed = list(iter_orders_changed_since(c, WMS, mark + timedelta(seconds=1), limit=2))
+        changed = list(iter_orders_changed_since(c, WMS, mark, limit=2))
         assert [o["id"] for o in changed] == [o["id"] for o in made]  # three pages of 2, 2, 1
         assert {o["status"] for o in changed} == {"confirmed"}
         early = datetime(2000, 1, 1, tzinfo=UTC)
         assert list(iter_orders_changed_since(c, WMS, early, until=early)) == []
-    assert len(sb.arrivals(WMS, "read")) == 1 + 3 + 1
+    assert len(sb.arrivals(WMS, "read")) == 1 + 3 + 1 + 1
 
 
 def test_bad_batch_size_is_refused_before_any_request(sandbox) -> None:

@@ -1,5 +1,5 @@
 """Reading orders back: by Trackstar id (``ids[in]``, at most 100 a request) or by what changed in Trackstar's
-copy since a time (``trackstar_updated_date[gte]``), page after page.
+copy after a time (``trackstar_updated_date[gt]``), page after page.
 
 Why these two and nothing else: ``ids[in]`` is the only way to ask for exactly the orders a sync wrote, but it
 ignores every other filter and takes at most 100 ids; ``trackstar_updated_date`` is Trackstar's clock (when its
@@ -21,6 +21,7 @@ __all__ = [
     "ORDERS_PATH",
     "iter_orders_by_ids",
     "iter_orders_changed_since",
+    "timestamp",
     "trackstar_updated_at",
 ]
 
@@ -70,12 +71,14 @@ def iter_orders_changed_since(
     path: str = ORDERS_PATH,
     limit: int = 1000,
 ) -> Iterator[dict[str, Any]]:
-    """Orders whose copy in Trackstar changed at or after ``since`` (and before or at ``until``), every page.
+    """Orders whose copy in Trackstar changed after ``since`` (and at or before ``until``), every page.
 
-    ``since`` goes out to the second, rounded down: a bound a little early re-reads a little, never misses."""
-    params: dict[str, Any] = {**(filters or {}), "trackstar_updated_date[gte]": _utc(since)}
+    The bounds go out to the microsecond, as Trackstar writes its own timestamps: a mark taken from a record's
+    ``trackstar_updated_date`` comes back as it was read (callers start a little earlier to re-read an overlap).
+    """
+    params: dict[str, Any] = {**(filters or {}), "trackstar_updated_date[gt]": timestamp(since)}
     if until is not None:
-        params["trackstar_updated_date[lte]"] = _utc(until)
+        params["trackstar_updated_date[lte]"] = timestamp(until)
     yield from client.iter_records(path, access_token, params, limit)
 
 
@@ -89,6 +92,11 @@ def trackstar_updated_at(record: Mapping[str, Any]) -> datetime | None:
     except ValueError:
         return None
     return _utc(dt)
+
+
+def timestamp(dt: datetime) -> str:
+    """A filter bound as Trackstar writes timestamps: UTC, microseconds, a trailing ``Z``."""
+    return _utc(dt).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _utc(dt: datetime) -> datetime:
