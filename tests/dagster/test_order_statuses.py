@@ -122,7 +122,12 @@ def test_statuses_follow_the_orders_incrementally_into_one_table(sb, instance, r
     assert all(r[3] == 1 and r[4] and r[4].startswith("1ZSBX") for r in got)
     assert "NOT-OURS" not in {r[0] for r in got}
     meta = second.asset_materializations_for_node("s__order_statuses")[0].metadata
-    assert meta["reads"].data["acme"] == {"mode": "trackstar_updated_date", "orders_read": 13, "rows": 12}
+    assert meta["reads"].data["acme"] == {
+        "mode": "trackstar_updated_date",
+        "orders_read": 13,
+        "read_by_id": 0,
+        "rows": 12,
+    }
     assert meta["shipped_orders"].value == 12
     assert reads_since(sb, t0) == 1  # one page: only what changed since the mark
 
@@ -199,3 +204,33 @@ def test_off_by_default_no_statuses_asset():
     sync = TrackstarSync(name="s", mapping=MAPPING, load_rows=lambda c, w: None)
     keys = {k for a in build_trackstar_sync_assets(sync) for k in a.keys}
     assert STATUSES not in keys
+
+
+def test_an_order_whose_ledger_row_came_after_the_first_read_is_still_read(
+    sb, instance, resources, warehouse
+):
+    """A ledger row committed after a read (a slow flush, a rebuilt ledger) for an order that then never changes:
+    the date query cannot see it (its trackstar_updated_date is before the mark); the ledger's own clock can."""
+    sync = make_sync(5)
+    assert write_and_read(sync, instance, resources).success  # write, and a first read of all five
+    trackstar = resources["trackstar"]
+    with trackstar.ledger() as ledger:  # two ledger rows lost ...
+        assert ledger.forget("acme", keys=["SYNC-0000", "SYNC-0001"], namespace="s") == 2
+    with duckdb.connect(warehouse) as con:  # ... and the table wiped: the asset's history says "read"
+        con.execute("DELETE FROM order_statuses")
+    assert read_statuses(sync, instance, resources).success
+    assert len(table(warehouse)) == 0  # nothing changed in Trackstar: nothing read
+    # the next sync run finds the two in Trackstar by their tags and writes their ledger rows again (no write)
+    assert dg.materialize(
+        [*build_trackstar_schema_assets(), *build_trackstar_sync_assets(sync)],
+        instance=instance,
+        resources=resources,
+        selection=[
+            dg.AssetKey(["s", "payloads"]),
+            dg.AssetKey(["s", "rejects"]),
+            dg.AssetKey(["s", "write_results"]),
+        ],
+    ).success
+    assert len(sb.records("orders", token=TOKEN)) == 5
+    assert read_statuses(sync, instance, resources).success
+    assert [r[0] for r in table(warehouse)] == ["SYNC-0000", "SYNC-0001"]

@@ -108,3 +108,14 @@ def test_a_subprocess_sandbox_moves_its_orders_through_the_admin_routes() -> Non
         sb.set_progression(None)  # orders keep what they reached
         sb.advance_clock(1000)
         assert _get(c)[0]["status"] == "processing"
+
+
+def test_turned_on_while_running_orders_start_moving_then(sandbox_factory) -> None:
+    sb = sandbox_factory(read_rate=None, write_rate=None)
+    with client(sb) as c:
+        _orders(c, 1)
+        sb.advance_clock(1000)  # made long ago, standing still
+        sb.set_progression(100)
+        assert _get(c)[0]["status"] == "open"
+        sb.advance_clock(150)
+        assert _get(c)[0]["status"] == "confirmed"

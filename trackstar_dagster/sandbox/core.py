@@ -140,7 +140,8 @@ class Sandbox:
                 for record in list(bucket.values()):
                     if (moved := self.view(resource, record)) is not record:
                         self.store.put(cid, resource, moved)
-        self.progression = StatusProgression(tuple(steps or self.progression.steps), seconds_per_step)
+        steps_now = tuple(steps or self.progression.steps)
+        self.progression = StatusProgression(steps_now, seconds_per_step, since=self.now())
 
     def view(self, resource: str, record: dict[str, Any]) -> dict[str, Any]:
         """A stored record as it reads now (an order's status moved on by the progression)."""

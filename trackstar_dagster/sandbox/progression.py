@@ -6,7 +6,8 @@ clock, a test moves time with ``advance_clock`` instead of sleeping, and nothing
 changes ``trackstar_updated_date`` (Trackstar's copy changed) but not ``updated_date`` (the source system's
 clock, which a sync would be wrong to watch). Reaching a shipped status adds one shipment with a tracking
 number made from the order's id (the same number on every read). An order whose status is not on the path
-(cancelled, exception, ...) stays where it is; a write to an order restarts its clock from that write.
+(cancelled, exception, ...) stays where it is; a write to an order restarts its clock from that write, and
+so does turning the progression on while running (orders start moving then, not from when they were made).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class StatusProgression:
 
     steps: tuple[str, ...] = DEFAULT_STEPS
     seconds_per_step: float | None = None
+    #: when it was turned on while running: older orders count their steps from here, not from their last change
+    since: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -62,6 +65,8 @@ class StatusProgression:
         anchor = parse_iso(record.get("trackstar_updated_date"))
         if anchor is None:
             return record
+        if self.since is not None and self.since > anchor:
+            anchor = self.since
         step = float(self.seconds_per_step or 0)
         start = self.steps.index(status)
         taken = min(max(0, int((now - anchor).total_seconds() // step)), len(self.steps) - 1 - start)

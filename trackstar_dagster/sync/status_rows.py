@@ -29,6 +29,8 @@ STATUS_COLUMNS = [
     "read_at",
 ]
 MARKS_KEY = "high_water_marks"
+#: per connection, the latest ledger row seen (``ConnectionRead``: orders whose row came after a read)
+LEDGER_MARKS_KEY = "ledger_marks"
 PREVIEW_ROWS = 20
 
 
@@ -107,11 +109,11 @@ def status_metadata(frame: pd.DataFrame, reads: Mapping[str, Mapping[str, Any]])
     }
 
 
-def load_marks(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, datetime]:
+def load_marks(instance: dg.DagsterInstance, key: dg.AssetKey, name: str = MARKS_KEY) -> dict[str, datetime]:
     """Each connection's high water mark from the asset's last materialization (none the first time)."""
     event = instance.get_latest_materialization_event(key)
     materialization = event.asset_materialization if event is not None else None
-    value = materialization.metadata.get(MARKS_KEY) if materialization is not None else None
+    value = materialization.metadata.get(name) if materialization is not None else None
     raw = getattr(value, "data", None) or {}
     out: dict[str, datetime] = {}
     for name, text in raw.items():
@@ -121,7 +123,7 @@ def load_marks(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, date
     return out
 
 
-def marks_metadata(marks: Mapping[str, datetime]) -> dict[str, Any]:
+def marks_metadata(marks: Mapping[str, datetime], name: str = MARKS_KEY) -> dict[str, Any]:
     """The marks as the next materialization reads them."""
     text = {k: v.astimezone(UTC).isoformat().replace("+00:00", "Z") for k, v in sorted(marks.items())}
-    return {MARKS_KEY: dg.MetadataValue.json(text)}
+    return {name: dg.MetadataValue.json(text)}

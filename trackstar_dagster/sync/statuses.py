@@ -24,6 +24,7 @@ from trackstar_dagster.sync.assets import IO_MANAGER_KEY
 from trackstar_dagster.sync.declaration import TrackstarSync
 from trackstar_dagster.sync.status_config import StatusReadBack
 from trackstar_dagster.sync.status_rows import (
+    LEDGER_MARKS_KEY,
     load_marks,
     marks_metadata,
     status_frame,
@@ -31,41 +32,71 @@ from trackstar_dagster.sync.status_rows import (
     status_row,
     tagged_key,
 )
-from trackstar_dagster.writer.ledger_reads import written_records
+from trackstar_dagster.writer.ledger_reads import WrittenRecord, written_records
 
 
 class ConnectionRead:
-    """One connection's read: its orders as rows, the requests' mode, and its new mark."""
+    """One connection's read: its orders as rows, how they were asked for, and its new marks.
 
-    def __init__(self, sync: TrackstarSync, name: str, keys: dict[str, str], mark: datetime | None) -> None:
+    Two marks: Trackstar's (the latest ``trackstar_updated_date`` read) finds what changed in Trackstar; the
+    ledger's (the latest ledger row seen) finds the orders whose ledger row came after the last read (a late
+    flush, a rebuilt ledger) although Trackstar's copy did not change since: those are read by id.
+    """
+
+    def __init__(
+        self,
+        sync: TrackstarSync,
+        name: str,
+        written: list[WrittenRecord],
+        mark: datetime | None,
+        ledger_mark: datetime | None,
+    ) -> None:
         self.sync = sync
         self.name = name
-        self.keys = keys  # trackstar id -> key, from the ledger
+        self.written = written
+        self.keys = {w.trackstar_id: w.key for w in written}  # trackstar id -> key
         self.mark = mark
+        self.ledger_mark = ledger_mark
         self.rows: list[dict[str, Any]] = []
-        self.seen = 0
+        self.figures: dict[str, Any] = {"mode": "ids" if mark is None else "trackstar_updated_date"}
 
     def run(self, trackstar: TrackstarResource, config: StatusReadBack) -> None:
         client = trackstar.get_client()
         token = trackstar.access_token(self.name)
-        records: Iterator[dict[str, Any]]
-        if self.mark is None:
-            records = iter_orders_by_ids(client, token, list(self.keys), batch_size=config.batch_size)
-        else:
-            since = self.mark - timedelta(seconds=config.overlap_seconds)
-            records = iter_orders_changed_since(client, token, since)
+        overlap = timedelta(seconds=config.overlap_seconds)
         read_at = datetime.now(UTC)
+        ids: list[str] = list(self.keys)
+        seen: set[str] = set()
+        if self.mark is not None:
+            changed = iter_orders_changed_since(client, token, self.mark - overlap)
+            self.figures["orders_read"] = self._take(changed, read_at, seen)
+            since = self.ledger_mark - overlap if self.ledger_mark is not None else None
+            ids = [
+                w.trackstar_id
+                for w in self.written
+                if w.trackstar_id not in seen
+                and (since is None or w.updated_at is None or w.updated_at > since)
+            ]
+        by_id = iter_orders_by_ids(client, token, ids, batch_size=config.batch_size)
+        self.figures["read_by_id"] = self._take(by_id, read_at, seen)
+        self.figures["rows"] = len(self.rows)
+        stamps = [w.updated_at for w in self.written if w.updated_at is not None]
+        if stamps:
+            self.ledger_mark = max([*stamps, *([self.ledger_mark] if self.ledger_mark else [])])
+
+    def _take(self, records: Iterator[dict[str, Any]], read_at: datetime, seen: set[str]) -> int:
+        """Keep the sync's orders among ``records`` (an id the ledger holds, or its tag); move the mark on."""
+        n = 0
         for record in records:
-            self.seen += 1
+            n += 1
+            seen.add(str(record.get("id")))
             changed = trackstar_updated_at(record)
             if changed is not None and (self.mark is None or changed > self.mark):
                 self.mark = changed
             key = self.keys.get(str(record.get("id"))) or tagged_key(record, self.sync.name)
             if key is not None:  # another sync's order, or one made outside any sync: not ours
                 self.rows.append(status_row(self.name, key, record, read_at))
-
-    def figures(self, mode: str) -> dict[str, Any]:
-        return {"mode": mode, "orders_read": self.seen, "rows": len(self.rows)}
+        return n
 
 
 def build_order_statuses_asset(sync: TrackstarSync) -> dg.AssetsDefinition:
@@ -83,27 +114,35 @@ def build_order_statuses_asset(sync: TrackstarSync) -> dg.AssetsDefinition:
     def _order_statuses(context: dg.AssetExecutionContext):
         trackstar: TrackstarResource = getattr(context.resources, sync.resource_key)
         marks = load_marks(context.instance, spec.key)
+        ledger_marks = load_marks(context.instance, spec.key, LEDGER_MARKS_KEY)
         with trackstar.ledger() as ledger:
             written = written_records(ledger, sync.name, action=sync.mapping.action)
-        keys: dict[str, dict[str, str]] = {}
+        by_connection: dict[str, list[WrittenRecord]] = {}
         for w in written:
-            keys.setdefault(w.connection, {})[w.trackstar_id] = w.key
+            by_connection.setdefault(w.connection, []).append(w)
         reads: dict[str, dict[str, Any]] = {}
         rows: list[dict[str, Any]] = []
-        new_marks = dict(marks)
-        for name in sorted(set(keys) | set(marks)):
-            read = ConnectionRead(sync, name, keys.get(name, {}), marks.get(name))
-            mode = "ids" if read.mark is None else "trackstar_updated_date"
+        new_marks, new_ledger_marks = dict(marks), dict(ledger_marks)
+        for name in sorted(set(by_connection) | set(marks)):
+            read = ConnectionRead(
+                sync, name, by_connection.get(name, []), marks.get(name), ledger_marks.get(name)
+            )
             read.run(trackstar, config)
-            reads[name] = read.figures(mode)
+            reads[name] = read.figures
             rows += read.rows
             if read.mark is not None:
                 new_marks[name] = read.mark
-            context.log.info(f"{name}: {read.seen} orders read by {mode}, {len(read.rows)} of this sync's")
+            if read.ledger_mark is not None:
+                new_ledger_marks[name] = read.ledger_mark
+            context.log.info(f"{name}: {read.figures}")
         frame = status_frame(rows)
         if config.sink is not None:
             config.sink(context, frame)
-        metadata = {**status_metadata(frame, reads), **marks_metadata(new_marks)}
+        metadata = {
+            **status_metadata(frame, reads),
+            **marks_metadata(new_marks),
+            **marks_metadata(new_ledger_marks, LEDGER_MARKS_KEY),
+        }
         return dg.Output(frame, output_name=spec.key.to_python_identifier(), metadata=metadata)
 
     return _order_statuses

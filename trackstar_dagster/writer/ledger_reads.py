@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -25,6 +26,7 @@ class WrittenRecord:
     action: str
     key: str  # the key's text (the record's key columns, encoded)
     trackstar_id: str
+    updated_at: datetime | None = None  # when its ledger row last changed (UTC, the writer's clock)
 
 
 def written_records(
@@ -36,9 +38,8 @@ def written_records(
     """The records of ``namespace`` (a sync's name) with a Trackstar id, of some connections and one action or
     all, ordered by connection and key. Records never created (failed, rejected, only claimed) have none."""
     t = ledger_table
-    query = sa.select(t.c.connection, t.c.action, t.c.key, t.c.key_text, t.c.trackstar_id).where(
-        t.c.namespace == namespace, t.c.trackstar_id.is_not(None)
-    )
+    columns = (t.c.connection, t.c.action, t.c.key, t.c.key_text, t.c.trackstar_id, t.c.updated_at)
+    query = sa.select(*columns).where(t.c.namespace == namespace, t.c.trackstar_id.is_not(None))
     if connections is not None:
         query = query.where(t.c.connection.in_(list(connections)))
     if action is not None:
@@ -46,7 +47,14 @@ def written_records(
     with ledger.engine.connect() as conn:
         rows = conn.execute(query.order_by(t.c.connection, t.c.key)).all()
     return [
-        WrittenRecord(r.connection, r.action, r.key_text or r.key, r.trackstar_id)
+        WrittenRecord(r.connection, r.action, r.key_text or r.key, r.trackstar_id, _utc(r.updated_at))
         for r in rows
         if r.trackstar_id
     ]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands naive datetimes back; the ledger writes UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
