@@ -234,3 +234,22 @@ def test_an_order_whose_ledger_row_came_after_the_first_read_is_still_read(
     assert len(sb.records("orders", token=TOKEN)) == 5
     assert read_statuses(sync, instance, resources).success
     assert [r[0] for r in table(warehouse)] == ["SYNC-0000", "SYNC-0001"]
+
+
+def test_a_connection_no_longer_configured_is_skipped_and_keeps_its_mark(sb, instance, resources, warehouse):
+    sync = make_sync(3)
+    assert write_and_read(sync, instance, resources).success
+    ts = resources["trackstar"]
+    other = TrackstarConnection(
+        name="globex", access_token="sandbox-token-shiphero", integration_name="shiphero"
+    )
+    moved = TrackstarResource(
+        api_key=ts.api_key, base_url=ts.base_url, state_dir=ts.state_dir, connections=[other]
+    )
+    gone = {**resources, "trackstar": moved}
+    result = read_statuses(sync, instance, gone)
+    assert result.success
+    meta = result.asset_materializations_for_node("s__order_statuses")[0].metadata
+    assert meta["reads"].data == {}
+    assert set(meta["high_water_marks"].data) == {"acme"}  # kept for when it comes back
+    assert len(table(warehouse)) == 3

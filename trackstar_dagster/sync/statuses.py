@@ -123,7 +123,11 @@ def build_order_statuses_asset(sync: TrackstarSync) -> dg.AssetsDefinition:
         reads: dict[str, dict[str, Any]] = {}
         rows: list[dict[str, Any]] = []
         new_marks, new_ledger_marks = dict(marks), dict(ledger_marks)
-        for name in sorted(set(by_connection) | set(marks)):
+        configured = set(trackstar.connection_names())
+        gone = sorted((set(by_connection) | set(marks)) - configured)
+        if gone:  # a customer who left: its rows stay in the table, its marks in the metadata
+            context.log.warning(f"Not read: connections no longer configured: {', '.join(gone)}")
+        for name in sorted((set(by_connection) | set(marks)) & configured):
             read = ConnectionRead(
                 sync, name, by_connection.get(name, []), marks.get(name), ledger_marks.get(name)
             )
