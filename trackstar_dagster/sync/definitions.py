@@ -82,10 +82,5 @@ def build_trackstar_sync_definitions(
         resources[sync.resource_key] = trackstar
     sensors = [build_connection_partitions_sensor(sync)] if dynamic_connections_def(sync) is not None else []
     status_jobs, status_schedules = order_statuses_job_and_schedules(sync)  # read_back_statuses
-    return dg.Definitions(
-        assets=assets,
-        jobs=[job, *status_jobs],
-        schedules=[*schedules, *status_schedules],
-        sensors=sensors,
-        resources=resources,
-    )
+    jobs, schedules = [job, *status_jobs], [*schedules, *status_schedules]
+    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources)
