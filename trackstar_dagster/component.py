@@ -17,6 +17,7 @@ from pydantic import Field
 
 from trackstar_dagster.assets import build_trackstar_schema_assets
 from trackstar_dagster.client import PRODUCTION_URL
+from trackstar_dagster.component_statuses import StatusesModel
 from trackstar_dagster.mapping import MappingConfig
 from trackstar_dagster.resource import TrackstarConnection, TrackstarResource
 from trackstar_dagster.sql import sql_results_sink, sql_row_loader
@@ -118,6 +119,8 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             group_name: trackstar_orders
             tags: {team: fulfilment}
             key_prefix: ops                # ops/orders_sync/payloads, ops/trackstar/write_info, ...
+          read_back_statuses:              # optional: orders_sync/order_statuses -> this table
+            table: order_statuses
 
     In ``translation``, ``{{ data.kind }}`` (catalog, write_info, payloads, rejects, write_results),
     ``{{ data.sync_name }}``, ``{{ data.key }}``... describe the asset (``TrackstarAssetData``); override
@@ -161,6 +164,9 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
     translation: ResolvedTranslationFn[TrackstarAssetData] = Field(
         default=None,
         description="An AssetSpec update for every asset (templates see `data`: TrackstarAssetData).",
+    )
+    read_back_statuses: StatusesModel | None = Field(
+        default=None, description="Read the sync's orders back (status, tracking numbers) into a table."
     )
 
     def get_asset_spec(self, data: TrackstarAssetData) -> dg.AssetSpec:
@@ -231,6 +237,9 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             write_info_key=write_info_key,
             tags=self.tags,
             translator=self.translator,
+            read_back_statuses=(
+                self.read_back_statuses.read_back(src.resource_key) if self.read_back_statuses else None
+            ),
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -19,7 +19,7 @@ import dagster as dg
 __all__ = ["AssetKind", "TrackstarAssetData", "TrackstarTranslator"]
 
 #: Which of the package's assets a ``TrackstarAssetData`` describes.
-AssetKind = Literal["catalog", "write_info", "payloads", "rejects", "write_results"]
+AssetKind = Literal["catalog", "write_info", "payloads", "rejects", "write_results", "order_statuses"]
 
 _DESCRIPTIONS: dict[str, str] = {
     "catalog": "Trackstar integrations catalog ({types}): one row per integration x write operation.",
@@ -28,6 +28,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "rejects": "Records refused before sending, with the field and reason.",
     "write_results": "One row per record: created, updated, unchanged, rejected, failed or dry_run, "
     "with the Trackstar id.",
+    "order_statuses": "The sync's orders as Trackstar holds them: status, shipments, tracking numbers "
+    "(the rows read in this materialization; the table holds them all).",
 }
 
 

@@ -222,3 +222,30 @@ def test_webserver_serves_the_asset_graph_over_graphql(example_env):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_statuses_come_back_to_the_warehouse_after_the_backfill(example_env, sandbox):
+    """orders_sync/order_statuses follows write_results; its job reads every order written into a table, then
+    only what moved (the sandbox's orders step through statuses as its clock moves)."""
+    defs = load_example_defs()
+    graph = defs.resolve_asset_graph()
+    statuses = dg.AssetKey(["orders_sync", "order_statuses"])
+    assert dg.AssetKey(["orders_sync", "write_results"]) in graph.get(statuses).parent_keys
+    assert defs.resolve_schedule_def("orders_sync_order_statuses_schedule").cron_schedule == "*/30 * * * *"
+    instance = dg.DagsterInstance.get()
+    assert _run_backfill(defs, instance).success
+    written = sum(len(sandbox.records("orders", token=t)) for t in sandbox.tokens)
+    job = defs.resolve_job_def("orders_sync_order_statuses_job")
+    assert job.execute_in_process(instance=instance).success
+
+    def table() -> dict[str, int]:
+        with duckdb.connect(example_env["TRACKSTAR_EXAMPLE_WAREHOUSE"], read_only=True) as con:
+            return dict(
+                con.execute("SELECT status, count(*) FROM trackstar_order_statuses GROUP BY 1").fetchall()
+            )
+
+    assert table() == {"open": written}
+    sandbox.set_progression(60)  # orders step every minute of the sandbox clock from here
+    sandbox.advance_clock(6 * 60)
+    assert job.execute_in_process(instance=instance).success
+    assert table() == {"fulfilled": written}

@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state", metavar="FILE", default=None, help="SQLite file to keep records across restarts"
     )
+    p.add_argument(
+        "--seconds-per-step",
+        type=float,
+        default=0.0,
+        help="orders move one status on (open -> ... -> fulfilled) every so many seconds (0 = they stay)",
+    )
     p.add_argument("--log-file", metavar="FILE", default=None, help="log here instead of stderr")
     p.add_argument("--log-level", default="INFO", help="logging level")
     # used by run_sandbox(subprocess=True)
@@ -138,6 +144,7 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         write_rate=args.write_rate or None,
         read_rate=args.read_rate or None,
         catalog_limit=args.catalog_limit,
+        seconds_per_step=args.seconds_per_step or None,
         faults=faults,
         state_file=args.state,
         data_dir=args.data,

@@ -36,6 +36,8 @@ class AdminRoutes:
             Route("/_sandbox/records/{resource}", self.records, methods=["GET"]),
             Route("/_sandbox/arrivals/{kind}", self.arrivals, methods=["GET"]),
             Route("/_sandbox/reset", self.reset, methods=["POST"]),
+            Route("/_sandbox/clock", self.clock, methods=["POST"]),
+            Route("/_sandbox/progression", self.progression, methods=["POST"]),
         ]
 
     async def health(self, request: Request) -> Response:
@@ -92,4 +94,25 @@ class AdminRoutes:
         if (bad := self.sb.check_key(request)) is not None:
             return bad
         self.sb.reset()
+        return JSONResponse({"ok": True})
+
+    async def clock(self, request: Request) -> Response:
+        """``{"advance": seconds}``: move Trackstar's clock on; answers its new time."""
+        if (bad := self.sb.check_key(request)) is not None:
+            return bad
+        try:
+            body = parse_json(await request.body())
+            return JSONResponse({"now": self.sb.advance_clock(float(body["advance"]))})
+        except Exception as exc:  # a bad admin call: say why
+            return error(400, f"Bad clock request: {exc}")
+
+    async def progression(self, request: Request) -> Response:
+        """``{"seconds_per_step": s, "steps": [...]}``: how orders move through statuses (0/null: they stay)."""
+        if (bad := self.sb.check_key(request)) is not None:
+            return bad
+        try:
+            body = parse_json(await request.body())
+            self.sb.set_progression(body.get("seconds_per_step"), body.get("steps"))
+        except Exception as exc:  # a bad admin call: say why
+            return error(400, f"Bad progression request: {exc}")
         return JSONResponse({"ok": True})

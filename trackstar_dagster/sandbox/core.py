@@ -18,6 +18,7 @@ import copy
 import hmac
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from starlette.responses import JSONResponse
 from trackstar_dagster.base.redaction import fingerprint
 from trackstar_dagster.sandbox.faults import FaultConfig, FaultInjector
 from trackstar_dagster.sandbox.judge import FORMAT_CHECKER, check_write_info, doc_with_enums
+from trackstar_dagster.sandbox.progression import DEFAULT_STEPS, StatusProgression, iso
 from trackstar_dagster.sandbox.ratelimits import RateLimits
 from trackstar_dagster.sandbox.responses import error
 from trackstar_dagster.sandbox.state import (
@@ -81,6 +83,9 @@ class SandboxSettings:
     state_file: str | Path | None = None
     data_dir: str | Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: orders move one status along ``status_steps`` every this many seconds of Trackstar's clock (0/None: off)
+    seconds_per_step: float | None = None
+    status_steps: tuple[str, ...] | list[str] = DEFAULT_STEPS
 
 
 class Sandbox:
@@ -109,6 +114,38 @@ class Sandbox:
         self.uvicorn_server: Any = None  # set by server.py: needed to drop connections
         self.loop: asyncio.AbstractEventLoop | None = None  # set by the app's lifespan
         self.stopping: asyncio.Event | None = None  # set when the server stops: wakes "hang" faults
+        self.progression = StatusProgression(tuple(s.status_steps), s.seconds_per_step)
+        self.clock_offset = 0.0  # seconds Trackstar's clock is ahead of this machine's (advance_clock)
+
+    # -- Trackstar's clock and orders that move on it (progression.py) -------------------------------
+    def now(self) -> datetime:
+        """Trackstar's clock: this machine's, moved on by ``advance_clock``."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset)
+
+    def now_iso(self) -> str:
+        return iso(self.now())
+
+    def advance_clock(self, seconds: float) -> str:
+        """Move Trackstar's clock on (orders step through their statuses without a test sleeping)."""
+        if seconds < 0:
+            raise ValueError("the sandbox's clock only moves forward")
+        self.clock_offset += float(seconds)
+        return self.now_iso()
+
+    def set_progression(self, seconds_per_step: float | None, steps: list[str] | None = None) -> None:
+        """Turn the status progression on (seconds per step), off (0/None), or give it another path. Orders
+        keep the status they reached (stored as they read now), and move on from there."""
+        for (cid, resource), bucket in list(self.store.records.items()):
+            if resource == "orders":
+                for record in list(bucket.values()):
+                    if (moved := self.view(resource, record)) is not record:
+                        self.store.put(cid, resource, moved)
+        steps_now = tuple(steps or self.progression.steps)
+        self.progression = StatusProgression(steps_now, seconds_per_step, since=self.now())
+
+    def view(self, resource: str, record: dict[str, Any]) -> dict[str, Any]:
+        """A stored record as it reads now (an order's status moved on by the progression)."""
+        return self.progression.view(record, self.now()) if resource == "orders" else record
 
     # -- lookups -------------------------------------------------------------------------------------
     def catalog_entry(self, integration_type: str, name: str) -> dict[str, Any] | None:
@@ -261,9 +298,11 @@ class Sandbox:
     def records(self, resource: str = "orders", token: str | None = None) -> list[dict[str, Any]]:
         """Copies of the stored records of a resource, of one token's connection or of all."""
         if token is None:
-            return copy.deepcopy(self.store.all_for_resource(resource))
-        conn = self.connections.get(token)
-        return copy.deepcopy(self.store.list(conn.connection_id, resource)) if conn else []
+            found = self.store.all_for_resource(resource)
+        else:
+            conn = self.connections.get(token)
+            found = self.store.list(conn.connection_id, resource) if conn else []
+        return copy.deepcopy([self.view(resource, r) for r in found])
 
     def arrivals(self, token: str, kind: str = "write") -> list[tuple[float, bool]]:
         """(epoch seconds, admitted) of every ``kind`` request of one access token since the last reset."""
@@ -273,6 +312,7 @@ class Sandbox:
         """Forget records, idempotency keys, rate windows and arrivals; restore the shipped write-info docs."""
         self.store.clear()
         self.limits.reset()
+        self.clock_offset = 0.0
         self.faults.configure(self.faults.config)
         for name in list(self.docs):
             if name in self._shipped_docs:

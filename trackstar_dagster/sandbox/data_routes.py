@@ -163,12 +163,12 @@ class DataRoutes:
             record = self.sb.store.get(conn.connection_id, resource, segments[1])
             if record is None:
                 return not_found(request, f"{resource} {segments[1]} not found.")
-            return JSONResponse({"data": record})
+            return JSONResponse({"data": self.sb.view(resource, record)})
         return self._list(request, conn, resource)
 
     def _list(self, request: Request, conn: Connection, resource: str) -> Response:
         """A page of a connection's records after ``ids[in]`` or the ``field[op]`` filters (422 for bad ones)."""
-        records = self.sb.store.list(conn.connection_id, resource)
+        records = [self.sb.view(resource, r) for r in self.sb.store.list(conn.connection_id, resource)]
         params = request.query_params
         problems: dict[str, list[str]] = {}
         try:
@@ -179,6 +179,8 @@ class DataRoutes:
         ids = params.get("ids[in]")
         if ids is not None:
             wanted = set(ids.split(","))
+            if len(wanted) > 100:
+                problems["ids[in]"] = ["At most 100 values in an [in]/[nin] filter."]
             records = [r for r in records if r.get("id") in wanted]
         else:
             preds: list[Predicate] = []
@@ -303,11 +305,13 @@ class DataRoutes:
         decision = self.sb.faults.decide(True)
         if decision.kind in ("429", "5xx", "hang", "drop"):
             return await self._fault_response(decision, request), None
-        now = utc_now_iso()
+        now = self.sb.now_iso()  # Trackstar's clock (advance_clock moves it)
         record_id = segments[1] if len(segments) > 1 else None
         old = self.sb.store.get(conn.connection_id, resource, record_id) if record_id else None
         if record_id and old is None:
             return not_found(request, f"{resource} {record_id} not found."), None
+        if old is not None:  # a write lands on the order as it stands now (its status moved on)
+            old = self.sb.view(resource, old)
         if is_cancel:
             assert old is not None
             record = {**old, "status": "cancelled", "updated_date": now, "trackstar_updated_date": now}

@@ -182,6 +182,20 @@ class SandboxHandle:
         )
         return [(float(a["at"]), bool(a["admitted"])) for a in data["data"]]
 
+    def advance_clock(self, seconds: float) -> str:
+        """Move Trackstar's clock on by ``seconds`` (orders step through their statuses); its new time."""
+        if self.sandbox is not None:
+            return self._call(self.sandbox.advance_clock, seconds)
+        return self._admin_call("POST", "/_sandbox/clock", json={"advance": seconds})["now"]
+
+    def set_progression(self, seconds_per_step: float | None, steps: list[str] | None = None) -> None:
+        """Orders step through ``steps`` every ``seconds_per_step`` of Trackstar's clock (0/None: off)."""
+        if self.sandbox is not None:
+            self._call(self.sandbox.set_progression, seconds_per_step, steps)
+        else:
+            body = {"seconds_per_step": seconds_per_step, "steps": steps}
+            self._admin_call("POST", "/_sandbox/progression", json=body)
+
     def reset(self) -> None:
         """Forget records, idempotency keys and rate windows; restore the shipped write-info docs."""
         if self.sandbox is not None:
@@ -212,12 +226,14 @@ def run_sandbox(
     log_file: str | Path | None = None,
     subprocess: bool = False,
     host: str = "127.0.0.1",
+    seconds_per_step: float | None = None,
 ) -> Iterator[SandboxHandle]:
     """Run a sandbox for the duration of the ``with`` block and yield its ``SandboxHandle``.
 
     ``connections``: token -> integration name or ``ConnectionSpec`` (default: the three documented
     sandbox connections). ``latency``/``jitter`` in seconds. ``log_file`` only matters in subprocess mode
-    (in-thread, logs go to the caller's ``logging`` configuration).
+    (in-thread, logs go to the caller's ``logging`` configuration). ``seconds_per_step``: orders move one
+    status on (open -> ... -> fulfilled) every so many seconds of Trackstar's clock (``advance_clock``).
     """
     conns = _normalise_connections(connections)
     tokens = {
@@ -235,6 +251,7 @@ def run_sandbox(
         faults=faults,
         state_file=state_file,
         data_dir=data_dir,
+        seconds_per_step=seconds_per_step,
     )
     if subprocess:
         with _run_subprocess(settings, host, port, log_file, tokens) as handle:
@@ -325,6 +342,8 @@ def cli_args(settings: SandboxSettings, host: str, port: int, log_file: str | Pa
         args += ["--state", str(settings.state_file)]
     if settings.data_dir:
         args += ["--data", str(settings.data_dir)]
+    if settings.seconds_per_step:
+        args += ["--seconds-per-step", str(settings.seconds_per_step)]
     if log_file:
         args += ["--log-file", str(log_file)]
     else:

@@ -30,6 +30,7 @@ from trackstar_dagster.sync.partitioning import (
     tick_connection_sensors,
     trackstar_partitions,
 )
+from trackstar_dagster.sync.status_config import StatusReadBack
 
 __all__ = [
     "IO_MANAGER_KEY",
@@ -49,4 +50,5 @@ __all__ = [
     "trackstar_io_manager_resources",
     "tick_connection_sensors",
     "trackstar_partitions",
+    "StatusReadBack",
 ]

@@ -230,4 +230,8 @@ def build_trackstar_sync_assets(
         )
         return dg.Output(results, output_name=results_step)
 
-    return [_payloads, _results]
+    if sync.status_read_back is None:
+        return [_payloads, _results]
+    from trackstar_dagster.sync.statuses import build_order_statuses_asset  # it imports this module
+
+    return [_payloads, _results, build_order_statuses_asset(sync)]

@@ -20,6 +20,7 @@ from trackstar_dagster.mapping import MappingConfig
 from trackstar_dagster.partitions import check_partitions_def
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.sync.partitioning import TrackstarPartitions, check_partition_count
+from trackstar_dagster.sync.status_config import StatusReadBack, status_read_back
 from trackstar_dagster.translator import AssetKind, TrackstarAssetData, TrackstarTranslator, translated_spec
 
 #: ``load_rows(context, window)``, or ``load_rows(context, request: RowsRequest)`` (the slice's window and
@@ -65,8 +66,11 @@ class TrackstarSync:
     #: resources ``load_rows`` and ``results_sink`` use (e.g. ``{"duckdb"}``)
     extra_resource_keys: frozenset[str] = frozenset()
     translator: TrackstarTranslator = field(default_factory=TrackstarTranslator)
+    #: read the orders back (status, shipments, tracking numbers): ``True`` or a ``StatusReadBack``
+    read_back_statuses: StatusReadBack | bool | None = None
 
     def __post_init__(self) -> None:
+        status_read_back(self.read_back_statuses, self.mapping.action)  # orders only: said when declared
         # the name is the sync's namespace: in its bodies' tags and its ledger rows (keys.key_tag)
         try:
             check_namespace(self.name)
@@ -106,6 +110,8 @@ class TrackstarSync:
             deps = [k for k in (self.source_key, self.upstream_write_info_key) if k is not None]
         elif kind == "write_results":
             deps = [self.payloads_key]
+        elif kind == "order_statuses":  # read per connection, incrementally: not partitioned
+            return translated_spec(self.translator, self.asset_data(kind), deps=[self.results_key])
         spec = translated_spec(self.translator, self.asset_data(kind), deps=deps)
         return spec.replace_attributes(partitions_def=self.partitions_def)
 
@@ -124,6 +130,15 @@ class TrackstarSync:
     @property
     def results_key(self) -> dg.AssetKey:
         return self.translator.get_asset_spec(self.asset_data("write_results")).key
+
+    @property
+    def statuses_key(self) -> dg.AssetKey:
+        return self.translator.get_asset_spec(self.asset_data("order_statuses")).key
+
+    @property
+    def status_read_back(self) -> StatusReadBack | None:
+        """How the orders are read back, None when they are not."""
+        return status_read_back(self.read_back_statuses, self.mapping.action)
 
     @property
     def job_name(self) -> str:

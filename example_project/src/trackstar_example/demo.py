@@ -106,12 +106,30 @@ def run_demo(sandbox) -> int:
 
     stored = len(sandbox.records("orders"))
     log(f"\nThe sandbox holds {stored} orders (each written once).")
+    if read_statuses_back(defs, instance, sandbox):
+        return 1
     log(
         "\nTo see lineage, checks and the plots in the Dagster UI:\n"
         f"  DAGSTER_HOME={Path(os.environ['DAGSTER_HOME'])} .venv/bin/dagster dev -w workspace.yaml\n"
         "(for new runs, start the sandbox with the demo's orders first:\n"
         "  .venv/bin/trackstar-sandbox --port 8787 --state .demo/sandbox.sqlite)"
     )
+    return 0
+
+
+def read_statuses_back(defs, instance, sandbox) -> int:
+    """orders_sync/order_statuses: the orders written, read back as the sandbox moves them (a minute a step)."""
+    job = defs.resolve_job_def("orders_sync_order_statuses_job")
+    sandbox.set_progression(60)
+    for label, minutes in (("just written", 0), ("3 minutes later", 3), ("10 minutes later", 7)):
+        if minutes:
+            sandbox.advance_clock(minutes * 60)  # the sandbox's clock: no waiting
+        result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+        if not result.success:
+            log("Order statuses: FAILED")
+            return 1
+        meta = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+        log(f"Order statuses, {label}: {meta['status_counts'].value} -> trackstar_order_statuses")
     return 0
 
 
