@@ -13,6 +13,7 @@ not feed a date field) but never make one up. How the choice is made:
   is proposed: a column that fits nothing is left out, a required field nothing fits is listed;
 - a column already taken feeds a second field only when its name says so as clearly (a synonym or better,
   values fitting: ``shipping_price`` -> ``shipping_price`` and ``total_shipping``): ``shared_columns``;
+- a field the schema's description calls deprecated gets a tenth less, and says so;
 - the key is the column named as the resource's id (``order_id``, ``id``, ``order_number``, ...), unless given.
 
 Pure: no Dagster, no HTTP. The proposal (``MappingSuggestion``) gives the ``MappingConfig``, its YAML and a
@@ -204,6 +205,9 @@ def _pair(spec: dict[str, Any], p: Profile) -> _Pair | None:
     if not _is_item(path) and p.varies_within_key is not None and p.varies_within_key > HEADER_VARIES:
         confidence *= 0.2
         why += f"; varies within {p.varies_within_key:.0%} of multi-row records (a line-item column)"
+    if "deprecated" in str(spec.get("description") or "").casefold():
+        confidence *= 0.9
+        why += "; the schema calls the field deprecated"
     if confidence <= 0:
         return None
     return _Pair(path, p.column, round(min(confidence, 1.0), 3), name, values, why)

@@ -110,7 +110,9 @@ def dry_run(
         counts = (
             per.groupby(["field", "reason"], sort=False).size().sort_values(ascending=False, kind="stable")
         )
-        reasons = [(str(f), str(r), int(n)) for (f, r), n in counts.head(top).items()]
+        for (fld, why), n in counts.head(top).items():
+            fld, why = str(fld), str(why)
+            reasons.append((fld, why.removeprefix(f"{fld}: "), int(n)))
     return DryRun(batch.records, len(batch.payloads), batch.rejected_records, reasons)
 
 

@@ -27,6 +27,12 @@ _INTEGER = re.compile(r"^[+-]?\d+$")
 
 #: a field's leaf (canonical, see ``suggest_names``) -> the kind of text it holds
 EXPECTED_KIND = {"email": "email", "phone": "phone", "postal_code": "postal", "country": "country"}
+_KIND_NAMES = {
+    "email": "emails",
+    "phone": "phone numbers",
+    "postal": "postal codes",
+    "country": "country codes",
+}
 #: kinds that are unmistakable: a column of them feeds no field expecting something else
 STRONG_KINDS = ("email", "date", "phone")
 
@@ -125,9 +131,9 @@ def value_score(p: Profile, spec: dict[str, Any], leaf: str) -> tuple[float, str
     strong = strong_kind(p)
     if expected is not None and score > 0:
         share = p.shares.get(expected, 0.0)
-        score, why = score * (0.3 + 0.7 * share), f"values: {share:.0%} look like {expected}s"
+        score, why = score * (0.3 + 0.7 * share), f"values: {share:.0%} look like {_KIND_NAMES[expected]}"
     elif strong is not None and strong != "date" and expected != strong:
-        score, why = score * 0.2, f"values: {strong}s"
+        score, why = score * 0.2, f"values: {_KIND_NAMES.get(strong, strong + 's')}"
     return round(score, 3), why
 
 
