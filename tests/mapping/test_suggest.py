@@ -200,3 +200,24 @@ def test_the_dry_run_of_the_proposal_matches_the_hand_written_mapping(
     assert run.rejected == run.records - run.valid > 0  # the example's dirt shows
     assert run.top_reasons and all(n > 0 for _, _, n in run.top_reasons)
     assert str(run.valid) in run.summary()
+
+
+def test_a_column_named_nothing_useful_but_full_of_emails_feeds_the_email_field(lines: pd.DataFrame) -> None:
+    rows = rows_of(lines, "globex").rename(columns={"ship_email": "contact"})
+    s = suggest_mapping(rows, load_doc("shiphero"))
+    assert s.fields["ship_to_address.email_address"] == "contact"
+    assert (
+        s.confidence["ship_to_address.email_address"] <= 0.6
+        and "values only" in s.reasons["ship_to_address.email_address"]
+    )
+
+
+def test_a_key_of_two_columns_round_trips(lines: pd.DataFrame) -> None:
+    rows = rows_of(lines, "acme")
+    s = suggest_mapping(rows, load_doc("wms_sandbox"), key=["customer", "order_id"], connection="acme_wms")
+    assert MappingConfig.from_yaml(s.to_yaml()) == s.to_config()
+    assert s.to_config().key == ["customer", "order_id"]
+    with pytest.raises(ConfigError, match="nope"):
+        suggest_mapping(rows, load_doc("wms_sandbox"), key="nope")
+    with pytest.raises(ConfigError, match="create_widget"):
+        suggest_mapping(rows, load_doc("wms_sandbox"), action="create_widget")

@@ -74,7 +74,8 @@ def suggest_mapping(
 
     ``frame``: the source table (or a sample of it: the first ``sample_rows`` rows are read, keep a record's
     rows together). ``key``: the record's key column(s), else guessed. ``connection``: the connection the
-    proposal writes to (default: the integration's name). Returns a ``MappingSuggestion``: ``fields`` as
+    proposal writes to (default: ``integration_name``, else ``default``); ``integration_name``: the
+    document's integration, for messages. Returns a ``MappingSuggestion``: ``fields`` as
     ``MappingConfig`` takes them, ``confidence`` and ``reasons`` per field, ``unmatched_required``,
     ``unused_columns``; ``to_config()``, ``to_yaml()``, ``dry_run(frame)``.
     """
@@ -82,7 +83,7 @@ def suggest_mapping(
         find_operation(write_info, action)
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from exc
-    name = integration_name or "write_info"
+    name = integration_name or "integration"
     specs = _field_specs(write_info, action, name)
     sample = frame.iloc[:sample_rows]
     columns = [str(c) for c in frame.columns]
@@ -99,8 +100,8 @@ def suggest_mapping(
     return MappingSuggestion(
         action=action,
         integration_name=name,
-        connection=connection or name,
-        key=(key_cols[0] if len(key_cols) == 1 else key_cols) if key_cols else None,  # type: ignore[arg-type]
+        connection=connection or integration_name or "default",
+        key=(key_cols[0] if len(key_cols) == 1 else key_cols) if key_cols else None,
         fields=fields,
         confidence={f: chosen[f].confidence for f in fields},
         reasons={f: chosen[f].why for f in fields},

@@ -51,7 +51,7 @@ class MappingSuggestion:
     action: str
     integration_name: str
     connection: str
-    key: str | None
+    key: str | list[str] | None
     fields: dict[str, str]
     confidence: dict[str, float]
     reasons: dict[str, str]
@@ -135,7 +135,10 @@ def render_yaml(s: MappingSuggestion) -> str:
     for column, fields in s.shared_columns.items():
         lines.append(f"# {column} feeds {len(fields)} fields ({', '.join(fields)}): each name says so")
     lines.append(f"action: {scalar(s.action)}")
-    key = scalar(s.key) if s.key is not None else '""  # no column looks like the key: set it'
+    if s.key is None:
+        key = '""  # no column looks like the key: set it'
+    else:
+        key = scalar(s.key) if isinstance(s.key, str) else "[" + ", ".join(scalar(k) for k in s.key) + "]"
     lines.append(f"key: {key}" + (f"  # {s.key_reason}" if s.key is not None and s.key_reason else ""))
     lines.append(f"connection: {scalar(s.connection)}")
     lines.append("fields:")
