@@ -221,3 +221,13 @@ def test_a_key_of_two_columns_round_trips(lines: pd.DataFrame) -> None:
         suggest_mapping(rows, load_doc("wms_sandbox"), key="nope")
     with pytest.raises(ConfigError, match="create_widget"):
         suggest_mapping(rows, load_doc("wms_sandbox"), action="create_widget")
+
+
+def test_column_names_alone_are_enough_and_a_name_given_twice_is_left_out(lines: pd.DataFrame) -> None:
+    empty = rows_of(lines, "acme").iloc[:0]
+    s = suggest_mapping(empty, load_doc("wms_sandbox"))
+    assert s.key == "order_id" and s.fields["ship_to_address.city"] == "ship_city"
+    twice = rows_of(lines, "acme")[["order_id", "ship_city", "ship_city", "quantity"]]
+    s = suggest_mapping(twice, load_doc("wms_sandbox"))
+    assert "ship_city" not in s.fields.values() and "ship_city" in s.unused_columns
+    assert "ship_to_address.city" in s.unmatched_required

@@ -86,7 +86,8 @@ def suggest_mapping(
     name = integration_name or "integration"
     specs = _field_specs(write_info, action, name)
     sample = frame.iloc[:sample_rows]
-    columns = [str(c) for c in frame.columns]
+    names = [str(c) for c in frame.columns]
+    columns = [c for c in names if names.count(c) == 1]  # a name the frame has twice cannot be read as one
     profiles = {c: profile(sample[c], sample_rows) for c in columns}
     key_cols, key_reason = _choose_key(columns, profiles, action, key)
     if key_cols:
@@ -108,7 +109,7 @@ def suggest_mapping(
         required=required,
         unmatched_required=[f for f in required if f not in fields],
         unmatched_optional=[f for f in order if f not in fields and f not in required],
-        unused_columns=[c for c in columns if c not in used],
+        unused_columns=[c for c in dict.fromkeys(names) if c not in used],
         shared_columns=shared,
         key_reason=key_reason,
         doc=write_info,
@@ -164,10 +165,10 @@ def _choose_key(
         ("external", "id"): 0.6,
     }  # fmt: skip
     best: tuple[float, str] | None = None
+    most = max((q.present for q in profiles.values()), default=0)
     for c in columns:
         rank = ranks.get(words(c))
-        p = profiles[c]
-        if rank is None or p.present < 0.95 * max(1, max(q.present for q in profiles.values())):
+        if rank is None or profiles[c].present < 0.95 * most:  # a key is (nearly) never empty
             continue
         if best is None or rank > best[0]:
             best = (rank, c)
