@@ -231,3 +231,16 @@ def test_column_names_alone_are_enough_and_a_name_given_twice_is_left_out(lines:
     s = suggest_mapping(twice, load_doc("wms_sandbox"))
     assert "ship_city" not in s.fields.values() and "ship_city" in s.unused_columns
     assert "ship_to_address.city" in s.unmatched_required
+
+
+def test_bill_to_and_ship_to_columns_go_to_their_own_address(lines: pd.DataFrame) -> None:
+    rows = rows_of(lines, "acme")
+    for part in ("address1", "city", "state", "postal_code", "country", "company"):
+        rows[f"billing_{part}"] = rows[f"ship_{part}"]
+    rows["city"] = rows["ship_city"]  # a third city, unprefixed: both addresses already have theirs
+    s = suggest_mapping(rows, load_doc("infoplus"))  # infoplus requires the bill-to address
+    assert s.fields["bill_to_address.city"] == "billing_city"
+    assert s.fields["ship_to_address.city"] == "ship_city"
+    assert s.fields["bill_to_address.postal_code"] == "billing_postal_code"
+    assert "city" in s.unused_columns
+    assert s.unmatched_required == ["warehouse_id"]
