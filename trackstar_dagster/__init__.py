@@ -19,6 +19,7 @@ from trackstar_dagster.client import TrackstarClient
 from trackstar_dagster.component import TrackstarSyncComponent
 from trackstar_dagster.io_manager import TrackstarFrameIOManager, read_frames
 from trackstar_dagster.mapping import MappingConfig, Target, build_payloads
+from trackstar_dagster.mapping.suggest import suggest_mapping
 from trackstar_dagster.ops import write_orders
 from trackstar_dagster.resource import ResolvedConnection, TrackstarConnection, TrackstarResource
 from trackstar_dagster.sync import (
@@ -57,6 +58,7 @@ __all__ = [
     "build_trackstar_sync_assets",
     "build_trackstar_sync_definitions",
     "read_frames",
+    "suggest_mapping",
     "write_orders",
     "write_payloads",
 ]

@@ -13,6 +13,7 @@ def test_the_top_level_is_short_and_every_name_resolves() -> None:
     assert len(trackstar_dagster.__all__) <= 26
     for name in trackstar_dagster.__all__:
         assert getattr(trackstar_dagster, name) is not None
+    assert "suggest_mapping" in trackstar_dagster.__all__  # issue 13: a suggested mapping, from the top level
 
 
 @pytest.mark.parametrize("name", sorted(trackstar_dagster._MOVED))

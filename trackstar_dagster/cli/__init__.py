@@ -15,6 +15,7 @@ from trackstar_dagster.cli.command import CommandError
 from trackstar_dagster.cli.ledger import add_ledger_commands
 from trackstar_dagster.cli.partitions import add_partitions_commands
 from trackstar_dagster.cli.pools import add_pools_commands
+from trackstar_dagster.cli.suggest import add_suggest_commands
 from trackstar_dagster.version import __version__
 
 __all__ = ["COMMAND_GROUPS", "CommandError", "build_parser", "main"]
@@ -23,6 +24,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_pools_commands,
     add_ledger_commands,
     add_partitions_commands,
+    add_suggest_commands,
 ]
 
 
