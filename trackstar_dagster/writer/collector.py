@@ -60,8 +60,8 @@ def quiet_collector(enabled: bool = True) -> Iterator[None]:
         with _lock:
             _runs -= 1
             if _runs == 0 and _saved is not None:
-                thresholds, froze = _saved
+                saved, froze = _saved
                 _saved = None
-                gc.set_threshold(*thresholds)
+                gc.set_threshold(*saved)
                 if froze:
                     gc.unfreeze()
