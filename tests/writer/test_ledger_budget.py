@@ -22,9 +22,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_many_budgets_starting_at_once_share_one_schedule(url: str) -> None:
     """Eight budgets (eight processes' worth of connections) on a database without the table yet, all
-    reserving at once: every reservation works, and no two slots of the schedule are closer than a slot."""
+    reserving at once: every reservation works, and no two slots of the schedule are closer than a slot (on
+    the schedule's clock: exact; on this process's clock: within what the statement took to arrive)."""
     budgets = [LedgerBudget(url) for _ in range(8)]
     slots: list[float] = []
+    local: list[float] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
     go = threading.Barrier(len(budgets))
@@ -33,9 +35,10 @@ def test_many_budgets_starting_at_once_share_one_schedule(url: str) -> None:
         go.wait()
         try:
             for _ in range(5):
-                got = budget.reserve("fp@api", "write", 10, 0.01)
+                got, now, mono = budget.reserve_on_db_clock("fp@api", "write", 10, 0.01)
                 with lock:
                     slots.extend(got)
+                    local.extend(mono + (slot - now) for slot in got)
         except BaseException as e:
             errors.append(e)
 
@@ -48,9 +51,15 @@ def test_many_budgets_starting_at_once_share_one_schedule(url: str) -> None:
     assert len(slots) == 400
     slots.sort()
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
-    # the same process's monotonic clock for all: only the PostgreSQL clock conversion can shift a batch a bit
-    assert min(gaps) > 0.01 - 0.003
-    assert slots[-1] - slots[0] >= 399 * 0.01 - 0.01
+    assert (
+        min(gaps) > 0.01 - 1e-4
+    )  # the schedule itself (float epoch seconds): one slot after another, whoever reserved
+    assert slots[-1] - slots[0] == pytest.approx(399 * 0.01, abs=1e-3)
+    # on this process's clock a batch shifts by the time its statement took to arrive (ms, more on a busy
+    # machine): well inside the shared window's margin (SHARED_WINDOW_S - 1 s = 60 ms per second)
+    local.sort()
+    local_gaps = [b - a for a, b in zip(local, local[1:], strict=False)]
+    assert min(local_gaps) > 0.01 - 0.03
     for b in budgets:
         b.close()
 

@@ -132,6 +132,16 @@ class LedgerBudget:
 
     def reserve(self, token: str, kind: str, count: int, interval: float) -> list[float]:
         """Reserve ``count`` slots ``interval`` apart; their times on this process's monotonic clock."""
+        slots, now, mono = self.reserve_on_db_clock(token, kind, count, interval)
+        return [mono + (slot - now) for slot in slots]
+
+    def reserve_on_db_clock(
+        self, token: str, kind: str, count: int, interval: float
+    ) -> tuple[list[float], float, float]:
+        """``reserve``'s slots on the schedule's own clock (the database's), with the ``now`` they were
+        reserved at and this process's monotonic time read just before asking. The schedule is exact on that
+        clock; the conversion to this process's clock is off by the time the statement took to arrive (a few
+        ms on a busy machine), which the shared window's margin (``SHARED_WINDOW_S``) absorbs."""
         span = count * interval
         params: dict[str, Any] = {"token": token, "kind": kind, "lead": self.lead, "span": span}
         with self._lock:
@@ -145,8 +155,8 @@ class LedgerBudget:
             except BaseException:
                 self._drop()
                 raise
-        first = mono + (float(tat) - span - float(now))
-        return [first + i * interval for i in range(count)]
+        first = float(tat) - span
+        return [first + i * interval for i in range(count)], float(now), mono
 
     def listing(self) -> list[dict[str, Any]]:
         """Every schedule: token fingerprint, kind, seconds its next free slot lies ahead (negative: idle)."""
