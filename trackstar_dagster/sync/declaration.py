@@ -15,6 +15,7 @@ import pandas as pd
 from trackstar_dagster.assets import translated_write_info_key
 from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.base.keys import check_namespace
+from trackstar_dagster.changes import ChangesSensor
 from trackstar_dagster.io_manager import read_frames
 from trackstar_dagster.mapping import MappingConfig
 from trackstar_dagster.partitions import check_partitions_def
@@ -65,6 +66,8 @@ class TrackstarSync:
     #: resources ``load_rows`` and ``results_sink`` use (e.g. ``{"duckdb"}``)
     extra_resource_keys: frozenset[str] = frozenset()
     translator: TrackstarTranslator = field(default_factory=TrackstarTranslator)
+    #: late and changed rows: ``<name>_changes_sensor`` runs written partitions whose rows changed since
+    changes_sensor: ChangesSensor | None = None
 
     def __post_init__(self) -> None:
         # the name is the sync's namespace: in its bodies' tags and its ledger rows (keys.key_tag)
