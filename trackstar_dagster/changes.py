@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.mapping import MappingConfig
@@ -111,6 +112,26 @@ class ChangesSensor:
             raise ConfigError("changes_sensor: name the `updated_column` (an updated_at-style column)")
         if self.minimum_interval_seconds < 1:
             raise ConfigError("changes_sensor: minimum_interval_seconds must be at least 1")
+
+
+class ChangesSensorModel(dg.Model, dg.Resolvable):
+    """Late and changed rows: ``<name>_changes_sensor`` runs the written partitions whose rows changed since
+    their last write (row count or max ``updated_column``, by one GROUP BY of the source table)."""
+
+    updated_column: str = Field(description="The source's updated_at-style column.")
+    minimum_interval_seconds: int = Field(default=300, description="Seconds between the sensor's ticks.")
+    lookback_days: int | None = Field(
+        default=None, description="Only partitions of the last that many days (default: every written one)."
+    )
+    running: bool = Field(default=True, description="On when the code loads (else turn it on in the UI).")
+
+    def spec(self) -> ChangesSensor:
+        return ChangesSensor(
+            updated_column=self.updated_column,
+            minimum_interval_seconds=self.minimum_interval_seconds,
+            lookback_days=self.lookback_days,
+            running=self.running,
+        )
 
 
 # -- fingerprints of grouped rows (a probe's GROUP BY answer) -------------------------------------------
@@ -217,6 +238,7 @@ __all__ = [
     "FINGERPRINT_KEY",
     "ChangesProbe",
     "ChangesSensor",
+    "ChangesSensorModel",
     "Fingerprint",
     "FingerprintTally",
     "ProbeRequest",

@@ -16,6 +16,7 @@ from dagster.components.utils.translation import ResolvedTranslationFn
 from pydantic import Field
 
 from trackstar_dagster.assets import build_trackstar_schema_assets
+from trackstar_dagster.changes import ChangesSensorModel
 from trackstar_dagster.client import PRODUCTION_URL
 from trackstar_dagster.mapping import MappingConfig
 from trackstar_dagster.resource import TrackstarConnection, TrackstarResource
@@ -162,6 +163,9 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
         default=None,
         description="An AssetSpec update for every asset (templates see `data`: TrackstarAssetData).",
     )
+    changes_sensor: ChangesSensorModel | None = Field(
+        default=None, description="Late and changed rows: a sensor runs the partitions whose rows changed."
+    )
 
     def get_asset_spec(self, data: TrackstarAssetData) -> dg.AssetSpec:
         """The spec of one asset: the default translator's, then ``translation``. Override in a subclass."""
@@ -231,6 +235,7 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             write_info_key=write_info_key,
             tags=self.tags,
             translator=self.translator,
+            changes_sensor=self.changes_sensor.spec() if self.changes_sensor else None,
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
