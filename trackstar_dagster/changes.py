@@ -164,18 +164,29 @@ def fingerprints_of_groups(
     ]
     if is_by_connection(request.partitions_def):
         conns = _connections(groups, request, route)
-        part = [multi_key(t, c) if t is not None else None for t, c in zip(times, conns, strict=True)]
+        # Dagster's str of a time x connection key (dimensions by name, "|"-joined), made without building
+        # a MultiPartitionKey per group when multi_key agrees
+        fast = multi_key("t", "c") == "c|t"
+        part = [
+            None if t is None else (f"{c}|{t}" if fast else multi_key(t, c))
+            for t, c in zip(times, conns, strict=True)
+        ]
     else:
         part = times
     frame = pd.DataFrame(
         {"part": part, "rows": groups["rows"].to_numpy(), "updated": groups["updated"].to_numpy()}
     )
-    frame = frame[frame["part"].notna()]
-    out: dict[str, Fingerprint] = {}
-    for key, g in frame.groupby("part", sort=False):
-        updated = g["updated"].dropna()
-        out[str(key)] = Fingerprint.of(int(g["rows"].sum()), updated.max() if len(updated) else None)
-    return out
+    summed = (
+        frame[frame["part"].notna()]
+        .groupby("part", sort=False)
+        .agg(rows=("rows", "sum"), updated=("updated", "max"))
+    )
+    return {
+        str(key): Fingerprint.of(int(n), top)
+        for key, n, top in zip(
+            summed.index, summed["rows"].to_numpy(), summed["updated"].tolist(), strict=True
+        )
+    }
 
 
 def _connections(groups: pd.DataFrame, request: ProbeRequest, route: str | None) -> np.ndarray:
