@@ -111,7 +111,7 @@ def main() -> None:
         for key, fp in probed.items():  # every partition written, with the fingerprint its run stored
             instance.report_runless_asset_event(
                 dg.AssetMaterialization(
-                    sync.payloads_key, partition=key, metadata={FINGERPRINT_KEY: fp.to_json()}
+                    sync.results_key, partition=key, metadata={FINGERPRINT_KEY: fp.to_json()}
                 )
             )
         t_quiet, quiet = timed(lambda: evaluate_changes(sync, probe, ctx))

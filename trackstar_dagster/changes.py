@@ -2,10 +2,11 @@
 of an ``updated_at``-style column), taken cheaply from the source (a probe) and by the payloads step from the
 rows it loaded.
 
-The payloads step stores the fingerprint of the rows it *loaded* in each partition's metadata: a row changed
-after the load makes the source differ from what is stored, so the changes sensor (``sync.changes_sensor``)
-asks for the partition again; a change between the probe and the load is simply sent by that run. A change is
-never missed; at worst a partition is run once more than needed.
+The payloads step records the fingerprint of the rows it *loaded* on each partition's payloads; the write
+step carries it onto the partition's ``write_results`` (a dry run carries the last write's forward instead).
+A row changed after the load makes the source differ from what is stored, so the changes sensor
+(``sync.changes_sensor``) asks for the partition again; a change between the probe and the load is simply sent
+by that run. A change is never missed; at worst a partition is run once more than needed.
 """
 
 from __future__ import annotations

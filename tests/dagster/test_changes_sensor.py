@@ -278,6 +278,27 @@ def test_a_change_during_a_run_is_asked_for_next(sandbox2, instance, tmp_path):
     assert evaluate(defs, instance) == []
 
 
+def test_a_dry_run_or_a_failed_write_does_not_hide_a_change(sandbox2, instance, tmp_path):
+    """What counts is what was true at the last *write*: a dry run, or a run whose write step failed, loads the
+    changed rows without sending them; the sensor still asks for the partition."""
+    warehouse = make_warehouse(str(tmp_path / "w.duckdb"), first_rows())
+    defs = defs_of(make_sync(mode="upsert"), trackstar(sandbox2, tmp_path), warehouse, tmp_path)
+    write_days(defs, instance, 0, 2)
+    change_order(warehouse, "AL-1-1")
+    job = defs.resolve_job_def("late_job")
+    dry = {"ops": {"late__write_results": {"config": {"dry_run": True}}}}
+    assert job.execute_in_process(instance=instance, partition_key=day(1), run_config=dry).success
+    assert requested_keys(defs, evaluate(defs, instance), instance) == [day(1)]
+    sandbox2.configure(faults={"error_5xx": 1.0})
+    failed = job.execute_in_process(instance=instance, partition_key=day(1), raise_on_error=False)
+    assert not failed.success
+    assert requested_keys(defs, evaluate(defs, instance), instance) == [day(1)]
+    sandbox2.configure(faults={"error_5xx": 0.0})
+    run(defs, instance, evaluate(defs, instance))
+    assert orders(sandbox2)["AL-1-1"]["ship_to_address"]["city"] == "Sparks"
+    assert evaluate(defs, instance) == []
+
+
 @pytest.mark.parametrize(
     ("policy", "runs"), [(dg.BackfillPolicy.single_run(), 1), (dg.BackfillPolicy.multi_run(1), 2)]
 )

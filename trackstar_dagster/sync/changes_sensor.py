@@ -1,7 +1,7 @@
 """``<sync>_changes_sensor``: runs for exactly the written partitions whose source rows changed since.
 
-Each tick: the fingerprint each partition's last payloads step stored (the event log, so a lost cursor loses
-nothing), one cheap probe of the source over the written partitions' span, and a run request per group of
+Each tick: the fingerprint each partition's last write stored on ``write_results`` (the rows its payloads
+were built from; Dagster's event log, so a lost cursor loses nothing), one cheap probe of the source over the written partitions' span, and a run request per group of
 changed partitions as the sync's backfill policy groups them (single run: one run per contiguous range;
 ``multi_run(k)``: ranges of at most k; time x connection: Dagster's ranges per connection).
 
@@ -40,10 +40,15 @@ RANGE_END = "dagster/asset_partition_range_end"
 
 
 def stored_fingerprints(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: list[str] | None = None
 ) -> dict[str, Fingerprint | None]:
-    """Each materialized partition's fingerprint, from its latest materialization (None: none stored)."""
-    latest = instance.get_latest_storage_id_by_partition(asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+    """Each materialized partition's fingerprint (or those of ``partitions``), from its latest
+    materialization (None: none stored)."""
+    latest = instance.get_latest_storage_id_by_partition(
+        asset_key,
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        set(partitions) if partitions is not None else None,
+    )
     ids = sorted(latest.values())
     out: dict[str, Fingerprint | None] = {}
     for i in range(0, len(ids), _FETCH):
@@ -57,6 +62,38 @@ def stored_fingerprints(
                 continue
             entry = mat.metadata.get(FINGERPRINT_KEY)
             out[str(mat.partition)] = Fingerprint.from_json(entry.value if entry is not None else None)
+    return out
+
+
+def written_fingerprints(
+    context: dg.AssetExecutionContext,
+    payloads_key: dg.AssetKey,
+    results_key: dg.AssetKey,
+    keys: list[str],
+    *,
+    dry_run: bool,
+) -> dict[str, dict[str, Any]]:
+    """For the write step's per-partition metadata: the fingerprint of the rows its payloads were built from,
+    taken from this run's payloads materializations (a re-execution: its parent runs'), never from another
+    run's (whose rows may be newer than those written here). A dry run sent nothing: it carries the last
+    write's fingerprint forward (so a change it loaded is still seen as not written)."""
+    if dry_run:
+        previous = stored_fingerprints(context.instance, results_key, keys)
+        return {k: {FINGERPRINT_KEY: dg.MetadataValue.json(fp.to_json())} for k, fp in previous.items() if fp}
+    wanted = set(keys)
+    out: dict[str, dict[str, Any]] = {}
+    run: Any = context.run
+    while run is not None and wanted - set(out):
+        records = context.instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        for record in records:
+            mat = record.event_log_entry.asset_materialization
+            if mat is None or mat.asset_key != payloads_key or mat.partition not in wanted:
+                continue
+            if FINGERPRINT_KEY in mat.metadata and str(mat.partition) not in out:
+                out[str(mat.partition)] = {FINGERPRINT_KEY: mat.metadata[FINGERPRINT_KEY]}
+        run = context.instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
     return out
 
 
@@ -178,7 +215,7 @@ def evaluate_changes(
     """One tick: stored fingerprints, one probe, the requests for what changed."""
     spec = sync.changes_sensor
     assert spec is not None and sync.partitions_def is not None
-    stored = stored_fingerprints(context.instance, sync.payloads_key)
+    stored = stored_fingerprints(context.instance, sync.results_key)
     keys = sorted(k for k, fp in stored.items() if fp is not None)
     unwatched = len(stored) - len(keys)
     if unwatched:
