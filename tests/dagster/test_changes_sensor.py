@@ -21,7 +21,7 @@ from tests.dagster.test_example_project import _run_backfill, load_example_defs
 from tests.dagster.test_example_project import example_env as example_env  # the fixture
 from tests.dagster.test_sync import ORDER_FIELDS
 from trackstar_dagster import MappingConfig, TrackstarConnection, TrackstarResource, TrackstarSync
-from trackstar_dagster.changes import ChangesSensor, Fingerprint, ProbeRequest
+from trackstar_dagster.changes import ChangesSensor, Fingerprint, ProbeRequest, fingerprints_of_groups
 from trackstar_dagster.sql import sql_changes_probe, sql_row_loader
 from trackstar_dagster.sync import add_connection_partitions, trackstar_partitions
 from trackstar_dagster.sync.changes_sensor import RANGE_END, RANGE_START
@@ -463,3 +463,34 @@ def test_the_example_reports_a_changed_order_in_create_only(example_env, sandbox
     con.close()
     assert (status, changed) == ("unchanged", True)
     assert _example_tick(defs, instance) == []
+
+
+def test_groups_are_placed_in_the_partitions_own_timezone():
+    """Buckets (hours, when the partitions' days are not UTC days) go to the day they fall in, in its
+    timezone; buckets outside the probed window are left out."""
+    pdef = dg.DailyPartitionsDefinition(start_date="2026-11-01", timezone="America/New_York")
+    window = dg.TimeWindow(
+        pdef.time_window_for_partition_key("2026-11-02").start,
+        pdef.time_window_for_partition_key("2026-11-03").end,
+    )
+    hours = [
+        "2026-11-03 04:00",
+        "2026-11-03 05:00",
+        "2026-11-04 04:00",
+        "2026-11-04 05:00",
+        "2026-11-02 05:00",
+    ]
+    groups = pd.DataFrame(
+        {
+            "bucket": pd.to_datetime(hours, utc=True),  # 04:00 UTC is 23:00 the day before in New York (EST)
+            "route": [None] * 5,
+            "rows": [1, 2, 4, 8, 16],
+            "updated": pd.to_datetime(hours, utc=True),
+        }
+    )
+    request = ProbeRequest(window, pdef, SINGLE, "order_date", "updated_at")
+    got = fingerprints_of_groups(groups, request)
+    assert got == {
+        "2026-11-02": Fingerprint.of(1 + 16, pd.Timestamp("2026-11-03 04:00", tz="UTC")),
+        "2026-11-03": Fingerprint.of(2 + 4, pd.Timestamp("2026-11-04 04:00", tz="UTC")),
+    }  # 2026-11-04 05:00 UTC is the 4th in New York: outside the window
