@@ -16,6 +16,7 @@ from dagster.components.utils.translation import ResolvedTranslationFn
 from pydantic import Field
 
 from trackstar_dagster.assets import build_trackstar_schema_assets
+from trackstar_dagster.changes import ChangesSensorModel
 from trackstar_dagster.client import PRODUCTION_URL
 from trackstar_dagster.component_statuses import StatusesModel
 from trackstar_dagster.mapping import MappingConfig
@@ -168,6 +169,9 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
     read_back_statuses: StatusesModel | None = Field(
         default=None, description="Read the sync's orders back (status, tracking numbers) into a table."
     )
+    changes_sensor: ChangesSensorModel | None = Field(
+        default=None, description="Late and changed rows: a sensor runs the partitions whose rows changed."
+    )
 
     def get_asset_spec(self, data: TrackstarAssetData) -> dg.AssetSpec:
         """The spec of one asset: the default translator's, then ``translation``. Override in a subclass."""
@@ -240,6 +244,7 @@ class TrackstarSyncComponent(dg.Component, dg.Model, dg.Resolvable):
             read_back_statuses=(
                 self.read_back_statuses.read_back(src.resource_key) if self.read_back_statuses else None
             ),
+            changes_sensor=self.changes_sensor.spec() if self.changes_sensor else None,
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

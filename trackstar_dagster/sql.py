@@ -6,17 +6,24 @@ For another warehouse, or other SQL, give ``TrackstarSync`` your own ``load_rows
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
+from trackstar_dagster.changes import ChangesProbe, Fingerprint, ProbeRequest, fingerprints_of_groups
 from trackstar_dagster.io_manager import PARTITION_COLUMN
 from trackstar_dagster.mapping import MappingConfig
 from trackstar_dagster.partitions import UNROUTED, RowsRequest
 
-__all__ = ["connection_filter", "quote_identifier", "sql_results_sink", "sql_row_loader"]
+__all__ = [
+    "connection_filter",
+    "quote_identifier",
+    "sql_changes_probe",
+    "sql_results_sink",
+    "sql_row_loader",
+]
 
 
 def _fetch_frame(conn: Any, sql: str, params: list[Any]) -> pd.DataFrame:
@@ -104,7 +111,45 @@ def sql_row_loader(
         return frame
 
     load.takes_rows_request = True  # type: ignore[attr-defined]
+    if date_column:  # the changes sensor's default probe: a GROUP BY of the rows this loader reads
+        load.changes_probe = sql_changes_probe(table, date_column, resource_key, mapping)  # type: ignore[attr-defined]
     return load
+
+
+def sql_changes_probe(
+    table: str, date_column: str, resource_key: str, mapping: MappingConfig | None = None
+) -> ChangesProbe:
+    """A changes probe of ``table`` (``ChangesProbe``), the rows ``sql_row_loader`` with the same arguments
+    reads: one ``GROUP BY`` over the probed window, per day (per hour when the partitions' timezone is not
+    UTC: a day in UTC straddles two of theirs) and routing value, of ``count(*)`` and ``max(updated)``.
+    Routing values go to their connection by the mapping's own rule, as the payloads step places rows.
+
+    Uses DuckDB's ``epoch()`` (naive timestamps taken as UTC, as the loader takes them)."""
+
+    def probe(context: dg.SensorEvaluationContext, request: ProbeRequest) -> Mapping[str, Fingerprint]:
+        db = getattr(context.resources, resource_key)
+        date_col, updated = quote_identifier(date_column), quote_identifier(request.updated_column)
+        routing = (mapping or request.mapping).connection_column
+        tz = getattr(request.partitions_def, "timezone", None) or getattr(
+            getattr(request.partitions_def, "time_window_partitions_def", None), "timezone", "UTC"
+        )
+        seconds = 86400 if tz in (None, "UTC", "Etc/UTC") else 3600
+        route = f"trim(CAST({quote_identifier(routing)} AS VARCHAR))" if routing else "NULL"
+        sql = (
+            f"SELECT CAST(floor(epoch({date_col}) / {seconds}) AS BIGINT) * {seconds} AS bucket, "
+            f'{route} AS route, count(*) AS "rows", max({updated}) AS "updated" '
+            f"FROM {quote_identifier(table)} WHERE {date_col} >= ? AND {date_col} < ? GROUP BY 1, 2"
+        )
+        params = [
+            pd.Timestamp(t).tz_convert("UTC").tz_localize(None).to_pydatetime()
+            for t in (request.window.start, request.window.end)
+        ]
+        with db.get_connection() as conn:
+            groups = _fetch_frame(conn, sql, params)
+        groups["bucket"] = pd.to_datetime(groups["bucket"].astype("int64"), unit="s", utc=True)
+        return fingerprints_of_groups(groups, request, route="route" if routing else None)
+
+    return probe
 
 
 def sql_results_sink(

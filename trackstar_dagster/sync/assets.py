@@ -23,6 +23,7 @@ from trackstar_dagster.partitions import (
 )
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.schema.store import snapshot_key
+from trackstar_dagster.sync.changes_sensor import written_fingerprints
 from trackstar_dagster.sync.declaration import TrackstarSync
 from trackstar_dagster.sync.payloads_step import build_chunks, frame_store
 from trackstar_dagster.translator import TrackstarTranslator
@@ -223,10 +224,25 @@ def build_trackstar_sync_assets(
         if not keys:
             return dg.Output(results, output_name=results_step, metadata=metadata)
         run_figures = {k: v for k, v in metadata.items() if k in RATE_KEYS}
+        # the rows this write sent came from: what the changes sensor compares the source with (not a dry run's)
+        written = (
+            written_fingerprints(
+                context, payloads_key, results_key, keys, dry_run=config.dry_run or sync.dry_run
+            )
+            if sync.changes_sensor is not None
+            else {}
+        )
         add_partition_metadata(
             context,
             results_key,
-            {k: {**(tallies.get(k) or ResultsTally(template)).metadata(), **run_figures} for k in keys},
+            {
+                k: {
+                    **(tallies.get(k) or ResultsTally(template)).metadata(),
+                    **run_figures,
+                    **written.get(k, {}),
+                }
+                for k in keys
+            },
         )
         return dg.Output(results, output_name=results_step)
 

@@ -15,6 +15,7 @@ import pandas as pd
 from trackstar_dagster.assets import translated_write_info_key
 from trackstar_dagster.base.errors import ConfigError
 from trackstar_dagster.base.keys import check_namespace
+from trackstar_dagster.changes import ChangesSensor
 from trackstar_dagster.io_manager import read_frames
 from trackstar_dagster.mapping import MappingConfig
 from trackstar_dagster.partitions import check_partitions_def
@@ -68,6 +69,8 @@ class TrackstarSync:
     translator: TrackstarTranslator = field(default_factory=TrackstarTranslator)
     #: read the orders back (status, shipments, tracking numbers): ``True`` or a ``StatusReadBack``
     read_back_statuses: StatusReadBack | bool | None = None
+    #: late and changed rows: ``<name>_changes_sensor`` runs written partitions whose rows changed since
+    changes_sensor: ChangesSensor | None = None
 
     def __post_init__(self) -> None:
         status_read_back(self.read_back_statuses, self.mapping.action)  # orders only: said when declared

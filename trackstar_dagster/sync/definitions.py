@@ -11,6 +11,7 @@ from trackstar_dagster.io_manager import TrackstarFrameIOManager
 from trackstar_dagster.partitions import time_partitions_def
 from trackstar_dagster.resource import TrackstarResource
 from trackstar_dagster.sync.assets import IO_MANAGER_KEY, build_trackstar_sync_assets
+from trackstar_dagster.sync.changes_sensor import build_changes_sensor
 from trackstar_dagster.sync.declaration import TrackstarSync
 from trackstar_dagster.sync.partitioning import build_connection_partitions_sensor, dynamic_connections_def
 from trackstar_dagster.sync.statuses import order_statuses_job_and_schedules
@@ -81,6 +82,8 @@ def build_trackstar_sync_definitions(
     if trackstar is not None:
         resources[sync.resource_key] = trackstar
     sensors = [build_connection_partitions_sensor(sync)] if dynamic_connections_def(sync) is not None else []
+    if sync.changes_sensor is not None:  # late and changed rows (sync.changes_sensor)
+        sensors.append(build_changes_sensor(sync))
     status_jobs, status_schedules = order_statuses_job_and_schedules(sync)  # read_back_statuses
     jobs, schedules = [job, *status_jobs], [*schedules, *status_schedules]
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, sensors=sensors, resources=resources)

@@ -20,6 +20,7 @@ import dagster as dg
 import pandas as pd
 
 from trackstar_dagster.base.errors import ConfigError
+from trackstar_dagster.changes import FingerprintTally, fingerprint_tally
 from trackstar_dagster.checks import merge_outcomes
 from trackstar_dagster.io_manager import PARTITION_COLUMN, FrameStore, StoredFrames, TrackstarFrameIOManager
 from trackstar_dagster.mapping import PayloadBatch, Target, build_payloads
@@ -90,6 +91,8 @@ class PayloadsRun:
     built: bool = False
     #: hash of (connection, action, key) -> the partition its record went out in, for every record so far
     sent: dict[int, str] = field(default_factory=dict)
+    #: each partition's loaded rows (count, max updated_at), when the sync has a changes sensor
+    fingerprints: FingerprintTally | None = None
 
     def later_parts(self, payloads: pd.DataFrame, rejects: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """A record already built from an earlier slice of this run (its rows dated days apart, in two slices)
@@ -153,6 +156,7 @@ class PayloadsRun:
                 {"fields_left_out": dg.MetadataValue.json(self.dropped_fields)} if self.dropped_fields else {}
             ),
             "preview": dg.MetadataValue.md(preview_bodies(t.head if t.head is not None else template)),
+            **(self.fingerprints.metadata(key) if self.fingerprints is not None and key else {}),
         }
 
     def reject_figures(self, key: str) -> dict[str, Any]:
@@ -222,7 +226,7 @@ def build_chunks(
     ``targets(chunk)`` gives the targets a chunk's rows need (with open routing, the connections it names),
     resolved once per connection for the run."""
     keys = list(context.partition_keys) if sync.partitions_def is not None else []
-    run = PayloadsRun(keys=keys)
+    run = PayloadsRun(keys=keys, fingerprints=fingerprint_tally(sync))
     last_empty: pd.DataFrame | None = None
     sunk = False
     for request in rows_requests(sync, context):
@@ -264,6 +268,8 @@ def _add_chunk(
         run.dropped_fields, run.untagged = dict(batch.dropped_fields), list(batch.untagged_connections)
         _log_once(context, batch)
     row_parts = partition_of_rows(chunk, sync.date_column, sync.partitions_def, run.keys, sync.mapping)
+    if run.fingerprints is not None:
+        run.fingerprints.add(chunk, row_parts)
     payloads = tag_frame(batch.payloads, chunk, row_parts, sync.date_column, sync.write_from_ts)
     rejects = tag_frame(batch.rejects, chunk, row_parts, dry_run_column=False)
     payloads, rejects = run.later_parts(payloads, rejects)

@@ -468,6 +468,8 @@ def _select_sql(source: str) -> str:
             parts.append(f"CASE WHEN _nan_discount THEN 'NaN'::DOUBLE ELSE discount_amount END AS {name}")
         else:
             parts.append(f"CAST({name} AS {sql_type}) AS {name}")
+    # when the order last changed (the changes sensor watches it): as seeded, when it was placed
+    parts.append("CAST(order_date AS TIMESTAMP) AS updated_at")
     return f"SELECT {', '.join(parts)} FROM {source} ORDER BY order_date, order_id, line_number"
 
 
