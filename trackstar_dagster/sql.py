@@ -168,16 +168,25 @@ def sql_results_sink(
         table = quote_identifier(f"{prefix}_{kind}")
         out = frame.copy()
         for col in out.columns:
-            if out[col].map(lambda v: isinstance(v, list | dict | tuple)).any():
+            if any(isinstance(v, list | dict | tuple) for v in out[col]):  # any dtype, empty too
                 out[col] = out[col].map(lambda v: None if v is None else str(v))
         with db.get_connection() as conn:
             conn.register("_trackstar_frame", out)
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _trackstar_frame LIMIT 0")
+            # a column with no value yet (no run had an error) is DuckDB's NULL type, which takes no value
+            # later: text until a value says otherwise
+            types = {
+                name: "VARCHAR" if col_type.strip('"') == "NULL" else col_type
+                for name, col_type, *_ in conn.execute("DESCRIBE SELECT * FROM _trackstar_frame").fetchall()
+            }
+            columns = ", ".join(f"{quote_identifier(n)} {t}" for n, t in types.items())
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
             # a dry run's columns (would, preview, changes) into a table a real run made: added, never dropped
-            have = {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
-            for name, col_type, *_ in conn.execute("DESCRIBE SELECT * FROM _trackstar_frame").fetchall():
+            have = {r[0]: r[1] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
+            for name, col_type in types.items():
                 if name not in have:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(name)} {col_type}")
+                elif have[name].strip('"') == "NULL":  # made so by an earlier release
+                    conn.execute(f"ALTER TABLE {table} ALTER COLUMN {quote_identifier(name)} TYPE {col_type}")
             partitioned = PARTITION_COLUMN in out.columns
             attempt = (context.run_id, kind, int(getattr(context, "retry_number", 0) or 0))
             first = attempt not in cleared

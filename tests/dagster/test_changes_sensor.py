@@ -443,12 +443,6 @@ def test_the_example_project_watches_its_orders(example_env, sandbox):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not the sensor's: a one-connection run of the example fails its payloads step (mapping_for narrows "
-    "the targets to wms_sandbox, and plan._check_targets calls the other integrations' fields typos); the "
-    "example's daily schedule (one run per connection) meets the same",
-)
 def test_the_example_reports_a_changed_order_in_create_only(example_env, sandbox):
     defs, instance, order_id = _example_written_and_changed(example_env)
     (request,) = _example_tick(defs, instance)

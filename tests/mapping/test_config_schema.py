@@ -120,3 +120,24 @@ def test_with_reject_a_field_a_connection_lacks_rejects_its_records(targets):
     batch = build_payloads(frame, cfg, targets)
     assert list(batch.payloads["key"]) == ["O0"] and set(batch.rejects["key"]) == {"O1"}
     assert batch.dropped_fields == {}
+
+
+def test_a_build_over_one_connection_knows_the_fields_of_the_others(targets):
+    """One customer's run builds for its connection only; a field only another connection's schema has
+    (hero's ``packing_note``) is that connection's, not a typo. A field no schema has still is, and when the
+    others cannot all be known (``others`` answers None), nothing is called a typo."""
+    fields = {**HERO_FIELDS, "line_items.product_id": "product_id", "packing_note": "note"}
+    full = MappingConfig(key="order_id", **TWO, fields=fields)
+    acme_only = full.model_copy(update={"connection_values": {"ACME": "acme"}})
+    frame = order_rows(1, 1, sku=["s0"], note=["fragile"], customer=["ACME"])
+    acme = {"acme": targets["acme"]}
+    with pytest.raises(ConfigError, match="packing_note"):  # what a narrowed run did before
+        build_payloads(frame, acme_only, acme)
+    batch = build_payloads(frame, acme_only, acme, others=lambda: targets)
+    assert not len(batch.rejects) and "packing_note" not in bodies(batch)["O0"]
+
+    typo = acme_only.model_copy(update={"fields": {**fields, "packing_nte": "note"}})
+    with pytest.raises(ConfigError, match="packing_nte") as info:
+        build_payloads(frame, typo, acme, others=lambda: targets)
+    assert "'packing_note'" in str(info.value) and "shiphero" in str(info.value)
+    assert len(build_payloads(frame, typo, acme, others=lambda: None).payloads) == 1

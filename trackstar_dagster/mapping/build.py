@@ -60,7 +60,7 @@ from trackstar_dagster.mapping.cells import obj_array
 from trackstar_dagster.mapping.coercion import ColumnCodes
 from trackstar_dagster.mapping.columns import build_columns
 from trackstar_dagster.mapping.config import MappingConfig, PayloadBatch, Target, constants_for
-from trackstar_dagster.mapping.plan import Plan, make_plan
+from trackstar_dagster.mapping.plan import OtherTargets, Plan, make_plan
 from trackstar_dagster.mapping.records import Records, index_records, join, screen
 from trackstar_dagster.mapping.rejects import Rejects
 from trackstar_dagster.mapping.row_checks import check_rows
@@ -78,13 +78,15 @@ def build_payloads(
     *,
     items: pd.DataFrame | None = None,
     validate_bodies: str = "shapes",
+    others: OtherTargets | None = None,
 ) -> PayloadBatch:
     """Map, clean and validate rows into write bodies (a dry run: nothing is sent).
 
     ``items``: an optional line-items table joined on the key columns (then ``frame`` has one row per record
     and ``source_rows`` are positions in ``frame``). ``validate_bodies``: ``"shapes"`` (one body per shape,
     every body of a failing shape) or ``"all"``. Mapped columns that are missing raise ``ConfigError`` before
-    any row is read.
+    any row is read. ``others``: for a run of some of the mapping's connections, the targets of the rest (see
+    ``plan.OtherTargets``): a target field only they have is theirs, not a typo.
     """
     if validate_bodies not in ("shapes", "all"):
         raise ConfigError("validate_bodies must be 'shapes' or 'all'")
@@ -92,7 +94,7 @@ def build_payloads(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run(frame, config, targets, items, validate_bodies)
+        return _run(frame, config, targets, items, validate_bodies, others)
     finally:
         if was_enabled:
             gc.enable()
@@ -117,9 +119,10 @@ def _run(
     targets: Mapping[str, Target],
     items: pd.DataFrame | None,
     validate_bodies: str,
+    others: OtherTargets | None = None,
 ) -> PayloadBatch:
     """The stages in order: plan, records, columns, layer (a), bodies, layer (b), then the batch."""
-    plan = make_plan(frame, items, config, targets)
+    plan = make_plan(frame, items, config, targets, others)
     work, src = join(frame, items, config, plan)
     watch = _Stopwatch()
     codes_of = ColumnCodes(work)

@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +90,21 @@ def _duplicated(frame: pd.DataFrame, wanted: list[str]) -> list[str]:
     return [c for c in dict.fromkeys(wanted) if names[c] > 1]
 
 
+#: For a build over some of a mapping's connections (one customer's run), the targets of the others, asked
+#: for only when this build's schemas all lack a target field: a field only they have is theirs, not a typo.
+#: ``None`` from it: the others cannot all be known (say, a write-info not fetched yet), so nothing is called
+#: a typo (their own runs still are checked).
+OtherTargets = Callable[[], Mapping[str, Target] | None]
+#: (integration type, integration name, write-info document)
+SchemaDoc = tuple[str, str, dict[str, Any]]
+
+
 def make_plan(
-    frame: pd.DataFrame, items: pd.DataFrame | None, config: MappingConfig, targets: Mapping[str, Target]
+    frame: pd.DataFrame,
+    items: pd.DataFrame | None,
+    config: MappingConfig,
+    targets: Mapping[str, Target],
+    others: OtherTargets | None = None,
 ) -> Plan:
     """Check the mapping against the frames' columns and the targets' schemas; ``ConfigError`` on any problem."""
     cfg = config
@@ -165,7 +178,8 @@ def make_plan(
                 )
             )
         conn_group[name] = seen[gk]
-    _check_targets(action, groups, written, lacking)
+    docs = [(g.integration_type, g.integration_name, g.doc) for g in groups]
+    _check_targets(action, docs, written, lacking, others)
     ip = _items_path(cfg, action, groups)
     item_paths = [p for p in cfg.fields if ip and p.startswith(ip + ".")]
     header_paths = [p for p in cfg.fields if p not in item_paths]
@@ -198,25 +212,44 @@ def target_paths(config: MappingConfig) -> dict[str, list[str]]:
 
 
 def _check_targets(
-    action: str, groups: list[SchemaGroup], targets: dict[str, list[str]], lacking: list[frozenset[str]]
+    action: str,
+    docs: list[SchemaDoc],
+    targets: dict[str, list[str]],
+    lacking: list[frozenset[str]],
+    others: OtherTargets | None,
 ) -> None:
     """A target no connection's schema has is a typo: one ``ConfigError`` naming each, with the closest field
-    any of the schemas has. (One only some lack is left out for those, or rejected: ``unknown_fields``.)"""
+    any of the schemas has. (One only some lack is left out for those, or rejected: ``unknown_fields``.)
+    In a build over some connections, the other connections' schemas count too (``others``)."""
     if not lacking:
         return
     typos = [p for p in targets if all(p in lacks for lacks in lacking)]
+    if typos and others is not None:
+        rest = others()
+        if rest is None:
+            return  # cannot tell a typo from another connection's field: their runs will
+        digests: dict[int, str] = {}
+        seen = {_doc_digest(doc, digests) for _, _, doc in docs}
+        for t in rest.values():
+            digest = _doc_digest(t.doc, digests)
+            if digest in seen:
+                continue
+            seen.add(digest)
+            docs = [*docs, (t.integration_type, t.integration_name, t.doc)]
+            lacks = set(v.unknown_paths(t.doc, t.integration_type, t.integration_name, action, typos))
+            typos = [p for p in typos if p in lacks]
     if not typos:
         return
     known: list[str] = []
-    for g in groups:
-        known += v.fields_for(g.doc, g.integration_type, g.integration_name, action)["field"].tolist()
+    for integration_type, integration_name, doc in docs:
+        known += v.fields_for(doc, integration_type, integration_name, action)["field"].tolist()
     known = list(dict.fromkeys(known))
     lines = []
     for p in typos:
         close = difflib.get_close_matches(p, known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         lines.append(f"{p!r} (in {', '.join(targets[p])}{hint})")
-    schemas = sorted({g.integration_name for g in groups})
+    schemas = sorted({name for _, name, _ in docs})
     raise ConfigError(
         f"no connection's {action} schema ({', '.join(schemas)}) has the target field(s) " + ", ".join(lines)
     )

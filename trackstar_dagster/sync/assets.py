@@ -6,6 +6,7 @@ write step (``pools.hold_pool``); the write step runs in the pool (``write_step.
 
 # no `from __future__ import annotations`: Dagster reads the `config: WriteConfig` annotation at decoration time
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -14,6 +15,7 @@ import pandas as pd
 from trackstar_dagster.checks import reject_share_result, rows_valid_result
 from trackstar_dagster.io_manager import StoredFrames
 from trackstar_dagster.mapping import MappingConfig, Target
+from trackstar_dagster.mapping.plan import OtherTargets
 from trackstar_dagster.partitions import (
     add_partition_metadata,
     mapping_for,
@@ -72,23 +74,50 @@ class TargetResolver:
         return {name: self.resolved[name] for name in names}
 
     def _resolve(self, name: str) -> Target:
+        target = self._stored(name)
+        if target is not None:
+            return target
         conn = self.trackstar.connection(name)
         skey = snapshot_key(conn.integration_type, conn.integration_name, conn.name)
-        doc = self.store.load(skey)
-        if doc is None:
-            if self.log:
-                self.log.info(f"No write-info snapshot for {skey}; fetching it")
-            # the resource's client: it closes it at the end of the run
-            doc = self.trackstar.get_client().get_write_info(
-                conn.integration_type, conn.integration_name, access_token=conn.access_token
-            )
-            self.store.save(skey, doc)
-        return Target(
-            connection=name,
-            integration_type=conn.integration_type,
-            integration_name=conn.integration_name,
-            doc=doc,
+        if self.log:
+            self.log.info(f"No write-info snapshot for {skey}; fetching it")
+        # the resource's client: it closes it at the end of the run
+        doc = self.trackstar.get_client().get_write_info(
+            conn.integration_type, conn.integration_name, access_token=conn.access_token
         )
+        self.store.save(skey, doc)
+        return Target(name, conn.integration_type, conn.integration_name, doc)
+
+    def _stored(self, name: str) -> Target | None:
+        """The connection's target from the write-info asset's snapshot, or None when there is none yet."""
+        conn = self.trackstar.connection(name)
+        doc = self.store.load(snapshot_key(conn.integration_type, conn.integration_name, conn.name))
+        return None if doc is None else Target(name, conn.integration_type, conn.integration_name, doc)
+
+    def others(self, full: MappingConfig) -> OtherTargets | None:
+        """For a run of some of ``full``'s connections (one customer's partitions; with open routing, the
+        connections a chunk names): the targets of all of them, from the snapshots only (never fetched),
+        so that a field only another connection's schema has is not called a typo. None when the run
+        covers every connection."""
+        if not full.open_routing and set(full.connections()) == set(self.mapping.connections()):
+            return None
+        box: list[Mapping[str, Target] | None] = []
+
+        def load() -> Mapping[str, Target] | None:
+            if not box:
+                names = self.trackstar.connection_names() if full.open_routing else full.connections()
+                found: dict[str, Target] = {}
+                for n in names:
+                    target = self.resolved.get(n) or self._stored(n)
+                    if target is None:  # not fetched yet: the others cannot all be known
+                        box.append(None)
+                        break
+                    found[n] = target
+                else:
+                    box.append(found)
+            return box[0]
+
+        return load
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -144,6 +173,7 @@ def build_trackstar_sync_assets(
         # a run of some connections (time x connection partitions) resolves and maps those only
         mapping = mapping_for(sync.tagged_mapping, run_connections(rows_requests(sync, context)))
         targets = TargetResolver(trackstar, mapping, context.log)
+        others = targets.others(sync.tagged_mapping)
         keys = run_partition_keys(sync, context)
         payloads_store = frame_store(context, IO_MANAGER_KEY, payloads_key, keys)
         rejects_store = frame_store(context, IO_MANAGER_KEY, rejects_key, keys)
@@ -156,6 +186,7 @@ def build_trackstar_sync_assets(
             payloads_store,
             rejects_store,
             on_rejects=(lambda frame: sink(context, "rejects", frame)) if sink is not None else None,
+            others=others,
         )
         payloads = payloads_store.finish(run.payloads_template)
         rejects = rejects_store.finish(run.rejects_template)

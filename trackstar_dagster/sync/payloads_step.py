@@ -24,6 +24,7 @@ from trackstar_dagster.changes import FingerprintTally, fingerprint_tally
 from trackstar_dagster.checks import merge_outcomes
 from trackstar_dagster.io_manager import PARTITION_COLUMN, FrameStore, StoredFrames, TrackstarFrameIOManager
 from trackstar_dagster.mapping import PayloadBatch, Target, build_payloads
+from trackstar_dagster.mapping.plan import OtherTargets
 from trackstar_dagster.mapping.previews import (
     merge_reject_reasons,
     preview_bodies,
@@ -220,11 +221,13 @@ def build_chunks(
     payloads_store: FrameStore,
     rejects_store: FrameStore,
     on_rejects: Callable[[pd.DataFrame], None] | None = None,
+    others: OtherTargets | None = None,
 ) -> PayloadsRun:
     """Every slice's chunks built, validated, tagged with their partition and stored; the run's figures.
 
     ``targets(chunk)`` gives the targets a chunk's rows need (with open routing, the connections it names),
-    resolved once per connection for the run."""
+    resolved once per connection for the run; ``others``, the rest of the mapping's connections (a field
+    only they have is not a typo: ``build_payloads``)."""
     keys = list(context.partition_keys) if sync.partitions_def is not None else []
     run = PayloadsRun(keys=keys, fingerprints=fingerprint_tally(sync))
     last_empty: pd.DataFrame | None = None
@@ -237,7 +240,7 @@ def build_chunks(
             if not len(chunk):
                 last_empty = chunk
                 continue
-            batch = build_payloads(chunk, mapping, targets(chunk))
+            batch = build_payloads(chunk, mapping, targets(chunk), others=others)
             _one_chunk_per_record(seen, batch, sync.name)
             payloads, rejects = _add_chunk(run, context, sync, chunk, batch)
             payloads_store.split(payloads)
@@ -248,7 +251,7 @@ def build_chunks(
     if not run.built:
         empty = last_empty if last_empty is not None else pd.DataFrame()
         payloads, rejects = _add_chunk(
-            run, context, sync, empty, build_payloads(empty, mapping, targets(empty))
+            run, context, sync, empty, build_payloads(empty, mapping, targets(empty), others=others)
         )
         payloads_store.split(payloads)
         rejects_store.split(rejects)
