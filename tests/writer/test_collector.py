@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import threading
@@ -102,3 +104,29 @@ def test_cyclic_garbage_made_during_a_run_is_still_collected(default_gc):
 def test_switched_off_it_changes_nothing(default_gc):
     with quiet_collector(enabled=False):
         assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == 0
+
+
+def test_a_run_writes_on_uvloop_where_it_is_installed(default_gc, tmp_path):
+    uvloop = pytest.importorskip("uvloop")
+    loops: list[type] = []
+
+    class LoopSeen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            with contextlib.suppress(RuntimeError):  # a record from a thread without a loop
+                loops.append(type(asyncio.get_running_loop()))
+
+    seen = LoopSeen(logging.INFO)
+    log = logging.getLogger("trackstar_dagster.writer")
+    level = log.level
+    log.addHandler(seen)
+    log.setLevel(logging.INFO)
+    try:
+        with run_sandbox(write_rate=1000.0, read_rate=1000.0) as sb, Ledger(tmp_path / "l.sqlite") as ledger:
+            payloads = orders(10)
+            report = write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
+            assert report.counts["created"] == 10
+            assert_exactly_once(sb, payloads)
+    finally:
+        log.removeHandler(seen)
+        log.setLevel(level)
+    assert loops and set(loops) == {uvloop.Loop}

@@ -28,6 +28,17 @@ from .run import awrite_payloads
 log = redacted_logger("trackstar_dagster.writer")
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The writer's event loop: uvloop's where it is installed (a dependency except on Windows), asyncio's
+    otherwise. Why: a run's CPU is mostly the loop's own work per request (timers, callbacks, socket reads);
+    uvloop's, in C, took 5-10% less of the writer's CPU per write at 8 tokens x 50 writes/s."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def write_payloads(
     payloads: pd.DataFrame,
     client: WriterClient | Mapping[str, WriterClient],
@@ -65,7 +76,8 @@ def write_payloads(
 
     def run_loop() -> None:
         try:
-            done.set_result(asyncio.run(main()))
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                done.set_result(runner.run(main()))
         except BaseException as e:  # handed to the caller's thread
             done.set_exception(e)
         finally:
