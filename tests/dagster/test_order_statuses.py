@@ -253,3 +253,26 @@ def test_a_connection_no_longer_configured_is_skipped_and_keeps_its_mark(sb, ins
     assert meta["reads"].data == {}
     assert set(meta["high_water_marks"].data) == {"acme"}  # kept for when it comes back
     assert len(table(warehouse)) == 3
+
+
+def test_a_lost_table_is_filled_again_by_a_full_refresh(sb, instance, resources, warehouse):
+    """The table dropped (a lost file): the marks live in Dagster, so the next read fetches only what changed;
+    ``full_refresh`` reads every order the sync wrote again, by id."""
+    sync = make_sync(8)
+    assert write_and_read(sync, instance, resources).success
+    with duckdb.connect(warehouse) as con:
+        con.execute("DROP TABLE order_statuses")
+    assert read_statuses(sync, instance, resources).success
+    with duckdb.connect(warehouse, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM order_statuses").fetchone() == (0,)  # nothing changed since
+    assets = [*build_trackstar_schema_assets(), *build_trackstar_sync_assets(sync)]
+    config = {"ops": {"s__order_statuses": {"config": {"full_refresh": True}}}}
+    result = dg.materialize(
+        assets, instance=instance, resources=resources, selection=[STATUSES], run_config=config
+    )
+    assert result.success
+    meta = result.asset_materializations_for_node("s__order_statuses")[0].metadata
+    assert meta["reads"].data["acme"]["mode"] == "ids"
+    assert len(table(warehouse)) == 8
+    assert read_statuses(sync, instance, resources).success  # incremental again from the new mark
+    assert len(table(warehouse)) == 8

@@ -99,10 +99,17 @@ class ConnectionRead:
         return n
 
 
+class StatusesRunConfig(dg.Config):
+    """Run config of the statuses step. ``full_refresh``: forget the marks and read every order the sync wrote
+    again, by id (the table was dropped or rebuilt; later reads are incremental from the new marks)."""
+
+    full_refresh: bool = False
+
+
 def build_order_statuses_asset(sync: TrackstarSync) -> dg.AssetsDefinition:
     """The sync's ``order_statuses`` asset (needs ``sync.read_back_statuses``)."""
-    config = sync.status_read_back
-    if config is None:
+    read_back = sync.status_read_back
+    if read_back is None:
         raise ValueError(f"{sync.name}: read_back_statuses is off")
     spec = sync.asset_spec("order_statuses")
 
@@ -111,10 +118,10 @@ def build_order_statuses_asset(sync: TrackstarSync) -> dg.AssetsDefinition:
         specs=[spec.with_io_manager_key(IO_MANAGER_KEY)],
         required_resource_keys={sync.resource_key, IO_MANAGER_KEY, *sync.extra_resource_keys},
     )
-    def _order_statuses(context: dg.AssetExecutionContext):
+    def _order_statuses(context: dg.AssetExecutionContext, config: StatusesRunConfig):
         trackstar: TrackstarResource = getattr(context.resources, sync.resource_key)
-        marks = load_marks(context.instance, spec.key)
-        ledger_marks = load_marks(context.instance, spec.key, LEDGER_MARKS_KEY)
+        marks = {} if config.full_refresh else load_marks(context.instance, spec.key)
+        ledger_marks = {} if config.full_refresh else load_marks(context.instance, spec.key, LEDGER_MARKS_KEY)
         with trackstar.ledger() as ledger:
             written = written_records(ledger, sync.name, action=sync.mapping.action)
         by_connection: dict[str, list[WrittenRecord]] = {}
@@ -131,7 +138,7 @@ def build_order_statuses_asset(sync: TrackstarSync) -> dg.AssetsDefinition:
             read = ConnectionRead(
                 sync, name, by_connection.get(name, []), marks.get(name), ledger_marks.get(name)
             )
-            read.run(trackstar, config)
+            read.run(trackstar, read_back)
             reads[name] = read.figures
             rows += read.rows
             if read.mark is not None:
@@ -140,8 +147,8 @@ def build_order_statuses_asset(sync: TrackstarSync) -> dg.AssetsDefinition:
                 new_ledger_marks[name] = read.ledger_mark
             context.log.info(f"{name}: {read.figures}")
         frame = status_frame(rows)
-        if config.sink is not None:
-            config.sink(context, frame)
+        if read_back.sink is not None:
+            read_back.sink(context, frame)
         metadata = {
             **status_metadata(frame, reads),
             **marks_metadata(new_marks),
