@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from trackstar_dagster.base.timestamps import parse_timestamp
 from trackstar_dagster.client.calls import TrackstarClient
 
 __all__ = [
@@ -84,14 +85,8 @@ def iter_orders_changed_since(
 
 def trackstar_updated_at(record: Mapping[str, Any]) -> datetime | None:
     """When Trackstar's copy of a record last changed (``trackstar_updated_date``), None when it is not given."""
-    value = record.get("trackstar_updated_date")
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
-    except ValueError:
-        return None
-    return _utc(dt)
+    dt = parse_timestamp(record.get("trackstar_updated_date"))
+    return None if dt is None else _utc(dt)
 
 
 def timestamp(dt: datetime) -> str:

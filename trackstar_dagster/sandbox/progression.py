@@ -17,20 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from trackstar_dagster.base.timestamps import parse_timestamp
+
 DEFAULT_STEPS: tuple[str, ...] = ("open", "confirmed", "processing", "picked", "packed", "fulfilled")
 #: statuses whose orders have left the warehouse: they carry a shipment
 SHIPPED = frozenset({"fulfilled", "partially_fulfilled", "shipped", "delivered"})
-
-
-def parse_iso(value: Any) -> datetime | None:
-    """A Trackstar timestamp (``...Z`` or an offset) as an aware datetime, None when it is not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def iso(dt: datetime) -> str:
@@ -62,7 +53,7 @@ class StatusProgression:
         status = record.get("status")
         if not self.on or status not in self.steps:
             return record
-        anchor = parse_iso(record.get("trackstar_updated_date"))
+        anchor = parse_timestamp(record.get("trackstar_updated_date"))
         if anchor is None:
             return record
         if self.since is not None and self.since > anchor:

@@ -11,8 +11,9 @@ import json
 import operator
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
+
+from trackstar_dagster.base.timestamps import parse_timestamp
 
 MAX_LIMIT = 1000
 FILTER_RE = re.compile(r"^([A-Za-z0-9_.]+)(?:\[([A-Za-z_-]+)\])?$")
@@ -34,16 +35,6 @@ FILTER_OPS = (
 
 
 # -- filters and pages -----------------------------------------------------------------------------------
-def _parse_dt(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def _lookup(record: dict[str, Any], field_path: str) -> Any:
     node: Any = record
     for part in field_path.split("."):
@@ -96,7 +87,7 @@ def build_filter(field_name: str, op: str, raw: str) -> Predicate:
     if len(values) > 100:
         raise ValueError("At most 100 values in an [in]/[nin] filter.")
     if field_name.endswith("_date") and op in ("eq", "neq", "gt", "gte", "lt", "lte"):
-        bound = _parse_dt(raw)
+        bound = parse_timestamp(raw)
         if bound is None:
             raise ValueError(f"Not a valid ISO 8601 datetime: {raw!r}.")
         cmp = {
@@ -109,7 +100,7 @@ def build_filter(field_name: str, op: str, raw: str) -> Predicate:
         }[op]
 
         def date_pred(r: dict[str, Any]) -> bool:
-            got = _parse_dt(_lookup(r, field_name))
+            got = parse_timestamp(_lookup(r, field_name))
             return got is not None and cmp(got)
 
         return date_pred

@@ -79,16 +79,9 @@ def status_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for col in ("trackstar_updated_date", "read_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     frame["shipments"] = frame["shipments"].astype("int64")
-    for col in (
-        "connection",
-        "key",
-        "order_number",
-        "trackstar_id",
-        "status",
-        "raw_status",
-        "tracking_numbers",
-    ):
-        frame[col] = frame[col].astype("object")
+    for col in STATUS_COLUMNS:
+        if col not in ("shipments", "trackstar_updated_date", "read_at"):
+            frame[col] = frame[col].astype("object")  # text
     frame = frame.sort_values("trackstar_updated_date", kind="stable", na_position="first")
     frame = frame.drop_duplicates(["connection", "trackstar_id"], keep="last")
     return frame.sort_values(["connection", "key"], kind="stable").reset_index(drop=True)
