@@ -29,33 +29,41 @@ def default_gc():
 
 
 class Seen(logging.Handler):
-    """The collector's settings at each log record the writer emits (in the run's own thread)."""
+    """What ``look`` returns at each record the writer logs (in the run's own thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, look) -> None:
         super().__init__(logging.DEBUG)
-        self.settings: list[tuple[int, int]] = []
+        self.look = look
+        self.seen: list = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.settings.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        with contextlib.suppress(RuntimeError):  # a record from a thread without a loop
+            self.seen.append(self.look())
 
 
-def test_a_run_writes_with_the_collector_quieted_and_gives_it_back(default_gc, tmp_path):
-    seen = Seen()
+def write_watched(tmp_path, n: int, look) -> list:
+    """A real run of ``n`` orders against the sandbox, every order once; what ``look`` saw during it."""
+    seen = Seen(look)
     log = logging.getLogger("trackstar_dagster.writer")
     level = log.level
     log.addHandler(seen)
     log.setLevel(logging.DEBUG)
     try:
         with run_sandbox(write_rate=1000.0, read_rate=1000.0) as sb, Ledger(tmp_path / "l.sqlite") as ledger:
-            payloads = orders(40)
+            payloads = orders(n)
             report = write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
-            assert report.counts["created"] == 40
+            assert report.counts["created"] == n
             assert_exactly_once(sb, payloads)
     finally:
         log.removeHandler(seen)
         log.setLevel(level)
-    assert seen.settings, "the writer logged nothing during the run"
-    assert all(threshold == YOUNG_THRESHOLD and frozen > 0 for threshold, frozen in seen.settings)
+    assert seen.seen, "the writer logged nothing during the run"
+    return seen.seen
+
+
+def test_a_run_writes_with_the_collector_quieted_and_gives_it_back(default_gc, tmp_path):
+    settings = write_watched(tmp_path, 40, lambda: (gc.get_threshold()[0], gc.get_freeze_count()))
+    assert all(threshold == YOUNG_THRESHOLD and frozen > 0 for threshold, frozen in settings)
     assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == 0
 
 
@@ -108,25 +116,5 @@ def test_switched_off_it_changes_nothing(default_gc):
 
 def test_a_run_writes_on_uvloop_where_it_is_installed(default_gc, tmp_path):
     uvloop = pytest.importorskip("uvloop")
-    loops: list[type] = []
-
-    class LoopSeen(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            with contextlib.suppress(RuntimeError):  # a record from a thread without a loop
-                loops.append(type(asyncio.get_running_loop()))
-
-    seen = LoopSeen(logging.INFO)
-    log = logging.getLogger("trackstar_dagster.writer")
-    level = log.level
-    log.addHandler(seen)
-    log.setLevel(logging.INFO)
-    try:
-        with run_sandbox(write_rate=1000.0, read_rate=1000.0) as sb, Ledger(tmp_path / "l.sqlite") as ledger:
-            payloads = orders(10)
-            report = write_payloads(payloads, make_client(sb), {WMS: WMS_TOKEN}, ledger, namespace=NS)
-            assert report.counts["created"] == 10
-            assert_exactly_once(sb, payloads)
-    finally:
-        log.removeHandler(seen)
-        log.setLevel(level)
-    assert loops and set(loops) == {uvloop.Loop}
+    loops = write_watched(tmp_path, 10, lambda: type(asyncio.get_running_loop()))
+    assert set(loops) == {uvloop.Loop}
