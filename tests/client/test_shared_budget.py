@@ -108,3 +108,56 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
             j += 1
         best = max(best, i - j + 1)
     return best
+
+
+def test_many_limiters_sharing_one_token_serve_every_caller_in_turn(budget: LedgerBudget) -> None:
+    """Eight limiters on one schedule (eight processes' runs sharing a token), 40 callers each, 50 slots a
+    second: 320 callers need ~6.8 s of slots, more than the 2 s timeout. The source answers every reservation,
+    so nobody may be told it cannot be reached; every caller gets a slot, the rate kept. (Callers that gave up
+    their place after ``ahead`` and queued again at the back starved and timed out: the fan-out's first pass
+    lost 5,232 records' writes that way.)"""
+    starts: list[float] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        lim = SharedLimiter(budget, "scope", "write", 50, window=SHARED_WINDOW_S, timeout=2.0)
+
+        async def one() -> None:
+            try:
+                await lim.aacquire()
+            except BaseException as e:
+                with lock:
+                    errors.append(e)
+                return
+            with lock:
+                starts.append(time.monotonic())
+
+        async def burst() -> None:
+            await asyncio.gather(*(one() for _ in range(40)))
+
+        asyncio.run(burst())
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(starts) == 320
+    assert max_in_window(starts) <= 50
+
+
+def test_a_source_that_stops_answering_still_fails_closed(tmp_path: Path) -> None:
+    class Silent:
+        name = "silent"
+
+        def reserve(self, token: str, kind: str, count: int, interval: float) -> list[float]:
+            time.sleep(5)  # never answers within the caller's timeout
+            return []
+
+    lim = SharedLimiter(Silent(), "scope", "write", 50, window=SHARED_WINDOW_S, timeout=0.5)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(Exception, match="could not be reached"):
+        asyncio.run(lim.aacquire())
+    assert time.monotonic() - started < 2.0

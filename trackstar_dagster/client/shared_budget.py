@@ -14,7 +14,8 @@ of everyone's requests keeps the token's rate. Two things make that hold in prac
 
 A source that cannot answer fails closed: no slot, no request, a ``BudgetUnavailableError`` as soon as
 the reservation fails (the source bounds its own wait: a connect or lock timeout), or after ``timeout``
-seconds without a slot. The process-local limiter stays as a cap (its log of real start times).
+seconds without a slot and without an answer from the source (while it answers, a caller waits its turn in
+line: the budget is shared, not down). The process-local limiter stays as a cap (its log of real start times).
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ class SharedLimiter:
         self._tickets: deque[_Ticket] = deque()  # callers waiting for a slot, first come first served
         self._horizon = 0.0  # the last slot reserved
         self._refill: cf.Future[list[float]] | None = None
+        self.answered = float("-inf")  # when a reservation last succeeded (monotonic)
         self.reserved = 0  # slots reserved, for figures and tests
         self.wasted = 0  # slots dropped: woken too late for them, or never asked for in time
 
@@ -193,6 +195,7 @@ class SharedLimiter:
                 self._tickets.clear()
                 return
             slots = fut.result()
+            self.answered = time.monotonic()
             self.reserved += len(slots)
             self._slots.extend(slots)
             if slots:
@@ -210,6 +213,21 @@ class SharedLimiter:
             self._tickets.append(ticket)
             self._maybe_refill(now)
             return ticket
+
+    def _kick(self) -> None:
+        """A caller waited ``ahead`` without a slot: serve and refill now (a reservation may be due). The caller
+        keeps its place in line: giving it up to queue again starved callers when many processes share a
+        token (some never reached the front and timed out while the source answered every reservation)."""
+        with self._lock:
+            self._serve(time.monotonic())
+
+    def _gave_up(self, deadline: float) -> float | None:
+        """At a caller's deadline: a new deadline while the source keeps answering (the wait is the budget
+        being shared, not the source down), else None (fail closed)."""
+        now = time.monotonic()
+        if now - self.answered < self.timeout:
+            return now + self.timeout
+        return None
 
     def _withdraw(self, ticket: _Ticket) -> bool:
         """Take a ticket back (True), unless it was served meanwhile (its slot is then lost)."""
@@ -243,11 +261,16 @@ class SharedLimiter:
             got = self._take(None)
             if isinstance(got, _Ticket):
                 assert got.event is not None
-                left = deadline - time.monotonic()
-                if not got.event.wait(max(0.0, min(left, self.ahead))) and self._withdraw(got):
-                    if left <= self.ahead:
-                        raise self._unavailable(None)
-                    continue  # waited ``ahead``: ask again (a reservation may be due)
+                while not got.event.wait(max(0.0, min(deadline - time.monotonic(), self.ahead))):
+                    if time.monotonic() >= deadline:
+                        later = self._gave_up(deadline)
+                        if later is None:
+                            if self._withdraw(got):
+                                raise self._unavailable(None)
+                            got.event.wait()  # served meanwhile
+                            break
+                        deadline = later
+                    self._kick()  # waited ``ahead``: a reservation may be due; the place in line is kept
                 if got.error is not None:
                     raise self._unavailable(got.error) from got.error
                 assert got.slot is not None
@@ -267,22 +290,30 @@ class SharedLimiter:
         while True:
             got = self._take(loop)
             if isinstance(got, _Ticket):
-                assert got.future is not None
-                left = deadline - time.monotonic()
-                expiry = loop.call_later(max(0.0, min(left, self.ahead)), got.wake)
+                future = got.future
+                assert future is not None
                 try:
-                    await got.future
+                    while True:
+                        wait = max(0.0, min(deadline - time.monotonic(), self.ahead))
+                        done, _ = await asyncio.wait({future}, timeout=wait)
+                        if done:
+                            break
+                        if time.monotonic() >= deadline:
+                            later = self._gave_up(deadline)
+                            if later is None:
+                                if self._withdraw(got):
+                                    raise self._unavailable(None)
+                                await future  # served meanwhile: woken at its slot
+                                break
+                            deadline = later
+                        self._kick()  # waited ``ahead``: a reservation may be due; the place in line is kept
+                except BudgetUnavailableError:
+                    raise
                 except BaseException:  # cancelled: give the ticket back (a slot served meanwhile is lost)
                     if not self._withdraw(got) and got.slot is not None:
                         with self._lock:
                             self.wasted += 1
                     raise
-                finally:
-                    expiry.cancel()
-                if got.slot is None and got.error is None and self._withdraw(got):
-                    if left <= self.ahead:
-                        raise self._unavailable(None)
-                    continue
                 if got.error is not None:
                     raise self._unavailable(got.error) from got.error
                 assert got.slot is not None
