@@ -70,30 +70,44 @@ def test_one_call_reserves_one_small_batch(sandbox: Any, budget: LedgerBudget) -
     client.close()
 
 
-def test_two_limiters_on_one_schedule_keep_the_rate_together(budget: LedgerBudget) -> None:
-    """Two limiters drawing from one schedule, each on its own event loop (as two processes would): their starts
-    together keep the token's rate, where each alone would take all of it."""
+def bursts(budget: LedgerBudget, limiters: int, callers: int, **options: Any) -> tuple[list[float], list]:
+    """``limiters`` limiters on one schedule, each on its own event loop (as separate processes would), each
+    with ``callers`` callers at once: every start's time, and what the callers raised."""
     starts: list[float] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def run() -> None:
-        lim = SharedLimiter(budget, "scope", "write", 50, window=SHARED_WINDOW_S)
+        lim = SharedLimiter(budget, "scope", "write", 50, window=SHARED_WINDOW_S, **options)
 
         async def one() -> None:
-            await lim.aacquire()
+            try:
+                await lim.aacquire()
+            except BaseException as e:
+                with lock:
+                    errors.append(e)
+                return
             with lock:
                 starts.append(time.monotonic())
 
         async def burst() -> None:
-            await asyncio.gather(*(one() for _ in range(30)))
+            await asyncio.gather(*(one() for _ in range(callers)))
 
         asyncio.run(burst())
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run) for _ in range(limiters)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return starts, errors
+
+
+def test_two_limiters_on_one_schedule_keep_the_rate_together(budget: LedgerBudget) -> None:
+    """Two limiters drawing from one schedule: their starts together keep the token's rate, where each alone
+    would take all of it."""
+    starts, errors = bursts(budget, 2, 30)
+    assert errors == []
     assert len(starts) == 60
     assert max_in_window(starts) <= 50
     # 60 slots 21.2 ms apart span 1.25 s; two limiters each keeping 50/s alone would be done in 0.6 s
@@ -116,33 +130,7 @@ def test_many_limiters_sharing_one_token_serve_every_caller_in_turn(budget: Ledg
     so nobody may be told it cannot be reached; every caller gets a slot, the rate kept. (Callers that gave up
     their place after ``ahead`` and queued again at the back starved and timed out: the fan-out's first pass
     lost 5,232 records' writes that way.)"""
-    starts: list[float] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        lim = SharedLimiter(budget, "scope", "write", 50, window=SHARED_WINDOW_S, timeout=2.0)
-
-        async def one() -> None:
-            try:
-                await lim.aacquire()
-            except BaseException as e:
-                with lock:
-                    errors.append(e)
-                return
-            with lock:
-                starts.append(time.monotonic())
-
-        async def burst() -> None:
-            await asyncio.gather(*(one() for _ in range(40)))
-
-        asyncio.run(burst())
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    starts, errors = bursts(budget, 8, 40, timeout=2.0)
     assert errors == []
     assert len(starts) == 320
     assert max_in_window(starts) <= 50
