@@ -10,7 +10,7 @@ the sandbox's stored orders. The sandbox logs to a file and is stopped before th
     RESULT writes_per_s=<n> share_of_limit=<x> tokens4_ratio=<x> sequential_writes_per_s=<n> duplicates=<n>
            client_cpu_ms_per_write=<ms, 8 tokens> client_cpu_ms_per_write_1token=<ms>
            client_cpu_ms_per_write_4tokens=<ms> tokens8_share=<achieved / 400>
-           baseline_tokens8_share=<x> baseline_client_cpu_ms_per_write=<ms>
+           baseline_tokens8_share=<x> baseline_client_cpu_ms_per_write=<ms> refused_429=<n, 1-8 token phases>
 
 (on one line; the CPU figures are the writer process's own, all its threads, from the OS, the sandbox
 subprocess excluded: the steadier figure on a shared machine, where throughput moves with other load).
@@ -91,6 +91,11 @@ def check(report: WriteReport, label: str) -> None:
     )
     if bad:
         print(f"{label}: {bad} records not created:\n{report.failures.head(10)}", flush=True)
+
+
+def refused(sb: Any) -> int:
+    """Writes the sandbox has refused with a 429 so far, over every benchmark token (its arrival log)."""
+    return sum(not admitted for token in TOKENS for _, admitted in sb.arrivals(token, "write"))
 
 
 def cpu_ms_per_write(cpu_before: float, report: WriteReport) -> float:
@@ -244,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"writer CPU per write: 1 token {cpu1_ms:.2f} ms, 4 tokens {cpu4_ms:.2f} ms", flush=True)
 
         report8, cpu8_ms = tokens8(new_client, names8, ledger, args.orders, "eight", {})
+        refused_429 = refused(sb)  # this writer's phases (1, 4 and 8 tokens): each a request over the rate
+        print(
+            f"the sandbox refused {refused_429} writes with 429 over the 1-, 4- and 8-token phases",
+            flush=True,
+        )
         base8: tuple[WriteReport, float] | None = None
         if args.baseline_orders > 0:
             # the old settings: httpx's own pool and 64 requests in flight per token
@@ -289,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         f"sequential_writes_per_s={sequential:.2f} duplicates={duplicates} "
         f"client_cpu_ms_per_write={cpu8_ms:.2f} client_cpu_ms_per_write_1token={cpu1_ms:.2f} "
         f"client_cpu_ms_per_write_4tokens={cpu4_ms:.2f} tokens8_share={share8:.3f} "
-        f"baseline_tokens8_share={base_share:.3f} baseline_client_cpu_ms_per_write={base_cpu:.2f}",
+        f"baseline_tokens8_share={base_share:.3f} baseline_client_cpu_ms_per_write={base_cpu:.2f} "
+        f"refused_429={refused_429}",
         flush=True,
     )
     return 0

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
     base_url = f"http://{url_host}:{port}"
-    server = make_server(sandbox)
+    server = make_server(sandbox, keep_heap=True)  # this process is the sandbox's alone
 
     def on_started() -> None:
         log.info(

@@ -69,6 +69,7 @@ from trackstar_dagster.sandbox.admin_routes import AdminRoutes
 from trackstar_dagster.sandbox.catalog_routes import CatalogRoutes
 from trackstar_dagster.sandbox.core import DATA_DIR, Sandbox, SandboxSettings
 from trackstar_dagster.sandbox.data_routes import DataRoutes
+from trackstar_dagster.sandbox.heap import HeapKeeper
 from trackstar_dagster.sandbox.responses import error, not_found, request_id
 
 __all__ = ["DATA_DIR", "RequestIdMiddleware", "Sandbox", "SandboxSettings", "create_app"]
@@ -129,8 +130,11 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return error(500, "Internal Server Error")
 
 
-def create_app(settings: SandboxSettings | None = None, sandbox: Sandbox | None = None) -> Starlette:
-    """The Starlette app; ``app.state.sandbox`` is the ``Sandbox`` behind it."""
+def create_app(
+    settings: SandboxSettings | None = None, sandbox: Sandbox | None = None, *, keep_heap: bool = False
+) -> Starlette:
+    """The Starlette app; ``app.state.sandbox`` is the ``Sandbox`` behind it. ``keep_heap`` only in a process
+    that is the sandbox's alone: its collector is kept from stalling the server (``heap.py``)."""
     sb = sandbox or Sandbox(settings)
 
     @asynccontextmanager
@@ -138,7 +142,10 @@ def create_app(settings: SandboxSettings | None = None, sandbox: Sandbox | None 
         """Give the sandbox its loop (for ``SandboxHandle``) and stop event; close the store at shutdown."""
         sb.loop = asyncio.get_running_loop()
         sb.stopping = asyncio.Event()
+        keeper = asyncio.create_task(HeapKeeper(lambda: sb.limits.count).run()) if keep_heap else None
         yield
+        if keeper is not None:
+            keeper.cancel()
         sb.store.close()
 
     # the data group's catch-all ``/{vertical}/{rest:path}`` comes last, after every fixed path

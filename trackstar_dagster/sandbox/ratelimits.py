@@ -72,9 +72,11 @@ class RateLimits:
         self.rates: dict[str, float | None] = {"write": write_rate, "read": read_rate, "catalog": 1.0}
         self.windows: dict[tuple[str, str], SlidingWindow] = {}
         self.arrivals: dict[tuple[str, str], deque[tuple[float, bool]]] = {}
+        self.count = 0  # data requests arrived since start (resets keep counting)
 
     def arrived(self, who: str, kind: str) -> Verdict | None:
         """``check``, with the arrival logged."""
+        self.count += 1
         verdict = self.check(who, kind)
         log = self.arrivals.get((who, kind))
         if log is None:

@@ -64,8 +64,10 @@ def _no_uvicorn_access_log(record: logging.LogRecord) -> bool:
     return False
 
 
-def make_server(sandbox: Sandbox, *, configure_logging: bool = False) -> _Server:
+def make_server(sandbox: Sandbox, *, configure_logging: bool = False, keep_heap: bool = False) -> _Server:
     """A uvicorn server for the sandbox. Access logging is ours (path only): uvicorn's would print query strings.
+
+    ``keep_heap``: the server runs in a process of its own, whose collector it may tune (``heap.py``).
 
     uvicorn's httptools protocol logs access lines whenever ``uvicorn.access`` has handlers, even with
     ``access_log=False`` (pytest's log capture adds one), so its records are dropped by a filter.
@@ -74,7 +76,7 @@ def make_server(sandbox: Sandbox, *, configure_logging: bool = False) -> _Server
     if _no_uvicorn_access_log not in access.filters:
         access.addFilter(_no_uvicorn_access_log)
     config = uvicorn.Config(
-        create_app(sandbox=sandbox),
+        create_app(sandbox=sandbox, keep_heap=keep_heap),
         log_config=None,
         access_log=False,
         lifespan="on",
