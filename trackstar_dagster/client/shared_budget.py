@@ -38,6 +38,9 @@ logger = redacted_logger("trackstar_dagster.client.budget")
 
 # One small pool for every limiter's reservations: they are short database statements, never on an event loop.
 _RESERVERS = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="trackstar-budget")
+#: a caller behind the first in line kicks after this many times ``ahead`` (a safety net: served callers
+#: using their slots, new callers and answers keep the reservations coming)
+BEHIND = 16
 
 
 @runtime_checkable
@@ -214,6 +217,15 @@ class SharedLimiter:
             self._maybe_refill(now)
             return ticket
 
+    def _patience(self, ticket: _Ticket) -> float:
+        """How long a waiting caller sleeps before it kicks: ``ahead`` for the first in line, which keeps the
+        reservations coming should no other event (a new caller, a reservation's answer, a slot used) do it;
+        ``BEHIND`` times that for the rest. Every caller waking every ``ahead`` cost ~950 wake-ups a second in
+        each of 8 runs sharing 8 tokens (~400 callers waiting per process), each doing nothing."""
+        with self._lock:
+            first = bool(self._tickets) and self._tickets[0] is ticket
+        return self.ahead if first else self.ahead * BEHIND
+
     def _kick(self) -> None:
         """A caller waited ``ahead`` without a slot: serve and refill now (a reservation may be due). The caller
         keeps its place in line: giving it up to queue again starved callers when many processes share a
@@ -261,7 +273,7 @@ class SharedLimiter:
             got = self._take(None)
             if isinstance(got, _Ticket):
                 assert got.event is not None
-                while not got.event.wait(max(0.0, min(deadline - time.monotonic(), self.ahead))):
+                while not got.event.wait(max(0.0, min(deadline - time.monotonic(), self._patience(got)))):
                     if time.monotonic() >= deadline:
                         later = self._gave_up(deadline)
                         if later is None:
@@ -270,7 +282,7 @@ class SharedLimiter:
                             got.event.wait()  # served meanwhile
                             break
                         deadline = later
-                    self._kick()  # waited ``ahead``: a reservation may be due; the place in line is kept
+                    self._kick()  # a reservation may be due; the place in line is kept
                 if got.error is not None:
                     raise self._unavailable(got.error) from got.error
                 assert got.slot is not None
@@ -294,7 +306,7 @@ class SharedLimiter:
                 assert future is not None
                 try:
                     while True:
-                        wait = max(0.0, min(deadline - time.monotonic(), self.ahead))
+                        wait = max(0.0, min(deadline - time.monotonic(), self._patience(got)))
                         done, _ = await asyncio.wait({future}, timeout=wait)
                         if done:
                             break
@@ -306,7 +318,7 @@ class SharedLimiter:
                                 await future  # served meanwhile: woken at its slot
                                 break
                             deadline = later
-                        self._kick()  # waited ``ahead``: a reservation may be due; the place in line is kept
+                        self._kick()  # a reservation may be due; the place in line is kept
                 except BudgetUnavailableError:
                     raise
                 except BaseException:  # cancelled: give the ticket back (a slot served meanwhile is lost)
