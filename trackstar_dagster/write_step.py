@@ -211,11 +211,13 @@ def write_in_groups(
     sink: Callable[[pd.DataFrame], None] | None = None,
     group_rows: int = 20_000,
     preview_limit: int = DEFAULT_PREVIEW_LIMIT,
+    before_failure: Callable[[dict[str, ResultsTally]], None] | None = None,
 ) -> tuple[dict[str, ResultsTally], dict[str, Any]]:
     """Write stored payloads one group of partitions at a time (about ``group_rows`` rows): each group's
     results stored (``store``) and sunk before the next is read, so a step that fails midway leaves every
-    finished group's results behind. The policy judges the run's totals. Returns per-partition figures and
-    the run's metadata."""
+    finished group's results behind. The policy judges the run's totals; when it fails the step,
+    ``before_failure`` gets the per-partition figures first. Returns per-partition figures and the run's
+    metadata."""
     totals = ReportTotals()
     tallies: dict[str, ResultsTally] = {}
     preview = change_preview(trackstar, dry_run=dry_run, mode=mode, limit=preview_limit, namespace=namespace)
@@ -239,7 +241,12 @@ def write_in_groups(
                 tallies.setdefault(key, ResultsTally()).add(part)
     report = totals.report(mode)
     metadata = totals.tally.metadata(report)
-    apply_policy(context, report, metadata, max_failed_share)
+    try:
+        apply_policy(context, report, metadata, max_failed_share)
+    except dg.Failure:
+        if before_failure is not None:
+            before_failure(tallies)
+        raise
     return tallies, metadata
 
 

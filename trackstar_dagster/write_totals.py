@@ -4,6 +4,7 @@ several groups summed into one the failure policy judges (a two-year backfill is
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,11 @@ class ResultsTally:
             cols = [c for c in FAILURE_COLUMNS if c in failures.columns]
             more = failures[cols].head(26)
             self.failures = more if self.failures is None else pd.concat([self.failures, more]).head(26)
+
+    @property
+    def complete(self) -> bool:
+        """Every record went out or was judged (none failed, none left to another run's claim)."""
+        return not (self.counts["failed"] or self.counts["in_flight_elsewhere"])
 
     def metadata(self, report: WriteReport | None = None) -> dict[str, Any]:
         head = self.head if self.head is not None else pd.DataFrame()
@@ -155,3 +161,8 @@ class ReportTotals:
             changed=self.changed,
             transient=transient,
         )
+
+
+def first_head(tallies: Mapping[str, ResultsTally]) -> pd.DataFrame | None:
+    """An empty frame with the results' columns (for a partition without rows), from the first tally with any."""
+    return next((t.head.iloc[0:0] for t in tallies.values() if t.head is not None), None)

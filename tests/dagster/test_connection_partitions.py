@@ -19,10 +19,12 @@ from dagster._core.definitions.automation_tick_evaluation_context import (
 )
 from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 from dagster_duckdb import DuckDBResource
 
 from tests.dagster.test_sync import ORDER_FIELDS
 from trackstar_dagster import MappingConfig, TrackstarConnection, TrackstarResource, TrackstarSync
+from trackstar_dagster.io_manager import read_partition
 from trackstar_dagster.partitions import mapping_for
 from trackstar_dagster.sql import sql_row_loader
 from trackstar_dagster.sync import (
@@ -390,12 +392,13 @@ def test_the_component_reads_grain_and_by_connection_from_yaml():
         PartitionsModel.model_validate({"start_date": "2024-01-01", "grain": "hour"})
 
 
-def test_one_run_of_several_connections_fails_as_a_whole_and_the_good_ones_rerun_as_unchanged(
+def test_one_run_of_several_connections_fails_only_the_refused_ones_partitions(
     sandbox4, instance, tmp_path, warehouse
 ):
     """What Dagster does inside one run: 1 day x {a, b} is one run (grouped by the day, the dimension with
-    fewer keys); b's refused writes fail the write step, so every partition of the run is failed, a's too,
-    though a's orders were written (and are in the ledger). Run a alone: it reports them unchanged."""
+    fewer keys); b's refused writes fail the write step, so the run fails. a's orders were written: its
+    partition is materialized with its figures (it was shown failed, though its orders were in Trackstar), b's
+    is not. Run b again once its token is good: only b's order is sent."""
     sync = make_sync()
     good = trackstar(sandbox4, tmp_path)
     resolve_targets(good, mapping_for(MAPPING, ["conn_a", "conn_b", "conn_c"]))
@@ -403,16 +406,31 @@ def test_one_run_of_several_connections_fails_as_a_whole_and_the_good_ones_rerun
     defs = sync_defs(
         sync, trackstar(sandbox4, tmp_path, tokens={"conn_b": "tok-revoked"}), warehouse, tmp_path
     )
-    both = keys(range(30, 31), ["conn_a", "conn_b"])
-    requests, (result,) = backfill(defs, sync, instance, both)
+    a_key, b_key = f"conn_a|{day(30)}", f"conn_b|{day(30)}"
+    requests, (result,) = backfill(defs, sync, instance, [a_key, b_key])
     assert len(requests) == 1 and not result.success
-    assert len(records(sandbox4, "conn_a")) == 1
-    assert not set(both) & instance.get_materialized_partitions(sync.results_key)
+    assert len(records(sandbox4, "conn_a")) == 1 and records(sandbox4, "conn_b") == []
+    assert instance.get_materialized_partitions(sync.results_key) == {a_key}
+    logged = instance.fetch_materializations(sync.results_key, limit=10).records
+    assert {r.partition_key: r.asset_materialization.metadata["status_created"].value for r in logged} == {
+        a_key: 1
+    }
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "conn_b" in failure.event_specific_data.error_display_string
+    status = instance.get_status_by_partition(
+        sync.results_key, [a_key, b_key], sync.partitions_def
+    )  # what the UI shows
+    assert status[a_key] == AssetPartitionStatus.MATERIALIZED
+    assert status[b_key] == AssetPartitionStatus.FAILED
+    # a's results are stored where a downstream asset loads them from
+    stored = read_partition(tmp_path.joinpath("io", *sync.results_key.path), a_key)
+    assert stored is not None and stored["status"].tolist() == ["created"]
 
-    requests, (again,) = backfill(defs, sync, instance, keys(range(30, 31), ["conn_a"]))
+    fixed = sync_defs(sync, good, warehouse, tmp_path)
+    _, (again,) = backfill(fixed, sync, instance, [b_key])
     assert again.success
-    assert materialized(again, sync.results_key, "status_unchanged") == {f"conn_a|{day(30)}": 1}
-    assert len(records(sandbox4, "conn_a")) == 1
+    assert len(records(sandbox4, "conn_a")) == 1 and len(records(sandbox4, "conn_b")) == 1
+    assert instance.get_materialized_partitions(sync.results_key) == {a_key, b_key}
 
 
 def test_the_cli_adds_the_example_projects_connections(tmp_path, monkeypatch, capsys):

@@ -30,7 +30,7 @@ from trackstar_dagster.sync.declaration import TrackstarSync
 from trackstar_dagster.sync.payloads_step import build_chunks, frame_store
 from trackstar_dagster.translator import TrackstarTranslator
 from trackstar_dagster.write_step import RATE_KEYS, WriteConfig, write_in_groups
-from trackstar_dagster.write_totals import ResultsTally
+from trackstar_dagster.write_totals import ResultsTally, first_head
 
 IO_MANAGER_KEY = "trackstar_io_manager"
 ROWS_VALID_CHECK = "rows_valid"
@@ -237,44 +237,62 @@ def build_trackstar_sync_assets(
         trackstar: TrackstarResource = getattr(context.resources, resource_key)
         keys = run_partition_keys(sync, context)
         store = frame_store(context, IO_MANAGER_KEY, results_key, keys)
+        dry_run = config.dry_run or sync.dry_run
+
+        def figures(
+            done: list[str],
+            tallies: dict[str, ResultsTally],
+            template: pd.DataFrame | None,
+            run: dict[str, Any],
+        ) -> dict[str, dict[str, Any]]:
+            """Each partition's figures, with the fingerprint of the rows it was written from."""
+            # the rows this write sent came from: what the changes sensor compares the source with
+            written = (
+                written_fingerprints(context, payloads_key, results_key, done, dry_run=dry_run)
+                if sync.changes_sensor is not None
+                else {}
+            )
+            return {
+                k: {**(tallies.get(k) or ResultsTally(template)).metadata(), **run, **written.get(k, {})}
+                for k in done
+            }
+
+        def materialize_complete(tallies: dict[str, ResultsTally]) -> None:
+            """The step fails (a customer's token refused, records not written), but a run holds several
+            partitions: those whose every record went out are materialized all the same, with their figures
+            and stored results, so the UI shows only the others failed and a re-execution has only them to do."""
+            done = [k for k in keys if (t := tallies.get(k)) is None or t.complete]
+            if len(keys) < 2 or not done:
+                return
+            template = first_head(tallies)
+            store.finish(template)
+            for k, metadata in figures(done, tallies, template, {}).items():
+                context.log_event(dg.AssetMaterialization(results_key, partition=k, metadata=metadata))
+            context.log.warning(
+                f"Trackstar write: {len(done)} of {len(keys)} partitions written in full, materialized "
+                f"although the step fails: {', '.join(done[:10])}{' ...' if len(done) > 10 else ''}"
+            )
+
         tallies, metadata = write_in_groups(
             context,
             trackstar,
             payloads.parts(),
             store.split,
-            dry_run=config.dry_run or sync.dry_run,
+            dry_run=dry_run,
             mode=config.mode_or(sync.mode),
             max_failed_share=sync.max_failed_share,
             namespace=sync.name,
             sink=(lambda frame: sink(context, "write_results", frame)) if sink is not None else None,
             group_rows=max(1, config.group_rows),
             preview_limit=config.preview_limit,
+            before_failure=materialize_complete if keys else None,
         )
-        template = next((t.head.iloc[0:0] for t in tallies.values() if t.head is not None), None)
+        template = first_head(tallies)
         results = store.finish(template)
         if not keys:
             return dg.Output(results, output_name=results_step, metadata=metadata)
         run_figures = {k: v for k, v in metadata.items() if k in RATE_KEYS}
-        # the rows this write sent came from: what the changes sensor compares the source with (not a dry run's)
-        written = (
-            written_fingerprints(
-                context, payloads_key, results_key, keys, dry_run=config.dry_run or sync.dry_run
-            )
-            if sync.changes_sensor is not None
-            else {}
-        )
-        add_partition_metadata(
-            context,
-            results_key,
-            {
-                k: {
-                    **(tallies.get(k) or ResultsTally(template)).metadata(),
-                    **run_figures,
-                    **written.get(k, {}),
-                }
-                for k in keys
-            },
-        )
+        add_partition_metadata(context, results_key, figures(keys, tallies, template, run_figures))
         return dg.Output(results, output_name=results_step)
 
     if sync.status_read_back is None:
