@@ -245,7 +245,10 @@ def write_in_groups(
         apply_policy(context, report, metadata, max_failed_share)
     except dg.Failure:
         if before_failure is not None:
-            before_failure(tallies)
+            try:
+                before_failure(tallies)
+            except Exception as e:  # the step's own failure is the one to report
+                context.log.warning(f"Trackstar write: partitions written in full not recorded: {e!r}")
         raise
     return tallies, metadata
 
