@@ -340,6 +340,49 @@ def test_per_customer_partitions_ask_for_the_changed_day_and_customer_only(sandb
     assert evaluate(defs, instance) == []
 
 
+def test_a_shared_run_that_fails_for_one_customer_still_watches_the_others(sandbox2, instance, tmp_path):
+    """Days 0-1 x {alpha, beta} in one run, beta's token refused: the run fails, alpha's partitions are
+    written in full and materialized with the fingerprint of their rows, so a later change to alpha's day 1
+    is asked for (before, a partition of a failed run counted as never written: the change was not seen)."""
+    warehouse = make_warehouse(str(tmp_path / "w.duckdb"), first_rows(("alpha", "beta")))
+    sync = make_sync(BY_CUSTOMER, partitions=trackstar_partitions(START, end_offset=DAYS, by_connection=True))
+    ts = trackstar(sandbox2, tmp_path)
+    defs = defs_of(sync, ts, warehouse, tmp_path)
+    add_connection_partitions(sync, ts, instance)
+    job = defs.resolve_job_def("late_job")
+    for conn in ("conn_a", "conn_b"):  # each connection's write-info fetched and stored on a good run
+        key = dg.MultiPartitionKey({"date": day(3), "connection": conn})
+        assert job.execute_in_process(instance=instance, partition_key=key).success
+
+    refused = TrackstarResource(
+        api_key=sandbox2.api_key,
+        base_url=sandbox2.base_url,
+        state_dir=str(tmp_path / "state"),
+        connections=[
+            TrackstarConnection(
+                name=n, access_token=t if n != "conn_b" else "tok-revoked", integration_name="wms_sandbox"
+            )
+            for n, t in TOKENS.items()
+        ],
+    )
+    shared = defs_of(sync, refused, warehouse, tmp_path).resolve_job_def("late_job")
+    key = lambda d, c: str(dg.MultiPartitionKey({"date": day(d), "connection": c}))  # noqa: E731
+    result = shared.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": key(0, "conn_a"),
+            "dagster/asset_partition_range_end": key(1, "conn_b"),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert {"AL-0-0", "AL-1-0"} <= set(orders(sandbox2, "conn_a"))
+    assert evaluate(defs, instance) == []  # nothing changed since alpha's rows were written
+
+    change_order(warehouse, "AL-1-0")
+    assert requested_keys(defs, evaluate(defs, instance), instance) == [key(1, "conn_a")]
+
+
 def test_a_probe_of_any_loader_is_a_callable(sandbox2, instance, tmp_path):
     """A sync reading rows some other way gives its own probe: {partition key: Fingerprint}."""
     frame = first_rows()
