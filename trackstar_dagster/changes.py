@@ -48,23 +48,30 @@ def _norm(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """A partition's source rows, cheaply: how many, and the largest ``updated_at`` (normalised text)."""
+    """A partition's source rows, cheaply: how many, and the largest ``updated_at`` (normalised text).
+
+    ``incomplete``: stored by a write that passed with some of the partition's records not written
+    (``max_failed_share``); no probe ever equals it, so the sensor asks for the partition again."""
 
     rows: int
     updated: str | None = None
+    incomplete: bool = False
 
     @classmethod
     def of(cls, rows: int, updated: Any) -> Fingerprint:
         return cls(int(rows), _norm(updated))
 
     def to_json(self) -> dict[str, Any]:
-        return {"rows": self.rows, "updated": self.updated}
+        out: dict[str, Any] = {"rows": self.rows, "updated": self.updated}
+        if self.incomplete:
+            out["incomplete"] = True
+        return out
 
     @classmethod
     def from_json(cls, data: Any) -> Fingerprint | None:
         if not isinstance(data, Mapping) or "rows" not in data:
             return None
-        return cls(int(data["rows"]), data.get("updated"))
+        return cls(int(data["rows"]), data.get("updated"), bool(data.get("incomplete", False)))
 
 
 EMPTY = Fingerprint(0, None)

@@ -24,6 +24,7 @@ from trackstar_dagster import MappingConfig, TrackstarConnection, TrackstarResou
 from trackstar_dagster.changes import ChangesSensor, Fingerprint, ProbeRequest, fingerprints_of_groups
 from trackstar_dagster.sql import sql_changes_probe, sql_row_loader
 from trackstar_dagster.sync import add_connection_partitions, trackstar_partitions
+from trackstar_dagster.sync.assets import resolve_targets
 from trackstar_dagster.sync.changes_sensor import RANGE_END, RANGE_START
 
 START = date(2026, 11, 1)
@@ -115,14 +116,14 @@ def sandbox2(sandbox_factory):
     return sandbox_factory(connections={tok: {"integration_name": "wms_sandbox"} for tok in TOKENS.values()})
 
 
-def trackstar(sandbox, tmp_path) -> TrackstarResource:
+def trackstar(sandbox, tmp_path, tokens: dict[str, str] | None = None) -> TrackstarResource:
     return TrackstarResource(
         api_key=sandbox.api_key,
         base_url=sandbox.base_url,
         state_dir=str(tmp_path / "state"),
         connections=[
             TrackstarConnection(name=n, access_token=t, integration_name="wms_sandbox")
-            for n, t in TOKENS.items()
+            for n, t in {**TOKENS, **(tokens or {})}.items()
         ],
     )
 
@@ -354,17 +355,7 @@ def test_a_shared_run_that_fails_for_one_customer_still_watches_the_others(sandb
         key = dg.MultiPartitionKey({"date": day(3), "connection": conn})
         assert job.execute_in_process(instance=instance, partition_key=key).success
 
-    refused = TrackstarResource(
-        api_key=sandbox2.api_key,
-        base_url=sandbox2.base_url,
-        state_dir=str(tmp_path / "state"),
-        connections=[
-            TrackstarConnection(
-                name=n, access_token=t if n != "conn_b" else "tok-revoked", integration_name="wms_sandbox"
-            )
-            for n, t in TOKENS.items()
-        ],
-    )
+    refused = trackstar(sandbox2, tmp_path, tokens={"conn_b": "tok-revoked"})
     shared = defs_of(sync, refused, warehouse, tmp_path).resolve_job_def("late_job")
     key = lambda d, c: str(dg.MultiPartitionKey({"date": day(d), "connection": c}))  # noqa: E731
     result = shared.execute_in_process(
@@ -381,6 +372,28 @@ def test_a_shared_run_that_fails_for_one_customer_still_watches_the_others(sandb
 
     change_order(warehouse, "AL-1-0")
     assert requested_keys(defs, evaluate(defs, instance), instance) == [key(1, "conn_a")]
+
+
+def test_a_run_that_passes_with_failed_records_is_asked_for_again(sandbox2, instance, tmp_path):
+    """``max_failed_share`` lets a run pass with a few records not written (here beta's, its token refused).
+    Its rows did not change, so nothing else would ever send those records again: the partition is stored
+    as not written in full, and the sensor asks for it once; once they are written, it is quiet."""
+    warehouse = make_warehouse(str(tmp_path / "w.duckdb"), first_rows(("alpha", "beta")))
+    sync = make_sync(BY_CUSTOMER, max_failed_share=0.9)
+    refused = trackstar(sandbox2, tmp_path, tokens={"conn_b": "tok-revoked"})
+    defs = defs_of(sync, trackstar(sandbox2, tmp_path), warehouse, tmp_path)
+    job = defs_of(sync, refused, warehouse, tmp_path).resolve_job_def("late_job")
+    resolve_targets(trackstar(sandbox2, tmp_path), sync.mapping)  # write-info stored, as the schema assets do
+    assert job.execute_in_process(instance=instance, partition_key=day(1)).success  # beta's records failed
+    day1 = lambda prefix: {f"{prefix}-1-{i}" for i in range(3)}  # noqa: E731 - a customer's orders of day 1
+    assert set(orders(sandbox2, "conn_a")) == day1("AL") and orders(sandbox2, "conn_b") == {}
+    first = evaluate(defs, instance)
+    assert requested_keys(defs, first, instance) == [day(1)]
+    assert [r.run_key for r in evaluate(defs, instance)] == [r.run_key for r in first]  # asked for once
+
+    run(defs, instance, first)
+    assert set(orders(sandbox2, "conn_b")) == day1("BE") and len(orders(sandbox2, "conn_a")) == 3
+    assert evaluate(defs, instance) == []
 
 
 def test_a_probe_of_any_loader_is_a_callable(sandbox2, instance, tmp_path):

@@ -248,7 +248,14 @@ def build_trackstar_sync_assets(
             """Each partition's figures, with the fingerprint of the rows it was written from."""
             # the rows this write sent came from: what the changes sensor compares the source with
             written = (
-                written_fingerprints(context, payloads_key, results_key, done, dry_run=dry_run)
+                written_fingerprints(
+                    context,
+                    payloads_key,
+                    results_key,
+                    done,
+                    dry_run=dry_run,
+                    incomplete=[k for k in done if k in tallies and not tallies[k].complete],
+                )
                 if sync.changes_sensor is not None
                 else {}
             )

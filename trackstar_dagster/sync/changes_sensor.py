@@ -13,10 +13,11 @@ request it already made (a run still queued is not asked for twice), and a chang
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -72,11 +73,13 @@ def written_fingerprints(
     keys: list[str],
     *,
     dry_run: bool,
+    incomplete: Collection[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """For the write step's per-partition metadata: the fingerprint of the rows its payloads were built from,
     taken from this run's payloads materializations (a re-execution: its parent runs'), never from another
     run's (whose rows may be newer than those written here). A dry run sent nothing: it carries the last
-    write's fingerprint forward (so a change it loaded is still seen as not written)."""
+    write's fingerprint forward (so a change it loaded is still seen as not written). The ``incomplete``
+    partitions (some records not written in a run that passed) are marked so, to be asked for again."""
     if dry_run:
         previous = stored_fingerprints(context.instance, results_key, keys)
         return {k: {FINGERPRINT_KEY: dg.MetadataValue.json(fp.to_json())} for k, fp in previous.items() if fp}
@@ -94,6 +97,11 @@ def written_fingerprints(
             if FINGERPRINT_KEY in mat.metadata and str(mat.partition) not in out:
                 out[str(mat.partition)] = {FINGERPRINT_KEY: mat.metadata[FINGERPRINT_KEY]}
         run = context.instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
+    for key in set(incomplete) & set(out):
+        fp = Fingerprint.from_json(out[key][FINGERPRINT_KEY].value)
+        if fp is not None:
+            marked = dataclasses.replace(fp, incomplete=True)
+            out[key] = {FINGERPRINT_KEY: dg.MetadataValue.json(marked.to_json())}
     return out
 
 
