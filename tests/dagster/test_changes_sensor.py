@@ -314,12 +314,17 @@ def test_requests_honour_the_backfill_policy(sandbox2, instance, tmp_path, polic
     assert sorted(requested_keys(defs, requests, instance)) == [day(1), day(2)]
 
 
-def test_per_customer_partitions_ask_for_the_changed_day_and_customer_only(sandbox2, instance, tmp_path):
+def per_customer(sandbox2, instance, tmp_path) -> tuple[str, TrackstarSync, dg.Definitions]:
+    """alpha's and beta's rows, a sync partitioned by day x connection, its connections added."""
     warehouse = make_warehouse(str(tmp_path / "w.duckdb"), first_rows(("alpha", "beta")))
     sync = make_sync(BY_CUSTOMER, partitions=trackstar_partitions(START, end_offset=DAYS, by_connection=True))
     ts = trackstar(sandbox2, tmp_path)
-    defs = defs_of(sync, ts, warehouse, tmp_path)
     add_connection_partitions(sync, ts, instance)
+    return warehouse, sync, defs_of(sync, ts, warehouse, tmp_path)
+
+
+def test_per_customer_partitions_ask_for_the_changed_day_and_customer_only(sandbox2, instance, tmp_path):
+    warehouse, sync, defs = per_customer(sandbox2, instance, tmp_path)
     job = defs.resolve_job_def("late_job")
     for conn in ("conn_a", "conn_b"):
         for i in range(3):
@@ -345,11 +350,7 @@ def test_a_shared_run_that_fails_for_one_customer_still_watches_the_others(sandb
     """Days 0-1 x {alpha, beta} in one run, beta's token refused: the run fails, alpha's partitions are
     written in full and materialized with the fingerprint of their rows, so a later change to alpha's day 1
     is asked for (before, a partition of a failed run counted as never written: the change was not seen)."""
-    warehouse = make_warehouse(str(tmp_path / "w.duckdb"), first_rows(("alpha", "beta")))
-    sync = make_sync(BY_CUSTOMER, partitions=trackstar_partitions(START, end_offset=DAYS, by_connection=True))
-    ts = trackstar(sandbox2, tmp_path)
-    defs = defs_of(sync, ts, warehouse, tmp_path)
-    add_connection_partitions(sync, ts, instance)
+    warehouse, sync, defs = per_customer(sandbox2, instance, tmp_path)
     job = defs.resolve_job_def("late_job")
     for conn in ("conn_a", "conn_b"):  # each connection's write-info fetched and stored on a good run
         key = dg.MultiPartitionKey({"date": day(3), "connection": conn})
