@@ -8,6 +8,7 @@ and update (``upsert``) or report (``create_only``) the changed one.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from datetime import date, timedelta
 
 import dagster as dg
@@ -17,9 +18,9 @@ import pytest
 from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster_duckdb import DuckDBResource
 
-from tests.dagster.test_example_project import _run_backfill, load_example_defs
+from tests.dagster.test_example_project import _run_backfill, load_example_defs, materialize_schemas
 from tests.dagster.test_example_project import example_env as example_env  # the fixture
-from tests.dagster.test_sync import ORDER_FIELDS
+from tests.dagster.test_sync import ORDER_FIELDS, order_line
 from trackstar_dagster import MappingConfig, TrackstarConnection, TrackstarResource, TrackstarSync
 from trackstar_dagster.changes import ChangesSensor, Fingerprint, ProbeRequest, fingerprints_of_groups
 from trackstar_dagster.sql import sql_changes_probe, sql_row_loader
@@ -41,20 +42,7 @@ def day(i: int) -> str:
 def order(order_id: str, i: int, customer: str = "alpha", city: str = "Reno") -> list[dict]:
     when = pd.Timestamp(day(i)) + pd.Timedelta(hours=10)
     return [
-        {
-            "order_id": order_id,
-            "customer": customer,
-            "order_date": when,
-            "updated_at": when,
-            "name": "Ada Lovelace",
-            "street": "1 Main St",
-            "city": city,
-            "state": "NV",
-            "zip": "89501",
-            "country": "US",
-            "product": f"prod-{line}",
-            "qty": line + 1,
-        }
+        order_line(order_id, line, customer=customer, order_date=when, updated_at=when, city=city)
         for line in range(2)
     ]
 
@@ -194,6 +182,14 @@ def write_days(defs: dg.Definitions, instance, first: int, last: int) -> None:
     assert result.success
 
 
+def write_each(job: dg.JobDefinition, instance, days: Iterable[int]) -> None:
+    """One run per (day, connection) partition of a day x connection sync, each a success."""
+    for conn in ("conn_a", "conn_b"):
+        for i in days:
+            key = dg.MultiPartitionKey({"date": day(i), "connection": conn})
+            assert job.execute_in_process(instance=instance, partition_key=key).success
+
+
 def results_of(result: dg.ExecuteInProcessResult) -> pd.DataFrame:
     assert result.success
     return result.asset_value(dg.AssetKey(["late", "write_results"])).frame()
@@ -326,10 +322,7 @@ def per_customer(sandbox2, instance, tmp_path) -> tuple[str, TrackstarSync, dg.D
 def test_per_customer_partitions_ask_for_the_changed_day_and_customer_only(sandbox2, instance, tmp_path):
     warehouse, sync, defs = per_customer(sandbox2, instance, tmp_path)
     job = defs.resolve_job_def("late_job")
-    for conn in ("conn_a", "conn_b"):
-        for i in range(3):
-            key = dg.MultiPartitionKey({"date": day(i), "connection": conn})
-            assert job.execute_in_process(instance=instance, partition_key=key).success
+    write_each(job, instance, range(3))
     assert evaluate(defs, instance) == []
 
     change_order(warehouse, "BE-1-0")  # beta's order of day 1
@@ -352,9 +345,7 @@ def test_a_shared_run_that_fails_for_one_customer_still_watches_the_others(sandb
     is asked for (before, a partition of a failed run counted as never written: the change was not seen)."""
     warehouse, sync, defs = per_customer(sandbox2, instance, tmp_path)
     job = defs.resolve_job_def("late_job")
-    for conn in ("conn_a", "conn_b"):  # each connection's write-info fetched and stored on a good run
-        key = dg.MultiPartitionKey({"date": day(3), "connection": conn})
-        assert job.execute_in_process(instance=instance, partition_key=key).success
+    write_each(job, instance, [3])  # each connection's write-info fetched and stored on a good run
 
     refused = trackstar(sandbox2, tmp_path, tokens={"conn_b": "tok-revoked"})
     shared = defs_of(sync, refused, warehouse, tmp_path).resolve_job_def("late_job")
@@ -441,10 +432,7 @@ def test_no_false_alarm_with_zoned_timestamps_and_open_routing(sandbox2, instanc
     parts = trackstar_partitions(START, end_offset=DAYS, by_connection=True, connections=["conn_a", "conn_b"])
     defs = defs_of(make_sync(mapping, partitions=parts), trackstar(sandbox2, tmp_path), warehouse, tmp_path)
     job = defs.resolve_job_def("late_job")
-    for conn in ("conn_a", "conn_b"):
-        for i in range(2):
-            key = dg.MultiPartitionKey({"date": day(i), "connection": conn})
-            assert job.execute_in_process(instance=instance, partition_key=key).success
+    write_each(job, instance, range(2))
     assert evaluate(defs, instance) == []
     change_order(warehouse, "BE-0-2")
     requests = evaluate(defs, instance)
@@ -465,13 +453,7 @@ def _example_written_and_changed(example_env) -> tuple[dg.Definitions, dg.Dagste
     """The example's schemas and three days written; then one valid acme order of 2026-11-21 changed."""
     defs = load_example_defs()
     instance = dg.DagsterInstance.get()
-    schemas = dg.Definitions.merge(
-        defs,
-        dg.Definitions(
-            jobs=[dg.define_asset_job("schemas", selection=dg.AssetSelection.groups("trackstar"))]
-        ),
-    )
-    assert schemas.resolve_job_def("schemas").execute_in_process(instance=instance).success
+    materialize_schemas(defs, instance)
     assert _run_backfill(defs, instance).success
     assert _example_tick(defs, instance) == []
     con = duckdb.connect(example_env["TRACKSTAR_EXAMPLE_WAREHOUSE"])

@@ -22,7 +22,7 @@ from dagster._core.definitions.partitions.context import partition_loading_conte
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 from dagster_duckdb import DuckDBResource
 
-from tests.dagster.test_sync import ORDER_FIELDS
+from tests.dagster.test_sync import ORDER_FIELDS, order_line
 from trackstar_dagster import MappingConfig, TrackstarConnection, TrackstarResource, TrackstarSync
 from trackstar_dagster.io_manager import read_partition
 from trackstar_dagster.partitions import mapping_for
@@ -64,19 +64,12 @@ def order_lines(customers=("alpha", "beta", "gamma", "delta")) -> pd.DataFrame:
         for c in who:
             for line in range(2):
                 out.append(
-                    {
-                        "order_id": f"{c[:2].upper()}-{i:04d}",
-                        "customer": c if c != "beta" or i % 2 else f" {c} ",  # routing trims the value
-                        "order_date": pd.Timestamp(day(i)) + pd.Timedelta(hours=10),
-                        "name": "Ada Lovelace",
-                        "street": "1 Main St",
-                        "city": "Reno",
-                        "state": "NV",
-                        "zip": "89501",
-                        "country": "US",
-                        "product": f"prod-{line}",
-                        "qty": line + 1,
-                    }
+                    order_line(
+                        f"{c[:2].upper()}-{i:04d}",
+                        line,
+                        customer=c if c != "beta" or i % 2 else f" {c} ",  # routing trims the value
+                        order_date=pd.Timestamp(day(i)) + pd.Timedelta(hours=10),
+                    )
                 )
     return pd.DataFrame(out)
 

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from tests.dagster.test_sync import ORDER_FIELDS
+from tests.dagster.test_sync import ORDER_FIELDS, order_line
 from trackstar_dagster import MappingConfig, TrackstarResource, TrackstarSync, build_trackstar_sync_assets
 from trackstar_dagster.sync import trackstar_io_manager_resources
 
@@ -49,20 +49,7 @@ def rows(customers: list[str]) -> pd.DataFrame:
     for c in customers:
         for o in ("a", "b"):
             for line in (1, 2):
-                out.append(
-                    {
-                        "order_id": f"{c}-{o}",
-                        "customer": c,
-                        "name": "Ada Lovelace",
-                        "street": "1 Main St",
-                        "city": "Reno",
-                        "state": "NV",
-                        "zip": "89501",
-                        "country": "US",
-                        "product": f"prod-{line}",
-                        "qty": line,
-                    }
-                )
+                out.append(order_line(f"{c}-{o}", line, customer=c, qty=line))
     return pd.DataFrame(out)
 
 

@@ -104,6 +104,17 @@ def _valid_orders_in_range(warehouse: str, start: str, end: str) -> tuple[set[st
     return all_ids - bad, bad
 
 
+def materialize_schemas(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    """The example's catalog and write-info assets (group ``trackstar``), as a first run in the UI would."""
+    schemas = dg.Definitions.merge(
+        defs,
+        dg.Definitions(
+            jobs=[dg.define_asset_job("schemas", selection=dg.AssetSelection.groups("trackstar"))]
+        ),
+    )
+    assert schemas.resolve_job_def("schemas").execute_in_process(instance=instance).success
+
+
 def _run_backfill(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     """Three days of every connection (the sensor's tick adds them to the sync's partitions), one run."""
     from trackstar_dagster.sync import tick_connection_sensors
@@ -126,13 +137,7 @@ def test_backfill_of_three_partitions_writes_each_valid_order_once_and_keeps_the
 ):
     defs = load_example_defs()
     instance = dg.DagsterInstance.get()
-    schemas = dg.Definitions.merge(
-        defs,
-        dg.Definitions(
-            jobs=[dg.define_asset_job("schemas", selection=dg.AssetSelection.groups("trackstar"))]
-        ),
-    )
-    assert schemas.resolve_job_def("schemas").execute_in_process(instance=instance).success
+    materialize_schemas(defs, instance)
 
     first = _run_backfill(defs, instance)
     assert first.success

@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from tests.dagster import test_sync
 from tests.dagster.test_example_project import ROOT, example_env, load_example_defs  # noqa: F401 (a fixture)
-from tests.dagster.test_sync import ORDER_FIELDS, run
+from tests.dagster.test_sync import ORDER_FIELDS, order_line, run
 from trackstar_dagster import MappingConfig, TrackstarSync
 from trackstar_dagster.sql import sql_results_sink
 
@@ -31,23 +31,7 @@ MAPPING = MappingConfig.model_validate(
 
 
 def orders(n: int, *, lines: int = 2) -> pd.DataFrame:
-    out = []
-    for i in range(n):
-        for line in range(lines):
-            out.append(
-                {
-                    "order_id": f"P-{i:04d}",
-                    "name": "Ada Lovelace",
-                    "street": "1 Main St",
-                    "city": "Reno",
-                    "state": "NV",
-                    "zip": "89501",
-                    "country": "US",
-                    "product": f"prod-{line}",
-                    "qty": line + 1,
-                }
-            )
-    return pd.DataFrame(out)
+    return pd.DataFrame([order_line(f"P-{i:04d}", line) for i in range(n) for line in range(lines)])
 
 
 def sync_of(frame: pd.DataFrame) -> TrackstarSync:

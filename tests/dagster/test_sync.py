@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -40,23 +42,32 @@ MAPPING = MappingConfig.model_validate(
 )
 
 
+#: a warehouse row's address columns (ORDER_FIELDS' names)
+ADDRESS = {"name": "Ada Lovelace", "street": "1 Main St", "city": "Reno", "state": "NV", "zip": "89501"}
+
+
+def order_line(order_id: str, line: int, **columns: Any) -> dict[str, Any]:
+    """One warehouse row in ORDER_FIELDS' columns: line ``line`` of the order is product ``prod-<line>``,
+    quantity ``line + 1``, shipped to ``ADDRESS`` in the US; ``columns`` add columns (after ``order_id``) or
+    replace these."""
+    defaults = {**ADDRESS, "country": "US", "product": f"prod-{line}", "qty": line + 1}
+    row = {"order_id": order_id, **{k: v for k, v in columns.items() if k not in defaults}}
+    row.update({k: columns.get(k, v) for k, v in defaults.items()})
+    return row
+
+
 def rows(n_orders: int, *, bad: set[int] = frozenset(), day: str = "2026-11-20") -> pd.DataFrame:
     out = []
     for i in range(n_orders):
         for line in range(2):
             out.append(
-                {
-                    "order_id": f"SYNC-{i:04d}",
-                    "order_date": pd.Timestamp(day, tz="UTC") + pd.Timedelta(minutes=i),
-                    "name": "Ada Lovelace",
-                    "street": "1 Main St",
-                    "city": "Reno",
-                    "state": "NV",
-                    "zip": "89501",
-                    "country": "NA" if i % 5 == 0 else "US",
-                    "product": f"prod-{line}",
-                    "qty": 0 if i in bad else line + 1,
-                }
+                order_line(
+                    f"SYNC-{i:04d}",
+                    line,
+                    order_date=pd.Timestamp(day, tz="UTC") + pd.Timedelta(minutes=i),
+                    country="NA" if i % 5 == 0 else "US",
+                    qty=0 if i in bad else line + 1,
+                )
             )
     return pd.DataFrame(out)
 

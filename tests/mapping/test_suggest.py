@@ -7,6 +7,7 @@ several shipped write-info documents, plus the renamed, junk and look-alike colu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -47,13 +48,20 @@ def required(doc: dict) -> list[str]:
     return sorted(f["field"])
 
 
+def suggested_for(lines: pd.DataFrame, customer: str) -> tuple[Any, pd.DataFrame, dict, str]:
+    """The suggestion for one example customer's rows against its connection's integration: (suggestion,
+    rows, write-info document, integration)."""
+    connection, integration = ROUTES[customer]
+    doc = load_doc(integration)
+    rows = rows_of(lines, customer)
+    return suggest_mapping(rows, doc, connection=connection), rows, doc, integration
+
+
 @pytest.mark.parametrize("customer", sorted(ROUTES))
 def test_the_example_rows_get_the_examples_columns_for_every_required_field(
     lines: pd.DataFrame, customer: str
 ) -> None:
-    connection, integration = ROUTES[customer]
-    doc = load_doc(integration)
-    s = suggest_mapping(rows_of(lines, customer), doc, connection=connection)
+    s, _, doc, _ = suggested_for(lines, customer)
     assert s.key == "order_id"
     assert s.unmatched_required == []
     for field in required(doc):
@@ -180,10 +188,8 @@ def test_the_proposal_round_trips_into_mapping_config(lines: pd.DataFrame) -> No
 def test_the_dry_run_of_the_proposal_matches_the_hand_written_mapping(
     lines: pd.DataFrame, customer: str
 ) -> None:
-    connection, integration = ROUTES[customer]
-    doc = load_doc(integration)
-    rows = rows_of(lines, customer)
-    s = suggest_mapping(rows, doc, connection=connection)
+    s, rows, doc, integration = suggested_for(lines, customer)
+    connection = ROUTES[customer][0]
     run = s.dry_run(rows)
     known = set(write_info_fields(doc, "wms", integration)["field"])
     hand = MappingConfig(  # the example's reviewed mapping, for this one connection

@@ -18,18 +18,10 @@ NS = "orders_sync"
 
 
 @pytest.fixture(scope="module")
-def server():
+def server():  # two connections; the package's ``sb`` fixture resets it for each test
     connections = {WMS_TOKEN: "wms_sandbox", OTHER_TOKEN: "wms_sandbox"}
     with run_sandbox(connections=connections, write_rate=1000.0, read_rate=1000.0) as sb:
         yield sb
-
-
-@pytest.fixture
-def sb(server):
-    server.reset()
-    server.configure(latency=0.0, jitter=0.0, faults=CLEAR)
-    yield server
-    server.configure(faults=CLEAR)
 
 
 @pytest.fixture
