@@ -30,10 +30,15 @@ from trackstar_dagster.partition_keys import UNROUTED, is_by_connection, multi_k
 FINGERPRINT_KEY = "source_fingerprint"
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN or NaT (a text is never missing here)."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
 def _norm(value: Any) -> str | None:
     """One text for a max value, whatever read it (DuckDB, pandas, a user's probe): timestamps in UTC ISO
     (naive ones taken as UTC, as the row loaders take them), other values as text."""
-    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+    if _missing(value):
         return None
     if isinstance(value, pd.Timestamp | datetime | np.datetime64):
         ts = pd.Timestamp(value)
@@ -232,7 +237,7 @@ class FingerprintTally:
         for key, n in parts.value_counts().items():
             self.rows[str(key)] = self.rows.get(str(key), 0) + int(n)
         for key, top in values.groupby(parts).max().items():
-            if top is None or (not isinstance(top, str) and bool(pd.isna(top))):
+            if _missing(top):
                 continue
             old = self.updated.get(str(key))
             self.updated[str(key)] = top if old is None or top > old else old

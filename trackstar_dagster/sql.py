@@ -15,6 +15,7 @@ import pandas as pd
 from trackstar_dagster.changes import ChangesProbe, Fingerprint, ProbeRequest, fingerprints_of_groups
 from trackstar_dagster.io_manager import PARTITION_COLUMN
 from trackstar_dagster.mapping import MappingConfig
+from trackstar_dagster.partition_keys import time_partitions_def
 from trackstar_dagster.partitions import UNROUTED, RowsRequest
 
 __all__ = [
@@ -130,9 +131,7 @@ def sql_changes_probe(
         db = getattr(context.resources, resource_key)
         date_col, updated = quote_identifier(date_column), quote_identifier(request.updated_column)
         routing = (mapping or request.mapping).connection_column
-        tz = getattr(request.partitions_def, "timezone", None) or getattr(
-            getattr(request.partitions_def, "time_window_partitions_def", None), "timezone", "UTC"
-        )
+        tz = getattr(time_partitions_def(request.partitions_def), "timezone", None)
         seconds = 86400 if tz in (None, "UTC", "Etc/UTC") else 3600
         route = f"trim(CAST({quote_identifier(routing)} AS VARCHAR))" if routing else "NULL"
         sql = (
