@@ -88,3 +88,20 @@ def test_the_keeper_ticks_on_the_request_count(clean_gc: None) -> None:
     asyncio.run(serve())
     assert gc.get_freeze_count() > 0, "what the server holds when it starts is frozen"
     assert seen[:3] == ["idle", "froze", "full"], seen
+
+
+def test_a_sandbox_in_a_thread_leaves_the_test_process_collector_alone(clean_gc: None) -> None:
+    """Only a process that is the sandbox's alone tunes its collector: a thread's keeps it as it was."""
+    import time
+
+    import httpx
+
+    from trackstar_dagster.sandbox.server import run_sandbox
+
+    with run_sandbox() as sb:
+        headers = {"x-trackstar-api-key": sb.api_key, "x-trackstar-access-token": "sandbox-token-wms"}
+        deadline = time.monotonic() + 2.5  # longer than a keeper's tick, requests coming in
+        while time.monotonic() < deadline:
+            assert httpx.get(f"{sb.base_url}/wms/orders", headers=headers).status_code == 200
+            time.sleep(0.2)
+    assert gc.get_freeze_count() == 0
