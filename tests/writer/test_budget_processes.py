@@ -56,7 +56,9 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def sb() -> Any:
-    with run_sandbox(write_rate=50.0, read_rate=10.0, latency=0.02) as handle:
+    """In a process of its own: its rate windows judge arrivals exactly, so it must not stall with the test
+    process's collector (a thread sandbox in a suite's large heap refused 13 of 600 writes once)."""
+    with run_sandbox(write_rate=50.0, read_rate=10.0, latency=0.02, subprocess=True) as handle:
         yield handle
 
 
